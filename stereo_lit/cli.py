@@ -1,0 +1,39 @@
+"""The ``stereo-lit`` command: LightningCLI over :class:`StereoLitModule` and any datamodule.
+
+    stereo-lit predict -c configs/predict_wild.yaml --data.init_args.source my_video.mp4
+    stereo-lit test    -c configs/eval_tartanair.yaml
+    stereo-lit fit     -c configs/lora_tartanair.yaml
+
+The model class is fixed (its generator, depth source and evaluated methods are chosen
+in YAML); the datamodule is chosen by ``data.class_path``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.cli import LightningCLI
+
+from stereo_lit.module import StereoLitModule
+
+
+class StereoLitCLI(LightningCLI):
+    """LightningCLI with the project's defaults (no checkpointing for inference jobs)."""
+
+
+def main(args: list[str] | None = None) -> StereoLitCLI:
+    """Entry point of the ``stereo-lit`` console script."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are always local folders/files
+    return StereoLitCLI(
+        StereoLitModule,
+        LightningDataModule,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"logger": False, "enable_checkpointing": False},
+        args=args,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Model-free right-view generators: the baselines of every evaluation table.
+
+- :class:`CopyLeft`: the right view is the left view (zero parallax; the failure mode
+  the original study hit, kept as a reference row).
+- :class:`WarpOnly`: forward warp of the left view, holes left black.
+- :class:`WarpFill`: forward warp, then disocclusions filled with *background*
+  content. It is also the demo's method when no checkpoints are present.
+
+Hole filling (``fill="background"``): a disocclusion in the right view lies between a
+near surface and a far one; the content that belongs there is the far surface's.
+Each hole pixel takes the colour of the nearest covered pixel on its row on the
+side whose right-view disparity is smaller (farther). The rule depends only on
+geometry, so it is deterministic frame to frame (no flicker from a random or
+iterative inpainter). ``fill="telea"`` uses OpenCV's Telea inpainting instead (per
+frame, slower): smoother, but it draws from every side of the hole, so foreground
+colour bleeds into the disocclusion; it is the "classical inpainting" row of the tables.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+import torch
+
+from stereo_lit.generators.base import StereoGenerator, StereoOutput
+from stereo_lit.geometry import forward_warp, right_disparity_from_left
+
+
+class CopyLeft(StereoGenerator):
+    """Right view = left view. Known mask is all zeros: nothing was warped."""
+
+    name = "copy_left"
+
+    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None) -> StereoOutput:
+        return StereoOutput(right=left.clone(), known_mask=torch.zeros_like(left[:, :1]))
+
+
+class WarpOnly(StereoGenerator):
+    """Forward warp of the left view; holes (disocclusions, frame edge) stay black."""
+
+    name = "warp_only"
+
+    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None) -> StereoOutput:
+        warped, covered = forward_warp(left, disparity_px)
+        return StereoOutput(right=warped * covered, known_mask=covered)
+
+
+def _nearest_covered_index(covered: torch.Tensor, from_left: bool) -> torch.Tensor:
+    """Column index of the nearest covered pixel on the same row.
+
+    Args:
+        covered: bool ``[N, H, W]``.
+        from_left: search towards smaller x (True) or larger x (False).
+
+    Returns:
+        long ``[N, H, W]``; -1 (from_left) or W (from right) where none exists.
+    """
+    width = covered.shape[-1]
+    cols = torch.arange(width, device=covered.device).expand_as(covered)
+    if from_left:
+        idx = torch.where(covered, cols, torch.full_like(cols, -1))
+        return torch.cummax(idx, dim=-1).values
+    idx = torch.where(covered, cols, torch.full_like(cols, width))
+    return torch.flip(torch.cummin(torch.flip(idx, dims=[-1]), dim=-1).values, dims=[-1])
+
+
+def fill_from_background(
+    image: torch.Tensor, covered: torch.Tensor, disparity_px: torch.Tensor
+) -> torch.Tensor:
+    """Fill uncovered pixels along rows from the farther (smaller-disparity) side.
+
+    Args:
+        image: ``[N, C, H, W]`` warped right view.
+        covered: ``[N, 1, H, W]``, 1 where ``image`` holds warped content.
+        disparity_px: ``[N, 1, H, W]`` right-view disparity (valid where covered).
+
+    Returns:
+        ``[N, C, H, W]``: covered pixels unchanged, holes filled. A row with no covered
+        pixel at all is left as it was.
+    """
+    n, c, h, w = image.shape
+    cov = covered[:, 0] > 0.5
+    left_idx = _nearest_covered_index(cov, from_left=True)
+    right_idx = _nearest_covered_index(cov, from_left=False)
+    has_left, has_right = left_idx >= 0, right_idx < w
+    disp = torch.nan_to_num(disparity_px[:, 0], nan=0.0, posinf=0.0, neginf=0.0)
+    d_left = torch.gather(disp, -1, left_idx.clamp(0, w - 1))
+    d_right = torch.gather(disp, -1, right_idx.clamp(0, w - 1))
+    # Prefer the farther side; fall back to whichever side exists.
+    take_left = has_left & (~has_right | (d_left <= d_right))
+    src = torch.where(take_left, left_idx, right_idx).clamp(0, w - 1)
+    filled = torch.gather(image, -1, src.unsqueeze(1).expand(n, c, h, w))
+    keep = cov | ~(has_left | has_right)
+    return torch.where(keep.unsqueeze(1), image, filled)
+
+
+def _telea(image: torch.Tensor, covered: torch.Tensor, radius: int) -> torch.Tensor:
+    """OpenCV Telea inpainting of the uncovered pixels of ``image [N, 3, H, W]`` in [0, 1]."""
+    out = []
+    for frame, mask in zip(image, covered):
+        rgb = (frame.permute(1, 2, 0).clamp(0, 1).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+        hole = (mask[0].cpu().numpy() < 0.5).astype(np.uint8)
+        painted = cv2.inpaint(rgb, hole, radius, cv2.INPAINT_TELEA)
+        out.append(torch.from_numpy(painted).permute(2, 0, 1).float() / 255.0)
+    restored = torch.stack(out).to(image)
+    return torch.where(covered > 0.5, image, restored)
+
+
+class WarpFill(StereoGenerator):
+    """Forward warp + background hole filling; the model-free baseline.
+
+    Args:
+        fill: ``"background"`` (row-wise from the far side) or ``"telea"`` (OpenCV Telea
+            inpainting of the holes).
+        inpaint_radius: Telea radius in pixels.
+    """
+
+    name = "warp_fill"
+
+    def __init__(self, fill: Literal["background", "telea"] = "background", inpaint_radius: int = 3) -> None:
+        if fill not in ("background", "telea"):
+            raise ValueError(f"fill must be 'background' or 'telea', got {fill!r}")
+        self.fill = fill
+        self.inpaint_radius = inpaint_radius
+        if fill == "telea":
+            self.name = "warp_fill_telea"
+
+    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None) -> StereoOutput:
+        if left.ndim != 5 or disparity_px.ndim != 5:
+            raise ValueError(
+                f"expected left [B,3,T,H,W] and disparity_px [B,1,T,H,W], got {tuple(left.shape)} "
+                f"and {tuple(disparity_px.shape)}"
+            )
+        b, c, t, h, w = left.shape
+        warped, covered = forward_warp(left, disparity_px)
+        disp_right, _ = right_disparity_from_left(disparity_px)
+
+        def frames(x: torch.Tensor) -> torch.Tensor:
+            return x.permute(0, 2, 1, 3, 4).reshape(b * t, x.shape[1], h, w)
+
+        if self.fill == "telea":
+            filled = _telea(frames(warped * covered), frames(covered), self.inpaint_radius)
+        else:
+            filled = fill_from_background(frames(warped * covered), frames(covered), frames(disp_right))
+        right = filled.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
+        return StereoOutput(right=right.contiguous(), known_mask=covered, extras={"warped": warped * covered})

@@ -1,0 +1,238 @@
+"""The LightningModule: composes a depth source, a right-view generator and evaluation.
+
+No diffusion or geometry code lives here; this module only routes batches:
+
+- ``predict_step``: in-the-wild video windows (or a TartanAir-layout folder) ->
+  disparity -> generator -> the frames this window produces, for the
+  :class:`~stereo_lit.callbacks.StereoPredictionWriter` it installs;
+- ``validation_step`` / ``test_step``: TartanAir clips with a true right view -> every
+  method (the generator and the baselines) -> :class:`~stereo_lit.evaluation.EvaluationSuite`;
+- ``training_step``: the hook the LoRA fine-tuning plugs into (see :meth:`training_step`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+
+from stereo_lit.disparity import DisparityPolicy
+from stereo_lit.generators.base import StereoGenerator
+from stereo_lit.generators.geometric import WarpFill
+from stereo_lit.padding import Padding, unpad_video
+
+log = logging.getLogger(__name__)
+
+
+class StereoLitModule(LightningModule):
+    """Monocular video -> stereo video, and its evaluation.
+
+    Args:
+        generator: the right-view method (default: model-free :class:`WarpFill`).
+        baselines: further methods evaluated side by side in validate/test (e.g.
+            ``CopyLeft``, ``WarpOnly``, ``WarpFill`` with ``fill: telea``).
+        depth: depth estimator for batches that carry no depth (in-the-wild video);
+            anything with ``estimate(video [B,3,T,H,W]) -> DepthResult``. None: use the
+            depth/disparity that comes with the data and fail clearly when there is none.
+        max_disparity_pct: 3D strength for relative depth, in % of frame width.
+        convergence: zero-parallax plane as a fraction of the maximum disparity.
+        output_dir: predictions go to ``output_dir/<video>/``; tables to ``output_dir/eval``.
+        layouts: outputs written per video (``right``, ``sbs``, ``sbs_half``, ``tb``,
+            ``tb_half``, ``anaglyph``, ``depth``).
+        skip_finished: predict skips videos whose outputs are all complete (resume).
+        eval_methods_on_val: run the baselines in validation too (else only the generator).
+    """
+
+    def __init__(
+        self,
+        generator: StereoGenerator | None = None,
+        baselines: list[StereoGenerator] | None = None,
+        depth: Any | None = None,
+        max_disparity_pct: float = 2.0,
+        convergence: float = 0.5,
+        output_dir: str = "outputs",
+        layouts: list[str] | None = None,
+        skip_finished: bool = True,
+        eval_methods_on_val: bool = False,
+    ) -> None:
+        super().__init__()
+        self.generator = generator if generator is not None else WarpFill()
+        self.baselines = list(baselines or [])
+        self.depth = depth
+        self.policy = DisparityPolicy(max_disparity_pct=max_disparity_pct, convergence=convergence)
+        self.output_dir = Path(output_dir)
+        self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
+        self.skip_finished = skip_finished
+        self.eval_methods_on_val = eval_methods_on_val
+        self._suites: dict[str, Any] = {}
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise ValueError(f"every evaluated method needs a distinct name, got {names}")
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def methods(self) -> list[StereoGenerator]:
+        """The generator first, then the baselines."""
+        return [self.generator, *self.baselines]
+
+    def configure_callbacks(self) -> list:
+        from stereo_lit.callbacks import StereoPredictionWriter
+
+        return [StereoPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts)]
+
+    def setup(self, stage: str) -> None:
+        for method in self.methods:
+            method.to(self.device)
+        if stage == "predict" and self.skip_finished:
+            self._skip_finished_videos()
+
+    def _skip_finished_videos(self) -> None:
+        """Tell the datamodule which videos are already complete (resume)."""
+        from stereo_lit.callbacks import outputs_complete
+
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "exclude_videos"):
+            datamodule.exclude_videos(lambda path: outputs_complete(path, self.output_dir, self.layouts))
+
+    # ------------------------------------------------------------------ disparity
+    def disparity_for(self, batch: dict[str, Any]) -> tuple[torch.Tensor, list[float]]:
+        """Disparity ``[B,1,T,H,W]`` (px, left frame) and the convergence shift (px) per video."""
+        left = batch["left"]
+        width = left.shape[-1]
+        keys = [str(k) for k in batch.get("video_path", batch.get("sample_id", ["video"] * left.shape[0]))]
+        if "disparity_left_px" in batch:  # metric ground truth (TartanAir)
+            disparity = batch["disparity_left_px"]
+        elif "depth" in batch and batch["depth"] is not None:  # depth file next to the video
+            kinds = batch.get("depth_kind", ["inverse_relative"] * left.shape[0])
+            disparity = torch.cat(
+                [self.policy.from_depth(batch["depth"][i : i + 1], kinds[i], keys[i]) for i in range(left.shape[0])]
+            )
+        elif self.depth is not None:
+            result = self.depth.estimate(left)
+            disparity = torch.cat(
+                [self.policy.from_depth(result.values[i : i + 1], result.kind, keys[i]) for i in range(left.shape[0])]
+            )
+        else:
+            raise ValueError(
+                "the batch carries no depth or disparity and the model has no depth estimator: set "
+                "`model.depth` (e.g. stereo_lit.depth.VDAEstimator) or put NAME.npy/NAME_depths.npz next to the video"
+            )
+        return disparity.to(left), [self.policy.convergence_px(width)] * left.shape[0]
+
+    # ------------------------------------------------------------------ predict
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        left = batch["left"]
+        disparity, convergence_px = self.disparity_for(batch)
+        captions = batch.get("caption") or [None]
+        out = self.generator.generate(left, disparity, prompt=captions[0])
+
+        # Keep only the frames this window produces, at the source size.
+        starts, keeps = _as_list(batch["window_start"]), _as_list(batch["keep_start"])
+        if len(set(k - s for s, k in zip(starts, keeps))) != 1:
+            raise ValueError("all windows of a batch must have the same overlap; use batch_size 1 for mixed videos")
+        first = keeps[0] - starts[0]
+        num_src = min(_as_list(batch["window_stop"])[0] - starts[0], left.shape[2])
+        padding = _padding_of(batch)
+
+        def trim(x: torch.Tensor) -> torch.Tensor:
+            x = unpad_video(x, Padding(padding.bottom, padding.right, 0))
+            return x[:, :, first:num_src].clamp(0, 1) if x.shape[1] == 3 else x[:, :, first:num_src]
+
+        return {
+            "video_path": [str(p) for p in batch["video_path"]],
+            "fps": [float(f) for f in _as_list(batch["fps"])],
+            "num_frames": [int(n) for n in _as_list(batch["num_frames"])],
+            "frames_start": keeps,
+            "left": trim(left).float().cpu(),
+            "right": trim(out.right).float().cpu(),
+            "disparity_px": trim(disparity).float().cpu(),
+            "convergence_px": convergence_px,
+        }
+
+    # ------------------------------------------------------------------ evaluate
+    def _suite(self, stage: str) -> Any:
+        if stage not in self._suites:
+            from stereo_lit.evaluation import EvaluationSuite
+
+            methods = self.methods if (stage == "test" or self.eval_methods_on_val) else [self.generator]
+            self._suites[stage] = EvaluationSuite([m.name for m in methods]).to(self.device)
+        return self._suites[stage]
+
+    def _eval_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+        suite = self._suite(stage)
+        disparity, _ = self.disparity_for(batch)
+        outputs: dict[str, torch.Tensor] = {}
+        for method in self.methods:
+            if method.name not in suite.method_names:
+                continue
+            out = method.generate(batch["left"], disparity, prompt=(batch.get("caption") or [None])[0])
+            suite.update(method.name, batch, out)
+            outputs[method.name] = out.right
+        return {"left": batch["left"], "right_true": batch.get("right"), "right": outputs}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch, "validate")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self._eval_step(batch, "test")
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        suite = self._suites.pop(stage, None)
+        if suite is None:
+            return
+        table = suite.compute()
+        for method, row in table.items():
+            for metric, value in row.items():
+                self.log(f"{stage}/{method}/{metric}", float(value), sync_dist=False, rank_zero_only=True)
+        if self.trainer.is_global_zero:
+            depth_source = "data (ground truth)" if self.depth is None else type(self.depth).__name__
+            paths = suite.write_table(table, self.output_dir / "eval", stage=stage, depth_source=depth_source)
+            print(suite.format_table(table, depth_source=depth_source))
+            print(f"tables written: {', '.join(str(p) for p in paths)}")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("validate")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # ------------------------------------------------------------------ fit
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """LoRA fine-tuning hook: delegates to ``generator.training_loss(batch)``."""
+        loss_fn = getattr(self.generator, "training_loss", None)
+        if loss_fn is None:
+            raise NotImplementedError(
+                f"`fit` needs a trainable generator with `training_loss(batch)`; {type(self.generator).__name__} "
+                "has none (LoRA fine-tuning of the Wan sampler is not implemented yet)"
+            )
+        loss = loss_fn(batch)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        if not params:
+            return None
+        return torch.optim.AdamW(params, lr=1e-4)
+
+
+def _as_list(value: Any) -> list:
+    if isinstance(value, torch.Tensor):
+        return value.flatten().tolist()
+    return list(value)
+
+
+def _padding_of(batch: dict[str, Any]) -> Padding:
+    pad = batch.get("padding")
+    if pad is None:
+        return Padding()
+    if isinstance(pad, list):
+        pad = pad[0]
+    if isinstance(pad, Padding):
+        return pad
+    if isinstance(pad, dict):
+        return Padding(int(_as_list(pad["bottom"])[0]), int(_as_list(pad["right"])[0]), 0)
+    raise ValueError(f"unrecognised padding record in batch: {pad!r}")
