@@ -22,8 +22,8 @@ class StereoLitCLI(LightningCLI):
     """LightningCLI with the project's defaults (no checkpointing for inference jobs)."""
 
 
-def main(args: list[str] | None = None) -> StereoLitCLI:
-    """Entry point of the ``stereo-lit`` console script."""
+def main(args: list[str] | None = None, run: bool = True) -> StereoLitCLI:
+    """Entry point of the ``stereo-lit`` console script (``args``/``run`` for tests)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are always local folders/files
     return StereoLitCLI(
         StereoLitModule,
@@ -32,6 +32,7 @@ def main(args: list[str] | None = None) -> StereoLitCLI:
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"logger": False, "enable_checkpointing": False},
         args=args,
+        run=run,
     )
 
 
