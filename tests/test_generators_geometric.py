@@ -21,10 +21,10 @@ def test_fill_takes_the_far_side() -> None:
 
 
 def test_fill_at_frame_edge_uses_the_only_side() -> None:
-    image = torch.tensor([0.0, 0.0, 0.5, 0.7]).view(1, 1, 1, 4)
+    image = torch.tensor([0.0, 0.0, 0.5, 0.75]).view(1, 1, 1, 4)
     covered = torch.tensor([0, 0, 1, 1], dtype=torch.float32).view(1, 1, 1, 4)
     filled = fill_from_background(image, covered, torch.zeros_like(image))
-    assert filled.flatten().tolist() == [0.5, 0.5, 0.5, 0.7]
+    assert filled.flatten().tolist() == [0.5, 0.5, 0.5, 0.75]
 
 
 def _plane_scene(disparity: float = 3.0) -> tuple[torch.Tensor, torch.Tensor]:

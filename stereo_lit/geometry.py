@@ -1,0 +1,340 @@
+"""Stereo geometry as pure, vectorised torch (CPU and GPU alike).
+
+Conventions (DESIGN.md): images ``[N, C, H, W]``, videos ``[B, C, T, H, W]``; disparity
+in pixels of the tensor it belongs to, >= 0, in the *source* view's frame. The left
+pixel at column ``x`` is seen in the right view at ``x - d`` (``direction=-1``); the
+right pixel at ``x`` is seen in the left view at ``x + d`` (``direction=+1``). Masks are
+float 0/1, 1 = valid / known. Rectified stereo: every shift is along rows.
+
+Every function taking a video flattens time into the batch, so the same code serves
+images and videos.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+#: Contributions whose disparity is within this many pixels of the nearest surface
+#: landing on a target pixel count as the same surface (z-buffer tolerance).
+Z_TOLERANCE_PX = 1.0
+#: A target pixel is *covered* when the splatted weights sum to at least this. A
+#: surface stretched by up to 4x still covers; a pixel grazed by a neighbour's tap only
+#: (disocclusion edge) does not.
+MIN_COVER_WEIGHT = 0.25
+
+
+# ----------------------------------------------------------------------------- shapes
+def _as_frames(x: torch.Tensor, name: str) -> tuple[torch.Tensor, tuple[int, ...] | None]:
+    """``[B,C,T,H,W]`` -> ``[B*T,C,H,W]`` (and the video shape to undo it), images unchanged."""
+    if x.ndim == 4:
+        return x, None
+    if x.ndim == 5:
+        b, c, t, h, w = x.shape
+        return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w), (b, c, t, h, w)
+    raise ValueError(f"{name} must be [N,C,H,W] or [B,C,T,H,W], got shape {tuple(x.shape)}")
+
+
+def _from_frames(x: torch.Tensor, video_shape: tuple[int, ...] | None) -> torch.Tensor:
+    if video_shape is None:
+        return x
+    b, _, t, h, w = video_shape
+    return x.reshape(b, t, x.shape[1], h, w).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def _check_pair(image: torch.Tensor, disparity_px: torch.Tensor) -> None:
+    if image.ndim != disparity_px.ndim:
+        raise ValueError(
+            f"image {tuple(image.shape)} and disparity_px {tuple(disparity_px.shape)} must both be images or videos"
+        )
+    if disparity_px.shape[1] != 1:
+        raise ValueError(f"disparity_px must have one channel, got shape {tuple(disparity_px.shape)}")
+    if image.shape[0] != disparity_px.shape[0] or image.shape[2:] != disparity_px.shape[2:]:
+        raise ValueError(
+            f"disparity_px {tuple(disparity_px.shape)} does not match image {tuple(image.shape)} "
+            "(same batch, frames, height and width expected)"
+        )
+
+
+# ----------------------------------------------------------------------------- depth <-> disparity
+def valid_depth_mask(depth_m: torch.Tensor) -> torch.Tensor:
+    """1 where depth is finite and > 0, else 0 (same shape, float)."""
+    return (torch.isfinite(depth_m) & (depth_m > 0)).to(depth_m.dtype if depth_m.is_floating_point() else torch.float32)
+
+
+def metric_depth_to_disparity(
+    depth_m: torch.Tensor,
+    focal_px: float | torch.Tensor,
+    baseline_m: float | torch.Tensor,
+    *,
+    max_depth_m: float | None = None,
+) -> torch.Tensor:
+    """``d = f * B / Z`` in pixels.
+
+    Args:
+        depth_m: z-depth in metres, any shape.
+        focal_px: focal length in pixels at the tensor's width (scalar or broadcastable).
+        baseline_m: stereo baseline in metres.
+        max_depth_m: depths beyond this are clamped to it (far plane / sky). TartanAir's
+            sky is a large finite depth, which already gives ~0 disparity.
+
+    Returns:
+        disparity_px, same shape; 0 where depth is invalid (NaN, inf, <= 0), which is
+        reported by :func:`valid_depth_mask`.
+    """
+    depth = depth_m.float()
+    valid = torch.isfinite(depth) & (depth > 0)
+    if max_depth_m is not None:
+        depth = depth.clamp(max=max_depth_m)
+    safe = torch.where(valid, depth, torch.ones_like(depth))
+    disparity = torch.as_tensor(focal_px, dtype=depth.dtype, device=depth.device) * torch.as_tensor(
+        baseline_m, dtype=depth.dtype, device=depth.device
+    ) / safe
+    return torch.where(valid, disparity, torch.zeros_like(disparity))
+
+
+def robust_range(values: torch.Tensor, low_percentile: float = 2.0, high_percentile: float = 98.0) -> tuple[float, float]:
+    """``(low, high)`` percentiles of the finite entries of ``values`` (subsampled when huge)."""
+    flat = values[torch.isfinite(values)].float().flatten()
+    if flat.numel() == 0:
+        raise ValueError("inverse depth has no finite value")
+    if flat.numel() > 4_000_000:  # torch.quantile is limited to 16M elements; subsample evenly
+        flat = flat[:: flat.numel() // 4_000_000 + 1]
+    q = torch.tensor([low_percentile, high_percentile], dtype=flat.dtype, device=flat.device) / 100.0
+    low, high = torch.quantile(flat, q).tolist()
+    return low, (high if high > low else low + 1e-6)
+
+
+def inverse_depth_to_disparity(
+    inv_depth: torch.Tensor,
+    max_disparity_px: float,
+    *,
+    low_percentile: float = 2.0,
+    high_percentile: float = 98.0,
+    value_range: tuple[float, float] | None = None,
+) -> torch.Tensor:
+    """Relative inverse depth (larger = nearer) -> disparity in ``[0, max_disparity_px]``.
+
+    Each batch element (a clip) is normalised with robust percentiles over all its
+    entries, not min/max, so a few outliers (particles, sky noise) do not change the
+    3D strength. ``value_range=(low, high)`` fixes the mapping instead (e.g. one range
+    for all windows of a video). NaN maps to 0 (far).
+    """
+    if max_disparity_px <= 0:
+        raise ValueError(f"max_disparity_px must be > 0, got {max_disparity_px}")
+    out = torch.empty_like(inv_depth, dtype=torch.float32)
+    for i in range(inv_depth.shape[0]):
+        low, high = value_range if value_range is not None else robust_range(inv_depth[i], low_percentile, high_percentile)
+        scaled = (torch.nan_to_num(inv_depth[i].float(), nan=low, posinf=high, neginf=low) - low) / (high - low)
+        out[i] = scaled.clamp(0.0, 1.0) * max_disparity_px
+    return out
+
+
+# ----------------------------------------------------------------------------- warps
+def _splat_targets(disparity: torch.Tensor, direction: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Flat target indices of the two linear taps of every source pixel.
+
+    Args:
+        disparity: ``[N, 1, H, W]``.
+
+    Returns:
+        ``(index, weight, depth_key, source)``, each ``[2, N*H*W]``: flat target index
+        (``-1`` when off-frame or invalid), tap weight, the source disparity (z-key), and
+        the flat source index.
+    """
+    n, _, h, w = disparity.shape
+    d = disparity[:, 0]
+    valid = torch.isfinite(d) & (d >= 0)
+    d = torch.where(valid, d, torch.zeros_like(d))
+    cols = torch.arange(w, device=d.device, dtype=d.dtype)
+    x_t = cols + direction * d  # [N, H, W]
+    x0 = torch.floor(x_t)
+    w1 = x_t - x0
+    rows = torch.arange(n * h, device=d.device).view(n, h, 1) * w
+    taps_x = torch.stack([x0, x0 + 1]).long()  # [2, N, H, W]
+    taps_w = torch.stack([1.0 - w1, w1])
+    ok = valid.unsqueeze(0) & (taps_x >= 0) & (taps_x < w) & (taps_w > 1e-6)
+    index = torch.where(ok, rows.unsqueeze(0) + taps_x, torch.full_like(taps_x, -1)).reshape(2, -1)
+    source = torch.arange(n * h * w, device=d.device).expand(2, -1)
+    return index, taps_w.reshape(2, -1), d.reshape(1, -1).expand(2, -1), source
+
+
+def _zbuffer_accept(index: torch.Tensor, depth_key: torch.Tensor, numel: int) -> torch.Tensor:
+    """Bool ``[2, M]``: taps whose surface is the nearest (within tolerance) at their target."""
+    ok = index >= 0
+    idx = index[ok]
+    zmax = torch.full((numel,), -1.0, device=depth_key.device, dtype=depth_key.dtype)
+    zmax.scatter_reduce_(0, idx, depth_key[ok], reduce="amax", include_self=True)
+    accept = torch.zeros_like(ok)
+    accept[ok] = depth_key[ok] >= zmax[idx] - Z_TOLERANCE_PX
+    return accept
+
+
+def forward_warp(
+    image: torch.Tensor, disparity_px: torch.Tensor, *, direction: int = -1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward-splat ``image`` along rows: source column ``x`` goes to ``x + direction * d``.
+
+    Sub-pixel: each source pixel splats to the two target columns around its position
+    with linear weights. Z-buffered: at each target only the nearest surface (largest d,
+    within :data:`Z_TOLERANCE_PX`) contributes. NaN/inf/negative disparities are
+    invalid and never splatted; contributions beyond the frame edge are dropped.
+
+    Args:
+        image: ``[N, C, H, W]`` or ``[B, C, T, H, W]``.
+        disparity_px: ``[N, 1, H, W]`` or ``[B, 1, T, H, W]`` in the source frame.
+        direction: -1 left->right, +1 right->left.
+
+    Returns:
+        ``(warped, covered)``: warped image (0 where uncovered) and float 0/1 mask with
+        one channel, 1 where the splatted weight reaches :data:`MIN_COVER_WEIGHT`.
+    """
+    if direction not in (-1, 1):
+        raise ValueError(f"direction must be -1 (left->right) or +1 (right->left), got {direction}")
+    _check_pair(image, disparity_px)
+    frames, vshape = _as_frames(image, "image")
+    disp, _ = _as_frames(disparity_px, "disparity_px")
+    n, c, h, w = frames.shape
+    numel = n * h * w
+    index, weight, depth_key, source = _splat_targets(disp.float(), direction)
+    accept = _zbuffer_accept(index, depth_key, numel)
+    idx, wts, src = index[accept], weight[accept], source[accept]
+
+    work_dtype = torch.float32 if frames.dtype in (torch.float16, torch.bfloat16) else frames.dtype
+    colours = frames.to(work_dtype).permute(0, 2, 3, 1).reshape(numel, c)
+    acc = torch.zeros(numel, c, device=frames.device, dtype=work_dtype)
+    acc.index_add_(0, idx, colours[src] * wts.to(work_dtype).unsqueeze(1))
+    total = torch.zeros(numel, device=frames.device, dtype=work_dtype)
+    total.index_add_(0, idx, wts.to(work_dtype))
+
+    covered = total >= MIN_COVER_WEIGHT
+    warped = torch.where(covered.unsqueeze(1), acc / total.clamp_min(1e-12).unsqueeze(1), torch.zeros_like(acc))
+    warped = warped.reshape(n, h, w, c).permute(0, 3, 1, 2).to(frames.dtype)
+    covered_map = covered.reshape(n, 1, h, w).to(warped.dtype if warped.is_floating_point() else torch.float32)
+    return _from_frames(warped, vshape), _from_frames(covered_map, vshape)
+
+
+def backward_warp(
+    image: torch.Tensor, disparity_px: torch.Tensor, *, direction: int = -1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample ``image`` at ``x + direction * d(x)`` along rows (linear interpolation).
+
+    ``disparity_px`` lives in the *output* frame: with ``direction=-1`` and the left
+    disparity, ``backward_warp(right, d_left)`` rebuilds the left view from the right.
+
+    Returns:
+        ``(sampled, valid)``: valid is 1 where d is finite and >= 0 and the sample lies
+        inside the frame. Occlusions are not detected here; see :func:`occlusion_mask`.
+    """
+    if direction not in (-1, 1):
+        raise ValueError(f"direction must be -1 or +1, got {direction}")
+    _check_pair(image, disparity_px)
+    frames, vshape = _as_frames(image, "image")
+    disp, _ = _as_frames(disparity_px, "disparity_px")
+    n, c, h, w = frames.shape
+    d = disp[:, 0].float()
+    ok = torch.isfinite(d) & (d >= 0)
+    d = torch.where(ok, d, torch.zeros_like(d))
+    x_s = torch.arange(w, device=d.device, dtype=d.dtype) + direction * d
+    inside = ok & (x_s >= 0) & (x_s <= w - 1)
+    x0 = torch.floor(x_s).clamp(0, w - 1)
+    w1 = (x_s - x0).clamp(0, 1)
+    i0 = x0.long()
+    i1 = (i0 + 1).clamp(max=w - 1)
+    src = frames.float()
+    g0 = torch.gather(src, 3, i0.unsqueeze(1).expand(n, c, h, w))
+    g1 = torch.gather(src, 3, i1.unsqueeze(1).expand(n, c, h, w))
+    sampled = (g0 * (1 - w1).unsqueeze(1) + g1 * w1.unsqueeze(1)) * inside.unsqueeze(1)
+    valid = inside.unsqueeze(1).float()
+    return _from_frames(sampled.to(frames.dtype), vshape), _from_frames(valid, vshape)
+
+
+def occlusion_mask(disparity_px: torch.Tensor, *, direction: int = -1) -> torch.Tensor:
+    """1 where a source pixel is seen in the other view (it wins the z-buffer at its target).
+
+    Args:
+        disparity_px: ``[N,1,H,W]`` / ``[B,1,T,H,W]`` in the source frame;
+            ``direction=-1`` for left pixels seen by the right camera, ``+1`` for right
+            pixels seen by the left camera.
+
+    Returns:
+        float 0/1 mask, same shape; 0 for occluded pixels, pixels whose target is off
+        frame, and invalid disparities.
+    """
+    disp, vshape = _as_frames(disparity_px, "disparity_px")
+    n, _, h, w = disp.shape
+    index, weight, depth_key, _ = _splat_targets(disp.float(), direction)
+    accept = _zbuffer_accept(index, depth_key, n * h * w)
+    # a pixel is visible when the tap carrying most of its weight is accepted
+    main_tap = (weight[1] > weight[0]).long()
+    visible = accept.gather(0, main_tap.unsqueeze(0)).squeeze(0)
+    return _from_frames(visible.reshape(n, 1, h, w).float(), vshape)
+
+
+def right_disparity_from_left(disparity_left_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The right view's disparity, by forward-splatting the left disparity.
+
+    Returns:
+        ``(disparity_right_px, covered)``; disparity is 0 where uncovered.
+    """
+    clean = torch.where(
+        torch.isfinite(disparity_left_px) & (disparity_left_px >= 0), disparity_left_px, torch.full_like(disparity_left_px, float("nan"))
+    )
+    values = torch.nan_to_num(clean, nan=0.0)
+    return forward_warp(values, clean, direction=-1)
+
+
+def cycle_warp_right_to_left(right: torch.Tensor, disparity_right_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp the right view back to the left with the right view's disparity (z-buffered).
+
+    Returns:
+        ``(left_hat, valid)``: valid is 1 on left pixels that received right content.
+    """
+    return forward_warp(right, disparity_right_px, direction=1)
+
+
+# ----------------------------------------------------------------------------- Wan latent grid
+def _check_latent_video(x: torch.Tensor, name: str) -> None:
+    if x.ndim != 5:
+        raise ValueError(f"{name} must be a video [B,1,T,H,W], got shape {tuple(x.shape)}")
+    t, h, w = x.shape[-3:]
+    if (t - 1) % 4 != 0:
+        raise ValueError(f"{name} must have 4k+1 frames for Wan's causal VAE, got T={t}")
+    if h % 8 or w % 8:
+        raise ValueError(f"{name} height and width must be multiples of 8, got {h}x{w}")
+
+
+def _temporal_groups(x: torch.Tensor, reduce: str) -> torch.Tensor:
+    """``[B,C,4k+1,h,w]`` -> ``[B,C,1+k,h,w]``: frame 0 alone, then groups of 4 frames."""
+    first, rest = x[:, :, :1], x[:, :, 1:]
+    if rest.shape[2] == 0:
+        return first
+    b, c, t, h, w = rest.shape
+    grouped = rest.reshape(b, c, t // 4, 4, h, w)
+    pooled = grouped.mean(dim=3) if reduce == "mean" else grouped.amin(dim=3)
+    return torch.cat([first, pooled], dim=2)
+
+
+def disparity_to_latent_grid(disparity_px: torch.Tensor) -> torch.Tensor:
+    """Disparity ``[B,1,T,H,W]`` (px) -> ``[B,1,1+(T-1)//4,H/8,W/8]`` in latent pixels.
+
+    Spatial: mean over each 8x8 cell, values divided by 8. Temporal (causal VAE):
+    latent frame 0 is pixel frame 0; latent frame k covers pixel frames 4k-3..4k (mean).
+    Invalid values count as 0.
+    """
+    _check_latent_video(disparity_px, "disparity_px")
+    d = torch.nan_to_num(disparity_px.float(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0)
+    b, _, t, h, w = d.shape
+    spatial = F.avg_pool2d(d.permute(0, 2, 1, 3, 4).reshape(b * t, 1, h, w), 8) / 8.0
+    spatial = spatial.reshape(b, t, 1, h // 8, w // 8).permute(0, 2, 1, 3, 4)
+    return _temporal_groups(spatial, "mean")
+
+
+def mask_to_latent_grid(mask: torch.Tensor) -> torch.Tensor:
+    """Mask ``[B,1,T,H,W]`` -> ``[B,1,1+(T-1)//4,H/8,W/8]``: 1 only where every pixel it covers is 1."""
+    _check_latent_video(mask, "mask")
+    m = (mask > 0.5).float()
+    b, _, t, h, w = m.shape
+    spatial = -F.max_pool2d(-m.permute(0, 2, 1, 3, 4).reshape(b * t, 1, h, w), 8)
+    spatial = spatial.reshape(b, t, 1, h // 8, w // 8).permute(0, 2, 1, 3, 4)
+    return _temporal_groups(spatial, "min")
