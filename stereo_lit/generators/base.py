@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -23,11 +24,15 @@ class StereoOutput:
         known_mask: ``[B, 1, T, H, W]``, 1 where the right view came from the warp of the
             left view (visible), 0 where it was generated / filled (disoccluded, frame edge).
         extras: optional method-specific tensors (e.g. ``cycle_error``, ``warped``).
+        carry: opaque state to pass as ``carry=`` to the next call on the *same* video
+            when the next window overlaps this one (seamless long videos); None for
+            methods that need none. Only the generator that made it reads it.
     """
 
     right: torch.Tensor
     known_mask: torch.Tensor
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    carry: Any = None
 
 
 class StereoGenerator(ABC):
@@ -47,6 +52,8 @@ class StereoGenerator(ABC):
         disparity_px: torch.Tensor,
         *,
         prompt: str | None = None,
+        carry: Any = None,
+        num_overlap: int = 0,
     ) -> StereoOutput:
         """Make the right view.
 
@@ -55,6 +62,10 @@ class StereoGenerator(ABC):
             disparity_px: ``[B, 1, T, H, W]``, pixels, >= 0, in the left view's frame
                 (left column x is seen at ``x - d`` in the right view).
             prompt: optional text describing the video (used by diffusion generators).
+            carry: ``StereoOutput.carry`` of the previous window of the same video, or None.
+            num_overlap: leading frames of ``left`` that the previous window already
+                produced (its last ``num_overlap`` frames); with ``carry`` the generator
+                must reproduce them so that there is no seam.
         """
 
     def to(self, device: torch.device | str) -> "StereoGenerator":

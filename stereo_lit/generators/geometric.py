@@ -18,7 +18,7 @@ colour bleeds into the disocclusion; it is the "classical inpainting" row of the
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -33,7 +33,8 @@ class CopyLeft(StereoGenerator):
 
     name = "copy_left"
 
-    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None) -> StereoOutput:
+    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None, num_overlap: int = 0
+    ) -> StereoOutput:
         return StereoOutput(right=left.clone(), known_mask=torch.zeros_like(left[:, :1]))
 
 
@@ -42,7 +43,8 @@ class WarpOnly(StereoGenerator):
 
     name = "warp_only"
 
-    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None) -> StereoOutput:
+    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None, num_overlap: int = 0
+    ) -> StereoOutput:
         warped, covered = forward_warp(left, disparity_px)
         return StereoOutput(right=warped * covered, known_mask=covered)
 
@@ -127,7 +129,8 @@ class WarpFill(StereoGenerator):
         if fill == "telea":
             self.name = "warp_fill_telea"
 
-    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None) -> StereoOutput:
+    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None, num_overlap: int = 0
+    ) -> StereoOutput:
         if left.ndim != 5 or disparity_px.ndim != 5:
             raise ValueError(
                 f"expected left [B,3,T,H,W] and disparity_px [B,1,T,H,W], got {tuple(left.shape)} "
