@@ -1,0 +1,260 @@
+"""In-the-wild (monocular) video: windows of ``4k+1`` frames for predict, clips for fit.
+
+Every sample (one window of one video) holds:
+
+- ``left`` float ``[3, T, H, W]`` in [0, 1], padded at the bottom/right to multiples of 16
+  (``pad_mode`` replicate/reflect) and at the end to ``4k+1`` frames (last frame
+  repeated); ``padding`` = ``{"bottom", "right", "frames"}`` so outputs are restored;
+- ``video_path``, ``sample_id``, ``caption`` ("" when none), ``fps``, ``num_frames`` (of
+  the whole video on the output timeline), ``window_start``, ``window_stop``,
+  ``keep_start`` (absolute frame indices, :func:`stereo_lit.windows.plan_windows`),
+  ``has_audio``;
+- with a depth file next to the video: ``depth`` float ``[1, T, H, W]`` and
+  ``depth_kind`` (``"inverse_relative"`` or ``"metric_m"``).
+
+Decoding streams (:mod:`stereo_lit.io.video_reader`): a window decodes only its own
+frames. Predict yields each video's windows in order (whole videos per rank/worker,
+:class:`~stereo_lit.data.collate.OrderedVideoStream`), so every frame is produced once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem
+from stereo_lit.data.wild_sources import DepthFile, VideoEntry, find_depth_file, resolve_videos
+from stereo_lit.io.video_reader import VideoInfo, probe_video, read_frames, resampled_num_frames, source_index
+from stereo_lit.padding import pad_video, padding_for
+from stereo_lit.windows import Window, is_wan_length, plan_windows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WildVideo:
+    """A probed video: its entry, header info, output size/timeline and depth file."""
+
+    entry: VideoEntry
+    info: VideoInfo
+    num_frames: int  # on the output timeline (after fps resampling)
+    fps: float
+    size: tuple[int, int] | None  # resize target (H, W) or None
+    depth_path: str | None
+
+
+def output_size(height: int, width: int, size: tuple[int, int] | None, max_side: int | None) -> tuple[int, int] | None:
+    """The resize target ``(H, W)`` for a ``height x width`` video, None to keep it."""
+    if size is not None:
+        return int(size[0]), int(size[1])
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        return max(2, int(round(height * scale / 2)) * 2), max(2, int(round(width * scale / 2)) * 2)
+    return None
+
+
+def clip_plan(num_frames: int, window: int, stride: int) -> list[Window]:
+    """Training clips: ``window`` frames every ``stride`` frames (one padded clip if shorter)."""
+    if num_frames <= window:
+        return plan_windows(num_frames, window, 0)
+    return [Window(s, s + window, s) for s in range(0, num_frames - window + 1, stride)]
+
+
+def resize_depth(depth: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """``[T, h, w]`` -> float ``[1, T, H, W]`` (bilinear when the size differs)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))
+    if tensor.shape[-2:] != (height, width):
+        tensor = F.interpolate(tensor[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+    return tensor[None]
+
+
+class WildVideoWindows(Dataset):
+    """Map-style dataset: item ``i`` is window ``items[i] = (video, Window)``."""
+
+    def __init__(
+        self,
+        items: list[tuple[WildVideo, Window]],
+        pad_mode: str = "replicate",
+        depth_kind: str = "inverse_relative",
+        on_error: str = "raise",
+        use_depth: bool = True,
+    ) -> None:
+        self.items = items
+        self.pad_mode = pad_mode
+        self.depth_kind = depth_kind
+        self.on_error = check_on_error(on_error)
+        self.use_depth = use_depth
+        self._depth_cache: tuple[str, DepthFile] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _depth(self, path: str) -> DepthFile:
+        if self._depth_cache is None or self._depth_cache[0] != path:
+            self._depth_cache = (path, DepthFile(path, self.depth_kind))
+        return self._depth_cache[1]
+
+    def load(self, index: int) -> dict[str, Any]:
+        video, window = self.items[index]
+        info = video.info
+        frames = read_frames(info.path, window.start, window.stop, fps=video.fps, size=video.size, info=info)
+        height, width = frames.shape[1:3]
+        left = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
+        padding = padding_for(height, width, window.num_frames)
+        sample: dict[str, Any] = {
+            "left": pad_video(left[None], padding, self.pad_mode)[0],
+            "padding": {"bottom": padding.bottom, "right": padding.right, "frames": padding.frames},
+            "video_path": info.path,
+            "sample_id": f"{Path(info.path).stem}:{window.start:06d}-{window.stop:06d}",
+            "caption": video.entry.caption,
+            "fps": float(video.fps),
+            "num_frames": int(video.num_frames),
+            "window_start": int(window.start),
+            "window_stop": int(window.stop),
+            "keep_start": int(window.keep_start),
+            "has_audio": bool(info.has_audio),
+        }
+        if self.use_depth and video.depth_path is not None:
+            depth_file = self._depth(video.depth_path)
+            if depth_file.num_frames != info.num_frames:
+                raise ValueError(
+                    f"{video.depth_path}: depth has {depth_file.num_frames} frames but {info.path} has {info.num_frames}"
+                )
+            indices = [source_index(j, info.num_frames, info.fps, video.fps) for j in range(window.start, window.stop)]
+            depth = resize_depth(depth_file.frames(indices), height, width)
+            sample["depth"] = pad_video(depth[None], padding, "replicate")[0]
+            sample["depth_kind"] = depth_file.kind
+        return sample
+
+    def __getitem__(self, index: int) -> dict[str, Any] | None:
+        return guarded_getitem(self.load, index, len(self), self.on_error, lambda i: self.items[i][0].info.path)
+
+
+class WildVideoDataModule(LightningDataModule):
+    """Monocular videos for ``predict`` (ordered windows) and ``fit`` (shuffled clips).
+
+    Args:
+        source: a video, a folder, a ``.txt`` list, a saved ``datasets`` folder or a
+            ``.csv``/``.parquet``/``.json`` table (see :mod:`stereo_lit.data.wild_sources`),
+            or a list of these.
+        window: frames per window/clip, ``4k+1``.
+        overlap: frames shared by consecutive predict windows, ``4m+1`` (0 for none).
+        train_stride: frames between training clips (default ``window - overlap``).
+        fps: resample every video to this frame rate (nearest frame); None keeps it.
+        size: resize every frame to ``(H, W)``; max_side: downscale so the longer side is
+            at most this (aspect kept). Either way the result is padded to multiples of 16.
+        pad_mode: ``"replicate"`` or ``"reflect"`` for the spatial padding.
+        use_depth: read ``<stem>.npy``/``<stem>.npz``/``<stem>_depths.npz`` next to videos.
+        depth_kind: kind of depth files that do not say (``inverse_relative`` or ``metric_m``).
+        path_column, caption_column, split: for table / ``datasets`` sources.
+        batch_size, num_workers: DataLoader settings (predict: keep batch_size 1 unless all
+            videos share a size).
+        on_error: ``"raise"`` or ``"skip"`` (log a warning naming the file and go on).
+    """
+
+    def __init__(
+        self,
+        source: str | list[str],
+        window: int = 33,
+        overlap: int = 9,
+        train_stride: int | None = None,
+        fps: float | None = None,
+        size: tuple[int, int] | None = None,
+        max_side: int | None = None,
+        pad_mode: str = "replicate",
+        use_depth: bool = True,
+        depth_kind: str = "inverse_relative",
+        path_column: str | None = None,
+        caption_column: str | None = None,
+        split: str | None = None,
+        batch_size: int = 1,
+        num_workers: int = 0,
+        on_error: str = "raise",
+    ) -> None:
+        super().__init__()
+        if not is_wan_length(window):
+            raise ValueError(f"window must be 4k+1 frames (e.g. 33, 49, 81), got {window}")
+        plan_windows(window + 1, window, overlap)  # validates overlap
+        if pad_mode not in ("replicate", "reflect"):
+            raise ValueError(f"pad_mode must be 'replicate' or 'reflect', got {pad_mode!r}")
+        if size is not None and (len(size) != 2 or min(size) < 1):
+            raise ValueError(f"size must be (H, W), got {size}")
+        self.source = source
+        self.window, self.overlap = window, overlap
+        self.train_stride = train_stride or (window - overlap)
+        self.fps, self.size, self.max_side = fps, (tuple(size) if size is not None else None), max_side
+        self.pad_mode, self.use_depth, self.depth_kind = pad_mode, use_depth, depth_kind
+        self.path_column, self.caption_column, self.split = path_column, caption_column, split
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.on_error = check_on_error(on_error)
+        self.videos: list[WildVideo] | None = None
+        self._exclude: list[Callable[[str], bool]] = []
+
+    # ------------------------------------------------------------------ set-up
+    def _probe(self, entry: VideoEntry) -> WildVideo:
+        info = probe_video(entry.path)
+        num_frames = resampled_num_frames(info.num_frames, info.fps, self.fps)
+        depth = find_depth_file(entry.path) if self.use_depth else None
+        return WildVideo(
+            entry, info, num_frames, float(self.fps or info.fps),
+            output_size(info.height, info.width, self.size, self.max_side), None if depth is None else str(depth),
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.videos is not None:
+            return
+        videos = []
+        for entry in resolve_videos(self.source, self.path_column, self.caption_column, self.split):
+            try:
+                videos.append(self._probe(entry))
+            except Exception as exc:  # noqa: BLE001 - policy decides
+                if self.on_error == "raise":
+                    raise
+                log.warning("skipping %s: %s", entry.path, exc)
+        if not videos:
+            raise ValueError(f"no readable video in {self.source!r}")
+        self.videos = videos
+
+    def exclude_videos(self, predicate: Callable[[str], bool]) -> None:
+        """Leave out videos whose path satisfies ``predicate`` (e.g. finished on resume)."""
+        self._exclude.append(predicate)
+
+    def _active_videos(self) -> list[WildVideo]:
+        self.setup()
+        kept = [v for v in self.videos if not any(p(v.info.path) for p in self._exclude)]
+        if len(kept) < len(self.videos):
+            log.info("skipping %d finished video(s)", len(self.videos) - len(kept))
+        return kept
+
+    def _dataset(self, items: list[tuple[WildVideo, Window]]) -> WildVideoWindows:
+        return WildVideoWindows(items, self.pad_mode, self.depth_kind, self.on_error, self.use_depth)
+
+    # ------------------------------------------------------------------ loaders
+    def predict_items(self) -> list[tuple[WildVideo, Window]]:
+        """Every window of every (not excluded) video, videos in order, windows in order."""
+        return [(v, w) for v in self._active_videos() for w in plan_windows(v.num_frames, self.window, self.overlap)]
+
+    def predict_dataloader(self) -> DataLoader:
+        items = self.predict_items()
+        stream = OrderedVideoStream(self._dataset(items), [v.info.path for v, _ in items], self.on_error)
+        return DataLoader(stream, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_samples)
+
+    def train_dataloader(self) -> DataLoader:
+        items = [(v, w) for v in self._active_videos() for w in clip_plan(v.num_frames, self.window, self.train_stride)]
+        return DataLoader(
+            self._dataset(items), batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
+            collate_fn=collate_samples, drop_last=False, persistent_workers=self.num_workers > 0,
+        )
+
+    def total_frames(self) -> int:
+        """Frames on the output timeline over all (not excluded) videos."""
+        return sum(v.num_frames for v in self._active_videos())

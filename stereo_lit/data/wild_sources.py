@@ -1,0 +1,197 @@
+"""Where in-the-wild videos come from, and the depth files that may sit next to them.
+
+Sources (:func:`resolve_videos`):
+
+- a video file;
+- a folder of videos (searched recursively, sorted);
+- a ``.txt`` file of paths, one per line (``#`` comments; ``PATH<TAB>caption`` allowed;
+  relative paths are relative to the text file);
+- a Hugging Face ``datasets`` collection: a folder saved with ``save_to_disk``
+  (``load_from_disk``), or a ``.csv`` / ``.parquet`` / ``.json`` / ``.jsonl`` file with a
+  path column and an optional caption column;
+- a list of any of the above (from YAML).
+
+Depth (:func:`find_depth_file`, :func:`DepthFile`): ``<stem>.npy``, ``<stem>.npz`` or
+``<stem>_depths.npz`` (Video-Depth-Anything's output, key ``depths``) next to the video,
+``[T, H, W]`` (or ``[T, 1, H, W]``), relative *inverse* depth unless the file says
+otherwise (an npz key ``depth_kind`` holding ``"metric_m"`` or ``"inverse_relative"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
+
+log = logging.getLogger(__name__)
+
+PATH_COLUMNS = ("path", "video", "video_path", "file", "filename", "file_name")
+CAPTION_COLUMNS = ("caption", "text", "prompt", "description")
+DEPTH_KINDS = ("metric_m", "inverse_relative")
+_TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
+
+
+@dataclass(frozen=True)
+class VideoEntry:
+    """One video to read and its optional caption (the prompt)."""
+
+    path: str
+    caption: str = ""
+
+
+def is_video_file(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _is_saved_dataset(folder: Path) -> bool:
+    return (folder / "dataset_info.json").is_file() or (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()
+
+
+def _pick_column(columns: list[str], wanted: str | None, candidates: tuple[str, ...], what: str, source: str, required: bool) -> str | None:
+    if wanted is not None:
+        if wanted not in columns:
+            raise ValueError(f"{source}: no {what} column {wanted!r}; columns are {columns}")
+        return wanted
+    for name in candidates:
+        if name in columns:
+            return name
+    if required:
+        raise ValueError(f"{source}: no {what} column (looked for {list(candidates)}); columns are {columns}; set it explicitly")
+    return None
+
+
+def _from_table(dataset, source: str, base: Path, path_column: str | None, caption_column: str | None) -> list[VideoEntry]:
+    columns = list(dataset.column_names)
+    pcol = _pick_column(columns, path_column, PATH_COLUMNS, "path", source, required=True)
+    ccol = _pick_column(columns, caption_column, CAPTION_COLUMNS, "caption", source, required=False)
+    entries = []
+    for row in dataset.select_columns([c for c in (pcol, ccol) if c]):
+        value = row[pcol]
+        if isinstance(value, dict) and "path" in value:  # datasets Video()/Image() feature
+            value = value["path"]
+        path = Path(str(value)).expanduser()
+        caption = row[ccol] if ccol else ""
+        entries.append(VideoEntry(str(path if path.is_absolute() else base / path), "" if caption is None else str(caption)))
+    return entries
+
+
+def _load_saved(folder: Path, split: str | None):
+    from datasets import DatasetDict, load_from_disk
+
+    data = load_from_disk(str(folder))
+    if isinstance(data, DatasetDict):
+        name = split or ("train" if "train" in data else next(iter(data)))
+        if name not in data:
+            raise ValueError(f"{folder}: no split {name!r}; splits are {list(data)}")
+        data = data[name]
+    return data
+
+
+def resolve_videos(
+    source: str | Path | list,
+    path_column: str | None = None,
+    caption_column: str | None = None,
+    split: str | None = None,
+) -> list[VideoEntry]:
+    """The videos named by ``source`` (see module docstring), in a stable order."""
+    if isinstance(source, (list, tuple)):
+        return [e for s in source for e in resolve_videos(s, path_column, caption_column, split)]
+    path = Path(str(source)).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"video source {path} does not exist")
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            return _from_table(_load_saved(path, split), str(path), path, path_column, caption_column)
+        videos = sorted(p for p in path.rglob("*") if p.is_file() and is_video_file(p) and not p.name.startswith("."))
+        if not videos:
+            raise ValueError(f"{path}: folder holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
+        return [VideoEntry(str(p)) for p in videos]
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        entries = []
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, _, caption = line.partition("\t")
+            p = Path(name.strip()).expanduser()
+            entries.append(VideoEntry(str(p if p.is_absolute() else path.parent / p), caption.strip()))
+        if not entries:
+            raise ValueError(f"{path}: the list holds no video paths")
+        return entries
+    if suffix in _TABLE_FORMATS:
+        from datasets import load_dataset
+
+        table = load_dataset(_TABLE_FORMATS[suffix], data_files=str(path), split="train")
+        return _from_table(table, str(path), path.parent, path_column, caption_column)
+    if is_video_file(path):
+        return [VideoEntry(str(path))]
+    raise ValueError(
+        f"{path}: unrecognised video source; expected a video file, a folder, a .txt list, a saved `datasets` "
+        "folder or a .csv/.parquet/.json table"
+    )
+
+
+# ----------------------------------------------------------------------------- depth
+def find_depth_file(video_path: str | Path) -> Path | None:
+    """``<stem>.npy``, ``<stem>.npz`` or ``<stem>_depths.npz`` next to the video, if any."""
+    video = Path(video_path)
+    for name in (f"{video.stem}.npy", f"{video.stem}.npz", f"{video.stem}_depths.npz"):
+        candidate = video.with_name(name)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+class DepthFile:
+    """A per-video depth array ``[T, H, W]`` read lazily (``.npy`` memory-mapped).
+
+    Args:
+        path: the ``.npy``/``.npz`` file.
+        default_kind: depth kind when the file does not say (``"inverse_relative"``).
+    """
+
+    def __init__(self, path: str | Path, default_kind: str = "inverse_relative") -> None:
+        self.path = Path(path)
+        if default_kind not in DEPTH_KINDS:
+            raise ValueError(f"depth_kind must be one of {DEPTH_KINDS}, got {default_kind!r}")
+        self.kind = default_kind
+        try:
+            if self.path.suffix == ".npy":
+                array = np.load(self.path, mmap_mode="r", allow_pickle=False)
+            else:
+                with np.load(self.path, allow_pickle=False) as npz:
+                    key = "depths" if "depths" in npz.files else ("depth" if "depth" in npz.files else None)
+                    if key is None:
+                        raise ValueError(f"{self.path}: npz has no 'depths' (or 'depth') array; keys are {npz.files}")
+                    array = npz[key]
+                    if "depth_kind" in npz.files:
+                        self.kind = str(npz["depth_kind"])
+        except ValueError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - name the file
+            raise ValueError(f"{self.path}: unreadable depth file: {exc}") from exc
+        if self.kind not in DEPTH_KINDS:
+            raise ValueError(f"{self.path}: depth_kind {self.kind!r} is not one of {DEPTH_KINDS}")
+        if array.ndim == 4 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim != 3:
+            raise ValueError(f"{self.path}: depth must be [T, H, W], got shape {tuple(array.shape)}")
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{self.path}: depth must be float16/float32, got {array.dtype}")
+        self.array = array
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.array.shape[0])
+
+    def frames(self, indices: list[int]) -> np.ndarray:
+        """float32 ``[len(indices), H, W]``; NaN/inf is an error naming the file."""
+        out = np.asarray(self.array[indices], dtype=np.float32)
+        if not np.isfinite(out).all():
+            raise ValueError(f"{self.path}: depth holds NaN/inf values (frames {indices[0]}..{indices[-1]})")
+        return out

@@ -1,0 +1,246 @@
+"""Streaming video decoding with PyAV: probe a file, then decode a frame range.
+
+Nothing here holds a whole video: :func:`iter_frames` seeks to the keyframe before the
+first wanted frame and yields decoded frames one at a time (uint8 ``[H, W, 3]`` RGB).
+Every failure (missing, empty, corrupt, no video stream, truncated data) raises
+:class:`VideoReadError` whose message names the file.
+
+Frame indices are positions in the decoded stream (0-based). With ``fps=`` a video is
+seen on a resampled timeline (nearest source frame per output time, frames dropped or
+repeated); :func:`resampled_num_frames` and :func:`source_index` give the mapping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".gif")
+
+
+class VideoReadError(RuntimeError):
+    """A video could not be opened or decoded; the message names the file."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` learns from a file's headers (no full decode).
+
+    Attributes:
+        path: the file.
+        num_frames: frames in the video stream.
+        fps: average frame rate (frames per second).
+        height, width: decoded frame size in pixels.
+        has_audio: the container has at least one audio stream.
+        duration_s: duration of the video stream in seconds (``num_frames / fps`` if unknown).
+        codec: video codec name; audio_codec / audio_sample_rate / audio_channels: first
+            audio stream (None without audio).
+    """
+
+    path: str
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+    has_audio: bool
+    duration_s: float
+    codec: str
+    audio_codec: str | None = None
+    audio_sample_rate: int | None = None
+    audio_channels: int | None = None
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise VideoReadError(f"{path}: video file does not exist")
+    if path.is_dir():
+        raise VideoReadError(f"{path}: expected a video file, got a folder")
+    if path.stat().st_size == 0:
+        raise VideoReadError(f"{path}: video file is empty (0 bytes)")
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoReadError(f"{path}: not a readable video (corrupt or unsupported): {exc}") from exc
+
+
+def _video_stream(container: av.container.InputContainer, path: Path) -> av.video.stream.VideoStream:
+    if not container.streams.video:
+        raise VideoReadError(f"{path}: the file has no video stream")
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    return stream
+
+
+def _stream_fps(stream: av.video.stream.VideoStream, path: Path) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if not rate or float(rate) <= 0:
+        raise VideoReadError(f"{path}: the video stream has no usable frame rate")
+    return Fraction(rate)
+
+
+def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
+    """Read the headers of ``path`` (and count packets when the header has no frame count).
+
+    Args:
+        count_frames: count the video packets even when the header gives a count.
+
+    Raises:
+        VideoReadError: missing/empty/corrupt file, no video stream, or no frames.
+    """
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        fps = _stream_fps(stream, path)
+        num_frames = int(stream.frames or 0)
+        if count_frames or num_frames <= 0:
+            try:
+                num_frames = sum(1 for p in container.demux(stream) if p.size > 0)
+            except (av.FFmpegError, OSError, ValueError) as exc:
+                raise VideoReadError(f"{path}: corrupt video data while counting frames: {exc}") from exc
+        if num_frames <= 0:
+            raise VideoReadError(f"{path}: the video stream has no frames")
+        height, width = int(stream.codec_context.height), int(stream.codec_context.width)
+        if height <= 0 or width <= 0:
+            raise VideoReadError(f"{path}: the video stream has no frame size (corrupt header?)")
+        duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else num_frames / float(fps)
+        audio = container.streams.audio[0] if container.streams.audio else None
+        return VideoInfo(
+            path=str(path), num_frames=num_frames, fps=float(fps), height=height, width=width,
+            has_audio=audio is not None, duration_s=duration, codec=stream.codec_context.name,
+            audio_codec=audio.codec_context.name if audio is not None else None,
+            audio_sample_rate=int(audio.codec_context.sample_rate or 0) or None if audio is not None else None,
+            audio_channels=int(audio.codec_context.channels or 0) or None if audio is not None else None,
+        )
+    finally:
+        container.close()
+
+
+def resampled_num_frames(num_frames: int, source_fps: float, fps: float | None) -> int:
+    """Frames of a ``num_frames`` video at ``source_fps`` seen at ``fps`` (None: unchanged)."""
+    if fps is None or math.isclose(fps, source_fps, rel_tol=1e-6):
+        return num_frames
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    return max(1, int(num_frames * fps / source_fps + 1e-6))
+
+
+def source_index(index: int, num_frames: int, source_fps: float, fps: float | None) -> int:
+    """Source frame shown at output frame ``index`` of the ``fps`` timeline (nearest in time)."""
+    if fps is None or math.isclose(fps, source_fps, rel_tol=1e-6):
+        return index
+    return min(num_frames - 1, int(index * source_fps / fps + 0.5))
+
+
+def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None:
+        return frame.to_ndarray(format="rgb24")
+    height, width = size
+    return frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+
+
+def _decode_from(path: Path, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, frame)`` pairs from the keyframe at or before ``start`` to the end."""
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        fps = _stream_fps(stream, path)
+        time_base = stream.time_base
+        origin = stream.start_time or 0
+        if start > 0 and time_base is not None:
+            target = origin + int(Fraction(start) / fps / time_base)
+            try:
+                container.seek(max(origin, target - 1), stream=stream, backward=True, any_frame=False)
+            except (av.FFmpegError, OSError, ValueError):  # unseekable: decode from the beginning
+                container.close()
+                yield from _decode_from_start(path)
+                return
+        else:
+            container.close()
+            yield from _decode_from_start(path)
+            return
+        index = None
+        for frame in container.decode(stream):
+            if index is None:
+                index = None if frame.pts is None else int(round(float((frame.pts - origin) * time_base * fps)))
+                if index is None or index > start:  # no timestamps, or the seek overshot
+                    container.close()
+                    yield from _decode_from_start(path)
+                    return
+            else:
+                index += 1
+            yield index, frame
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoReadError(f"{path}: corrupt video data while decoding (near frame {start}): {exc}") from exc
+    finally:
+        container.close()
+
+
+def _decode_from_start(path: Path) -> Iterator[tuple[int, av.VideoFrame]]:
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        for index, frame in enumerate(container.decode(stream)):
+            yield index, frame
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoReadError(f"{path}: corrupt video data while decoding: {exc}") from exc
+    finally:
+        container.close()
+
+
+def iter_frames(
+    path: str | Path,
+    start: int = 0,
+    stop: int | None = None,
+    *,
+    fps: float | None = None,
+    size: tuple[int, int] | None = None,
+    info: VideoInfo | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield frames ``[start, stop)`` of ``path`` as uint8 ``[H, W, 3]`` RGB, one at a time.
+
+    Args:
+        start, stop: frame range on the output timeline (``stop=None``: to the end).
+        fps: resample to this frame rate (nearest frame; None keeps the source rate).
+        size: ``(H, W)`` to resize each frame to (area filter); None keeps the source size.
+        info: the file's :class:`VideoInfo` if already probed.
+
+    Raises:
+        VideoReadError: the file is unreadable or ends before ``stop``.
+    """
+    path = Path(path)
+    info = info or probe_video(path)
+    total = resampled_num_frames(info.num_frames, info.fps, fps)
+    stop = total if stop is None else stop
+    if not 0 <= start < stop <= total:
+        raise ValueError(f"{path}: frame range [{start}, {stop}) is outside the video's {total} frames")
+    wanted = [source_index(j, info.num_frames, info.fps, fps) for j in range(start, stop)]
+    position = 0
+    last: tuple[int, np.ndarray] | None = None
+    for index, frame in _decode_from(path, wanted[0]):
+        if index < wanted[position]:
+            continue
+        rgb = _to_rgb(frame, size)
+        while position < len(wanted) and wanted[position] <= index:
+            yield rgb
+            position += 1
+        last = (index, rgb)
+        if position == len(wanted):
+            return
+    seen = "no frame" if last is None else f"frame {last[0]}"
+    raise VideoReadError(
+        f"{path}: the video ended at {seen} but source frame {wanted[position]} was requested "
+        f"(header says {info.num_frames} frames; truncated or corrupt file?)"
+    )
+
+
+def read_frames(path: str | Path, start: int = 0, stop: int | None = None, **kwargs) -> np.ndarray:
+    """Frames ``[start, stop)`` as one uint8 array ``[T, H, W, 3]`` (see :func:`iter_frames`)."""
+    frames = list(iter_frames(path, start, stop, **kwargs))
+    return np.stack(frames)
