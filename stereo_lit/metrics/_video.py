@@ -1,0 +1,51 @@
+"""Shape checks and conversions shared by the metrics (videos ``[B,C,T,H,W]`` in [0, 1])."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def check_video(x: torch.Tensor, name: str, channels: int | None = None) -> None:
+    """Raise a clear error unless ``x`` is a video ``[B,C,T,H,W]`` (with ``channels`` channels)."""
+    if not isinstance(x, torch.Tensor) or x.ndim != 5:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a video tensor [B,C,T,H,W], got {shape}")
+    if channels is not None and x.shape[1] != channels:
+        raise ValueError(f"{name} must have {channels} channel(s), got shape {tuple(x.shape)}")
+
+
+def check_same_grid(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
+    """Same batch, frames, height and width (channels may differ)."""
+    if a.shape[0] != b.shape[0] or a.shape[2:] != b.shape[2:]:
+        raise ValueError(
+            f"{name_a} {tuple(a.shape)} and {name_b} {tuple(b.shape)} must share batch, frames, height and width"
+        )
+
+
+def to_frames(x: torch.Tensor) -> torch.Tensor:
+    """``[B,C,T,H,W]`` -> ``[B*T,C,H,W]`` (frame index ``b*T + t``)."""
+    b, c, t, h, w = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+
+
+def mask_or_ones(mask: torch.Tensor | None, like: torch.Tensor, name: str) -> torch.Tensor:
+    """A float 0/1 mask ``[B,1,T,H,W]`` on ``like``'s device (all ones when ``mask`` is None)."""
+    if mask is None:
+        return torch.ones_like(like[:, :1], dtype=torch.float32)
+    check_video(mask, name, channels=1)
+    check_same_grid(mask, like, name, "video")
+    return (mask.to(like.device) > 0.5).float()
+
+
+def video_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """``[B,3,T,H,W]`` float in [0, 1] -> uint8 ``[B,T,H,W,3]`` RGB (rounded, clipped)."""
+    arr = (x.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8)
+    return arr.permute(0, 2, 3, 4, 1).cpu().numpy()
+
+
+def rgb_to_gray_u8(frame_rgb: np.ndarray) -> np.ndarray:
+    """uint8 ``[H,W,3]`` RGB -> uint8 ``[H,W]`` luma (ITU-R BT.601, as OpenCV's RGB2GRAY)."""
+    import cv2
+
+    return cv2.cvtColor(np.ascontiguousarray(frame_rgb), cv2.COLOR_RGB2GRAY)
