@@ -1,0 +1,203 @@
+"""The denoising loop: a diffusers Wan transformer + scheduler, with stereo guidance hooks.
+
+No Lightning, no VAE, no geometry here: :func:`denoise` takes initial latents and
+prompt embeddings and returns clean latents. It is ``WanPipeline.__call__``'s loop
+step for step (same transformer call, same classifier-free guidance, the scheduler's
+own ``step``), so with no guidance it reproduces diffusers' Wan sampling exactly; the
+stereo strategies of :mod:`stereo_lit.diffusion.guidance` hook in between.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+
+from stereo_lit.diffusion.flow import euler_step
+from stereo_lit.diffusion.guidance import Guidance
+
+BATCH_MODES = ("separate", "shared")
+
+
+def is_first_order(scheduler: Any) -> bool:
+    """True for schedulers without a multistep history (flow-match Euler)."""
+    return type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
+
+
+def num_guided_steps(num_inference_steps: int, guidance_stop: float) -> int:
+    """Steps ``0 .. n-1`` that are guided: the first ``ceil(guidance_stop * steps)``."""
+    if not 0.0 <= guidance_stop <= 1.0:
+        raise ValueError(f"guidance_stop must be a fraction of the steps in [0, 1], got {guidance_stop}")
+    return math.ceil(guidance_stop * num_inference_steps - 1e-9)
+
+
+def _expand(embeds: torch.Tensor, batch: int) -> torch.Tensor:
+    if embeds.shape[0] == batch:
+        return embeds
+    if embeds.shape[0] != 1:
+        raise ValueError(f"prompt embeddings have batch {embeds.shape[0]}, latents have {batch}")
+    return embeds.expand(batch, -1, -1)
+
+
+def predict_velocity(
+    transformer: Any,
+    latents: torch.Tensor,
+    timestep: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+    negative_prompt_embeds: torch.Tensor | None = None,
+    *,
+    guidance_scale: float = 1.0,
+    batch_mode: str = "separate",
+    attention_kwargs: dict | None = None,
+) -> torch.Tensor:
+    """The transformer's velocity with classifier-free guidance, as ``WanPipeline`` computes it.
+
+    Args:
+        latents: ``[B, 16, f, h, w]``.
+        timestep: 0-d timestep (the scheduler's ``timesteps[i]``, i.e. ``sigma * 1000``).
+        prompt_embeds, negative_prompt_embeds: ``[1 or B, L, D]``.
+        guidance_scale: CFG scale; the unconditional pass runs only when > 1.
+        batch_mode: ``"separate"``: one transformer call per prompt (as WanPipeline);
+            ``"shared"``: conditional and unconditional inputs in one batch (same
+            timestep), one call.
+
+    Returns:
+        velocity, same shape and dtype as ``latents``.
+    """
+    if batch_mode not in BATCH_MODES:
+        raise ValueError(f"batch_mode must be one of {BATCH_MODES}, got {batch_mode!r}")
+    dtype = transformer.dtype
+    batch = latents.shape[0]
+    model_input = latents.to(dtype)
+    cond = _expand(prompt_embeds.to(dtype), batch)
+    use_cfg = guidance_scale > 1.0
+    if use_cfg and negative_prompt_embeds is None:
+        raise ValueError("guidance_scale > 1 needs negative_prompt_embeds")
+
+    def call(x: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        return transformer(
+            hidden_states=x,
+            timestep=timestep.expand(x.shape[0]),
+            encoder_hidden_states=embeds,
+            attention_kwargs=attention_kwargs,
+            return_dict=False,
+        )[0]
+
+    if not use_cfg:
+        return call(model_input, cond).to(latents.dtype)
+    uncond = _expand(negative_prompt_embeds.to(dtype), batch)
+    if batch_mode == "shared":
+        v_cond, v_uncond = call(torch.cat([model_input, model_input]), torch.cat([cond, uncond])).chunk(2)
+    else:
+        v_cond = call(model_input, cond)
+        v_uncond = call(model_input, uncond)
+    velocity = v_uncond + guidance_scale * (v_cond - v_uncond)
+    return velocity.to(latents.dtype)
+
+
+@torch.no_grad()
+def denoise(
+    transformer: Any,
+    scheduler: Any,
+    latents: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+    negative_prompt_embeds: torch.Tensor | None = None,
+    *,
+    num_inference_steps: int = 50,
+    guidance_scale: float = 5.0,
+    guidance: Guidance | None = None,
+    guidance_stop: float = 1.0,
+    constraint: Guidance | None = None,
+    batch_mode: str = "separate",
+    attention_kwargs: dict | None = None,
+) -> torch.Tensor:
+    """Sample clean latents from ``latents`` (pure noise at the first sigma, float32).
+
+    Args:
+        transformer: ``WanTransformer3DModel``.
+        scheduler: a *fresh* flow-matching scheduler (:func:`~stereo_lit.diffusion.loading.make_scheduler`).
+        latents: initial latents ``[B, 16, f, h, w]``.
+        guidance: stereo strategy, applied on the first ``guidance_stop`` fraction of
+            the steps; None = plain Wan sampling.
+        constraint: applied on *every* step (content that must come out as given, e.g.
+            the overlap carried from the previous window).
+
+    Returns:
+        clean latents ``[B, 16, f, h, w]``, float32.
+    """
+    for hook in (guidance, constraint):
+        if hook is not None and hook.first_order_only and not is_first_order(scheduler):
+            raise ValueError(
+                f"strategy {hook.name!r} overwrites x_t and needs a first-order scheduler ('euler'); "
+                f"{type(scheduler).__name__} keeps a multistep history that the overwrite would contradict"
+            )
+    guidance = guidance or Guidance()
+    constraint = constraint or Guidance()
+    device = latents.device
+
+    # 1. Timesteps and sigmas (the scheduler's own schedule, as WanPipeline sets it).
+    scheduler.set_timesteps(num_inference_steps, device=device)
+    scheduler.set_begin_index(0)
+    timesteps = scheduler.timesteps
+    sigmas = [float(s) for s in scheduler.sigmas]  # len = steps + 1, last is 0
+    guided = num_guided_steps(len(timesteps), guidance_stop)
+
+    # 2. Initial latents: strategies that overwrite x_t start from their known content.
+    latents = latents.float()
+    if guided > 0:
+        latents = guidance.prepare(latents, sigmas[0])
+    latents = constraint.prepare(latents, sigmas[0])
+
+    # 3. Denoising loop.
+    for i, t in enumerate(timesteps):
+        guiding = i < guided
+
+        # 3a. Velocity from the transformer, with classifier-free guidance.
+        velocity = predict_velocity(
+            transformer, latents, t, prompt_embeds, negative_prompt_embeds,
+            guidance_scale=guidance_scale, batch_mode=batch_mode, attention_kwargs=attention_kwargs,
+        )
+
+        # 3b. Edit the prediction (x0_blend); the scheduler stores what it is given.
+        if guiding:
+            velocity = guidance.edit_velocity(latents, velocity, sigmas[i])
+        velocity = constraint.edit_velocity(latents, velocity, sigmas[i])
+
+        # 3c. The scheduler's step (UniPC / DPM++ / Euler), unchanged.
+        latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
+
+        # 3d. Edit the sample at the next sigma (repaint, latent_shift).
+        if guiding:
+            latents = guidance.edit_sample(latents, sigmas[i + 1], i)
+        latents = constraint.edit_sample(latents, sigmas[i + 1], i)
+
+    return latents
+
+
+@torch.no_grad()
+def invert(
+    transformer: Any,
+    clean_latents: torch.Tensor,
+    sigmas: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+    *,
+    num_train_timesteps: int = 1000,
+    batch_mode: str = "separate",
+) -> torch.Tensor:
+    """Flow-matching inversion: integrate the ODE from ``sigma = 0`` up to the largest sigma.
+
+    Euler steps along the (ascending) ``sigmas`` using the conditional velocity only (no
+    CFG: guidance makes inversion unstable). Returns the noise-like latent that the
+    sampler would map back to ``clean_latents``.
+
+    Args:
+        clean_latents: ``[B, 16, f, h, w]`` normalised latents.
+        sigmas: ascending, starting at 0 (:func:`~stereo_lit.diffusion.flow.inversion_sigmas`).
+    """
+    x = clean_latents.float()
+    for sigma, sigma_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
+        timestep = torch.tensor(sigma * num_train_timesteps, device=x.device)
+        velocity = predict_velocity(transformer, x, timestep, prompt_embeds, batch_mode=batch_mode)
+        x = euler_step(x, velocity, sigma, sigma_next)
+    return x
