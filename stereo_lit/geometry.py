@@ -22,6 +22,8 @@ Z_TOLERANCE_PX = 1.0
 #: surface stretched by up to 4x still covers; a pixel grazed by a neighbour's tap only
 #: (disocclusion edge) does not.
 MIN_COVER_WEIGHT = 0.25
+#: Only splat taps carrying at least this weight take part in the z-buffer decision.
+ZBUFFER_MIN_WEIGHT = 0.25
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -131,43 +133,53 @@ def inverse_depth_to_disparity(
 
 
 # ----------------------------------------------------------------------------- warps
-def _splat_targets(disparity: torch.Tensor, direction: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Flat target indices of the two linear taps of every source pixel.
+def _row_taps(disparity: torch.Tensor, direction: int) -> tuple[torch.Tensor, ...]:
+    """The two linear splat taps of every source pixel, as columns of a padded row.
+
+    Target rows are padded by one dummy column on each side (index 0 and ``W + 1``)
+    that is cut off at the end: taps that fall off the frame land there (clamped), and
+    invalid disparities are sent off the frame, so every scatter is dense (no boolean
+    compaction).
 
     Args:
         disparity: ``[N, 1, H, W]``.
 
     Returns:
-        ``(index, weight, depth_key, source)``, each ``[2, N*H*W]``: flat target index
-        (``-1`` when off-frame or invalid), tap weight, the source disparity (z-key), and
-        the flat source index.
+        ``(i0, i1, w0, w1, key)``: long column indices into the padded row
+        (``[N,1,H,W]`` each), the taps' linear weights, and the z-key (the disparity;
+        -1 where invalid so that it never wins the z-buffer).
     """
-    n, _, h, w = disparity.shape
-    d = disparity[:, 0]
-    valid = torch.isfinite(d) & (d >= 0)
-    d = torch.where(valid, d, torch.zeros_like(d))
-    cols = torch.arange(w, device=d.device, dtype=d.dtype)
-    x_t = cols + direction * d  # [N, H, W]
+    w = disparity.shape[-1]
+    valid = torch.isfinite(disparity) & (disparity >= 0)
+    cols = torch.arange(w, device=disparity.device, dtype=disparity.dtype)
+    x_t = torch.where(valid, cols + direction * disparity, torch.full_like(disparity, -2.0))
     x0 = torch.floor(x_t)
     w1 = x_t - x0
-    rows = torch.arange(n * h, device=d.device).view(n, h, 1) * w
-    taps_x = torch.stack([x0, x0 + 1]).long()  # [2, N, H, W]
-    taps_w = torch.stack([1.0 - w1, w1])
-    ok = valid.unsqueeze(0) & (taps_x >= 0) & (taps_x < w) & (taps_w > 1e-6)
-    index = torch.where(ok, rows.unsqueeze(0) + taps_x, torch.full_like(taps_x, -1)).reshape(2, -1)
-    source = torch.arange(n * h * w, device=d.device).expand(2, -1)
-    return index, taps_w.reshape(2, -1), d.reshape(1, -1).expand(2, -1), source
+    w0 = 1.0 - w1
+    i0 = (x0.clamp(-1, w) + 1).long()  # -1 -> left dummy 0, w -> right dummy w + 1
+    i1 = (x0.clamp(-2, w - 1) + 2).long()
+    key = torch.where(valid, disparity, torch.full_like(disparity, -1.0))
+    return i0, i1, w0, w1, key
 
 
-def _zbuffer_accept(index: torch.Tensor, depth_key: torch.Tensor, numel: int) -> torch.Tensor:
-    """Bool ``[2, M]``: taps whose surface is the nearest (within tolerance) at their target."""
-    ok = index >= 0
-    idx = index[ok]
-    zmax = torch.full((numel,), -1.0, device=depth_key.device, dtype=depth_key.dtype)
-    zmax.scatter_reduce_(0, idx, depth_key[ok], reduce="amax", include_self=True)
-    accept = torch.zeros_like(ok)
-    accept[ok] = depth_key[ok] >= zmax[idx] - Z_TOLERANCE_PX
-    return accept
+def _zbuffer_accept(
+    i0: torch.Tensor, i1: torch.Tensor, w0: torch.Tensor, w1: torch.Tensor, key: torch.Tensor, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bool masks of the taps whose surface is the nearest (within tolerance) at their target.
+
+    Only taps carrying at least :data:`ZBUFFER_MIN_WEIGHT` (> 0) set the z-buffer: a
+    near surface that merely grazes a target pixel (its edge) does not hide the far
+    surface that fills the rest of that pixel; the grazing tap still blends in
+    (anti-aliasing). Taps on the dummy columns are accepted and later cut off.
+    """
+    n, _, h, _ = key.shape
+    zmax = torch.full((n, 1, h, width + 2), -1.0, device=key.device, dtype=key.dtype)
+    no_claim = torch.full_like(key, -1.0)
+    zmax.scatter_reduce_(-1, i0, torch.where(w0 >= ZBUFFER_MIN_WEIGHT, key, no_claim), reduce="amax", include_self=True)
+    zmax.scatter_reduce_(-1, i1, torch.where(w1 >= ZBUFFER_MIN_WEIGHT, key, no_claim), reduce="amax", include_self=True)
+    ok0 = key >= torch.gather(zmax, -1, i0) - Z_TOLERANCE_PX
+    ok1 = key >= torch.gather(zmax, -1, i1) - Z_TOLERANCE_PX
+    return ok0, ok1
 
 
 def forward_warp(
@@ -195,22 +207,24 @@ def forward_warp(
     frames, vshape = _as_frames(image, "image")
     disp, _ = _as_frames(disparity_px, "disparity_px")
     n, c, h, w = frames.shape
-    numel = n * h * w
-    index, weight, depth_key, source = _splat_targets(disp.float(), direction)
-    accept = _zbuffer_accept(index, depth_key, numel)
-    idx, wts, src = index[accept], weight[accept], source[accept]
+    i0, i1, w0, w1, key = _row_taps(disp.float(), direction)
+    ok0, ok1 = _zbuffer_accept(i0, i1, w0, w1, key, w)
+    w0 = w0 * ok0 * (key >= 0)
+    w1 = w1 * ok1 * (key >= 0)
 
     work_dtype = torch.float32 if frames.dtype in (torch.float16, torch.bfloat16) else frames.dtype
-    colours = frames.to(work_dtype).permute(0, 2, 3, 1).reshape(numel, c)
-    acc = torch.zeros(numel, c, device=frames.device, dtype=work_dtype)
-    acc.index_add_(0, idx, colours[src] * wts.to(work_dtype).unsqueeze(1))
-    total = torch.zeros(numel, device=frames.device, dtype=work_dtype)
-    total.index_add_(0, idx, wts.to(work_dtype))
+    src = frames.to(work_dtype)
+    acc = torch.zeros(n, c, h, w + 2, device=frames.device, dtype=work_dtype)
+    acc.scatter_add_(-1, i0.expand(n, c, h, w), src * w0.to(work_dtype))
+    acc.scatter_add_(-1, i1.expand(n, c, h, w), src * w1.to(work_dtype))
+    total = torch.zeros(n, 1, h, w + 2, device=frames.device, dtype=work_dtype)
+    total.scatter_add_(-1, i0, w0.to(work_dtype))
+    total.scatter_add_(-1, i1, w1.to(work_dtype))
+    acc, total = acc[..., 1 : w + 1], total[..., 1 : w + 1]
 
     covered = total >= MIN_COVER_WEIGHT
-    warped = torch.where(covered.unsqueeze(1), acc / total.clamp_min(1e-12).unsqueeze(1), torch.zeros_like(acc))
-    warped = warped.reshape(n, h, w, c).permute(0, 3, 1, 2).to(frames.dtype)
-    covered_map = covered.reshape(n, 1, h, w).to(warped.dtype if warped.is_floating_point() else torch.float32)
+    warped = torch.where(covered, acc / total.clamp_min(1e-12), torch.zeros_like(acc)).to(frames.dtype)
+    covered_map = covered.to(warped.dtype if warped.is_floating_point() else torch.float32)
     return _from_frames(warped, vshape), _from_frames(covered_map, vshape)
 
 
@@ -261,14 +275,16 @@ def occlusion_mask(disparity_px: torch.Tensor, *, direction: int = -1) -> torch.
         float 0/1 mask, same shape; 0 for occluded pixels, pixels whose target is off
         frame, and invalid disparities.
     """
+    if direction not in (-1, 1):
+        raise ValueError(f"direction must be -1 or +1, got {direction}")
     disp, vshape = _as_frames(disparity_px, "disparity_px")
-    n, _, h, w = disp.shape
-    index, weight, depth_key, _ = _splat_targets(disp.float(), direction)
-    accept = _zbuffer_accept(index, depth_key, n * h * w)
-    # a pixel is visible when the tap carrying most of its weight is accepted
-    main_tap = (weight[1] > weight[0]).long()
-    visible = accept.gather(0, main_tap.unsqueeze(0)).squeeze(0)
-    return _from_frames(visible.reshape(n, 1, h, w).float(), vshape)
+    i0, i1, w0, w1, key = _row_taps(disp.float(), direction)
+    ok0, ok1 = _zbuffer_accept(i0, i1, w0, w1, key, disp.shape[-1])
+    # a pixel is visible when the tap carrying most of its weight is accepted and in frame
+    width = disp.shape[-1]
+    main = torch.where(w1 > w0, i1, i0)
+    visible = torch.where(w1 > w0, ok1, ok0) & (key >= 0) & (main >= 1) & (main <= width)
+    return _from_frames(visible.float(), vshape)
 
 
 def right_disparity_from_left(disparity_left_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
