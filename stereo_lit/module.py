@@ -68,6 +68,8 @@ class StereoLitModule(LightningModule):
         self.skip_finished = skip_finished
         self.eval_methods_on_val = eval_methods_on_val
         self._suites: dict[str, Any] = {}
+        self._carry: dict[tuple[str, ...], Any] = {}  # videos of a batch -> generator state for their next window
+        self._carry_warned = False
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise ValueError(f"every evaluated method needs a distinct name, got {names}")
@@ -127,13 +129,24 @@ class StereoLitModule(LightningModule):
         left = batch["left"]
         disparity, convergence_px = self.disparity_for(batch)
         captions = batch.get("caption") or [None]
-        out = self.generator.generate(left, disparity, prompt=captions[0])
-
-        # Keep only the frames this window produces, at the source size.
         starts, keeps = _as_list(batch["window_start"]), _as_list(batch["keep_start"])
         if len(set(k - s for s, k in zip(starts, keeps))) != 1:
             raise ValueError("all windows of a batch must have the same overlap; use batch_size 1 for mixed videos")
         first = keeps[0] - starts[0]
+        # Seamless windows: the previous window of the same video hands its state on.
+        videos = tuple(str(p) for p in batch["video_path"])
+        carry = self._carry.pop(videos, None) if first > 0 else None
+        if first > 0 and carry is None and self._carry_warned is False:
+            log.info("no carried state for %s: its overlap frames are regenerated, not continued", videos)
+            self._carry_warned = True
+        out = self.generator.generate(
+            left, disparity, prompt=(captions[0] or None), carry=carry, num_overlap=first if carry is not None else 0
+        )
+        window_stops, totals = _as_list(batch["window_stop"]), _as_list(batch["num_frames"])
+        if out.carry is not None and any(stop < total for stop, total in zip(window_stops, totals)):
+            self._carry[videos] = out.carry
+
+        # Keep only the frames this window produces, at the source size.
         num_src = min(_as_list(batch["window_stop"])[0] - starts[0], left.shape[2])
         padding = _padding_of(batch)
 
