@@ -1,0 +1,114 @@
+"""On-disk depth cache: one ``.npy`` per (video content, model, settings), written atomically.
+
+Entries are streamed to disk frame by frame (bounded memory) and read back memory-mapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+_CHUNK = 1 << 20
+
+
+def frames_content_hash(frames: Iterable[np.ndarray]) -> str:
+    """sha256 over each frame's shape, dtype and bytes (streamed; nothing kept)."""
+    digest = hashlib.sha256()
+    count = 0
+    for frame in frames:
+        frame = np.ascontiguousarray(frame)
+        digest.update(f"{frame.shape}{frame.dtype}".encode())
+        digest.update(memoryview(frame).cast("B"))
+        count += 1
+    digest.update(f"frames={count}".encode())
+    return digest.hexdigest()
+
+
+def tensor_content_hash(tensor: torch.Tensor) -> str:
+    """sha256 of a tensor's shape, dtype and values."""
+    array = tensor.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{tuple(array.shape)}{array.dtype}".encode())
+    digest.update(memoryview(array.view(torch.uint8).numpy() if array.numel() else b""))
+    return digest.hexdigest()
+
+
+def file_content_hash(path: str | Path, full: bool = True) -> str:
+    """sha256 of a file's bytes; ``full=False`` hashes size + first and last MiB (fast for large weights)."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256(f"size={size}".encode())
+    with open(path, "rb") as f:
+        if full or size <= 2 * _CHUNK:
+            for block in iter(lambda: f.read(_CHUNK), b""):
+                digest.update(block)
+        else:
+            digest.update(f.read(_CHUNK))
+            f.seek(size - _CHUNK)
+            digest.update(f.read(_CHUNK))
+    return digest.hexdigest()
+
+
+def settings_key(**parts) -> str:
+    """Stable hex key of JSON-able settings (content hash, model id, input size, precision, ...)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+class DepthCache:
+    """``cache_dir/<key>.npy`` float32 ``[T,H,W]`` with a ``<key>.json`` note of what made it."""
+
+    def __init__(self, cache_dir: str | Path) -> None:
+        self.dir = Path(cache_dir)
+
+    def path(self, key: str) -> Path:
+        return self.dir / f"{key}.npy"
+
+    def load(self, key: str) -> np.memmap | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            return np.load(path, mmap_mode="r")
+        except (ValueError, OSError):
+            return None  # unreadable entry: recompute (it is replaced atomically)
+
+    def write(self, key: str, frames: Iterable[np.ndarray], meta: dict | None = None) -> np.memmap:
+        """Stream float32 ``[H,W]`` frames into ``<key>.npy`` (temp file, then rename); returns a memmap."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tag = f".tmp-{os.getpid()}-{id(self)}"
+        raw_path = self.dir / f"{key}.raw{tag}"
+        npy_tmp = self.dir / f"{key}.npy{tag}"
+        shape = None
+        count = 0
+        try:
+            with open(raw_path, "wb") as raw:
+                for frame in frames:
+                    frame = np.ascontiguousarray(frame, dtype=np.float32)
+                    if shape is None:
+                        shape = frame.shape
+                    elif frame.shape != shape:
+                        raise ValueError(f"depth frame {count} has shape {frame.shape}, expected {shape}")
+                    raw.write(memoryview(frame).cast("B"))
+                    count += 1
+            if shape is None:
+                raise ValueError("no depth frames to cache")
+            with open(npy_tmp, "wb") as out, open(raw_path, "rb") as raw:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                          "shape": (count, *shape)}
+                np.lib.format.write_array_header_1_0(out, header)
+                shutil.copyfileobj(raw, out, _CHUNK)
+            os.replace(npy_tmp, self.path(key))
+            if meta is not None:
+                meta_tmp = self.dir / f"{key}.json{tag}"
+                meta_tmp.write_text(json.dumps({**meta, "shape": [count, *shape]}, indent=1, default=str))
+                os.replace(meta_tmp, self.dir / f"{key}.json")
+        finally:
+            for leftover in (raw_path, npy_tmp):
+                leftover.unlink(missing_ok=True)
+        return np.load(self.path(key), mmap_mode="r")

@@ -1,0 +1,253 @@
+"""Depth estimators: video ``[B,3,T,H,W]`` in [0,1] -> labelled depth ``[B,1,T,H,W]``.
+
+``VDAEstimator`` runs Video-Depth-Anything (relative or metric) with streaming windowed inference and
+an optional on-disk cache; ``PrecomputedDepth`` reads ``.npy``/``.npz`` files (VDA's ``*_depths.npz``).
+Depth that comes with the data (TartanAir ``depth_left_m``) needs no estimator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .cache import DepthCache, file_content_hash, frames_content_hash, settings_key, tensor_content_hash
+from .checkpoint import load_vda, parse_checkpoint_name
+from .inference import stream_video_depth
+from .model import VideoDepthAnything
+
+DEPTH_KINDS = ("metric_m", "inverse_relative")
+ALGORITHM_VERSION = "vda-windows-v1"  # bump when the inference changes results (invalidates caches)
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class DepthResult:
+    values: torch.Tensor  # [B,1,T,H,W] at the input video's H,W
+    kind: str  # "metric_m" (metres) or "inverse_relative" (larger = nearer)
+
+
+@runtime_checkable
+class DepthEstimator(Protocol):
+    def estimate(self, video: torch.Tensor) -> DepthResult: ...  # video [B,3,T,H,W] in [0,1]
+
+
+def _check_video(video: torch.Tensor) -> None:
+    if video.ndim != 5 or video.shape[1] != 3:
+        raise ValueError(f"expected a video [B,3,T,H,W] in [0,1], got shape {tuple(video.shape)}")
+
+
+def video_frames(video: torch.Tensor) -> Iterator[np.ndarray]:
+    """One clip ``[3,T,H,W]`` in [0,1] -> HxWx3 float32 frames (one at a time)."""
+    for t in range(video.shape[1]):
+        yield video[:, t].permute(1, 2, 0).detach().float().cpu().numpy()
+
+
+class VDAEstimator:
+    """Video-Depth-Anything as a :class:`DepthEstimator` (YAML-friendly arguments; weights load lazily).
+
+    Args:
+        checkpoint: official ``.pth`` (``video_depth_anything_vits.pth``, ``metric_..._vitl.pth``, ...).
+        encoder: ``vits``/``vitb``/``vitl``/``tiny``; default from the file name (or the weights).
+        metric: metric model (metres, no scale/shift alignment); default from the file name.
+        input_size: short side the network sees (multiple of 14; official 518).
+        device: ``cuda``/``cpu``/...; default CUDA when available.
+        dtype: weights dtype (``float32``, ``float16``, ``bfloat16``).
+        autocast: ``auto`` (float16 on CUDA as the official script, off on CPU), ``float16``,
+            ``bfloat16`` or ``none``.
+        windows_per_batch: 32-frame windows per forward pass (more uses more memory, runs faster on big GPUs).
+        cache_dir: folder of cached results keyed by video content, model and settings; None: no cache.
+        progress: show a progress bar over windows.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str,
+        encoder: str | None = None,
+        metric: bool | None = None,
+        input_size: int = 518,
+        device: str | None = None,
+        dtype: str = "float32",
+        autocast: str = "auto",
+        windows_per_batch: int = 1,
+        cache_dir: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+        if autocast not in ("auto", "float16", "bfloat16", "none"):
+            raise ValueError(f"autocast must be auto/float16/bfloat16/none, got {autocast!r}")
+        if input_size < 14:
+            raise ValueError(f"input_size must be >= 14, got {input_size}")
+        if windows_per_batch < 1:
+            raise ValueError(f"windows_per_batch must be >= 1, got {windows_per_batch}")
+        name_encoder, name_metric = parse_checkpoint_name(checkpoint)
+        self.checkpoint = str(checkpoint)
+        self.encoder = encoder or name_encoder
+        self.metric = name_metric if metric is None else bool(metric)
+        self.input_size = int(input_size)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.dtype = dtype
+        self.autocast = autocast
+        self.windows_per_batch = int(windows_per_batch)
+        self.cache = DepthCache(cache_dir) if cache_dir else None
+        self.progress = progress
+        self._model: VideoDepthAnything | None = None
+        self._model_id: str | None = None
+
+    # ------------------------------------------------------------------ model
+    @property
+    def kind(self) -> str:
+        return "metric_m" if self.metric else "inverse_relative"
+
+    @property
+    def model(self) -> VideoDepthAnything:
+        return self.load()
+
+    def load(self) -> VideoDepthAnything:
+        """Load the checkpoint (once); errors name the path and any missing/unexpected keys."""
+        if self._model is None:
+            model = load_vda(self.checkpoint, encoder=self.encoder, metric=self.metric)
+            self.encoder = model.encoder
+            self._model = model.to(device=self.device, dtype=_DTYPES[self.dtype]).eval()
+        return self._model
+
+    def _autocast_dtype(self) -> str | None:
+        if self.autocast == "auto":
+            return "float16" if self.device.type == "cuda" else None
+        return None if self.autocast == "none" else self.autocast
+
+    def model_id(self) -> str:
+        """Identity of the weights for cache keys (content hash of the file's size and ends)."""
+        if self._model_id is None:
+            path = Path(self.checkpoint)
+            if not path.is_file():
+                self.load()  # raises the explanatory FileNotFoundError
+            self._model_id = file_content_hash(path, full=False)
+        return self._model_id
+
+    def settings(self) -> dict:
+        return {
+            "model": self.model_id(),
+            "encoder": self.encoder,
+            "metric": self.metric,
+            "input_size": self.input_size,
+            "dtype": self.dtype,
+            "autocast": self._autocast_dtype(),
+            "algorithm": ALGORITHM_VERSION,
+        }
+
+    # ------------------------------------------------------------------ streaming
+    def estimate_stream(self, frames: Iterable[np.ndarray], total_frames: int | None = None) -> Iterator[np.ndarray]:
+        """HxWx3 RGB frames (uint8, or float in [0,1]) -> float32 ``[H,W]`` depth per frame, in bounded memory."""
+        if total_frames is None and hasattr(frames, "__len__"):
+            total_frames = len(frames)
+        return stream_video_depth(
+            self.load(),
+            frames,
+            input_size=self.input_size,
+            device=self.device,
+            autocast_dtype=self._autocast_dtype(),
+            windows_per_batch=self.windows_per_batch,
+            progress=self.progress,
+            total_frames=total_frames,
+            metric=self.metric,
+        )
+
+    def video_depth(
+        self, frames_factory: Callable[[], Iterable[np.ndarray]], key: str | None = None
+    ) -> np.ndarray | np.memmap:
+        """Whole-video depth ``[T,H,W]`` float32, from the cache when this video/model/settings ran before.
+
+        ``frames_factory()`` returns a fresh iterable of the frames (called once to hash when ``key`` is
+        None, once more to compute). ``key`` identifies the video's content (e.g. ``file_content_hash``
+        of the video file). Without ``cache_dir`` the result is an in-memory array.
+        """
+        if self.cache is None:
+            depth = list(self.estimate_stream(frames_factory()))
+            if not depth:
+                raise ValueError("the video has no frames")
+            return np.stack(depth)
+        content = key if key is not None else frames_content_hash(frames_factory())
+        settings = self.settings()
+        cache_key = settings_key(content=content, **settings)
+        cached = self.cache.load(cache_key)
+        if cached is not None:
+            return cached
+        meta = {"content": content, "checkpoint": str(Path(self.checkpoint).resolve()), "kind": self.kind, **settings}
+        return self.cache.write(cache_key, self.estimate_stream(frames_factory()), meta)
+
+    # ------------------------------------------------------------------ DepthEstimator
+    def estimate(self, video: torch.Tensor) -> DepthResult:
+        """video ``[B,3,T,H,W]`` in [0,1] -> depth ``[B,1,T,H,W]`` float32 on the video's device."""
+        _check_video(video)
+        per_clip = []
+        for clip in video:
+            key = tensor_content_hash(clip) if self.cache is not None else None
+            depth = self.video_depth(lambda clip=clip: video_frames(clip), key=key)
+            per_clip.append(torch.from_numpy(np.array(depth, dtype=np.float32)))
+        values = torch.stack(per_clip).unsqueeze(1).to(video.device)
+        return DepthResult(values=values, kind=self.kind)
+
+
+class PrecomputedDepth:
+    """Depth from a file: ``.npy`` ``[T,H,W]`` or ``.npz`` (key ``depths``, as VDA's ``*_depths.npz``).
+
+    Args:
+        path: the file.
+        kind: ``inverse_relative`` (VDA relative output) or ``metric_m`` (metres).
+        key: array name inside an ``.npz``.
+        start_frame: first depth frame used (for clips cut from a longer video).
+    The depth is resized (bilinear) to the video's H, W when they differ; its values are unchanged.
+    """
+
+    def __init__(self, path: str, kind: str = "inverse_relative", key: str = "depths", start_frame: int = 0) -> None:
+        if kind not in DEPTH_KINDS:
+            raise ValueError(f"kind must be one of {DEPTH_KINDS}, got {kind!r}")
+        self.path = Path(path)
+        self.kind = kind
+        self.key = key
+        self.start_frame = int(start_frame)
+
+    def load(self) -> np.ndarray:
+        """The stored depth as ``[T,H,W]`` (memory-mapped for ``.npy``)."""
+        if not self.path.is_file():
+            raise FileNotFoundError(f"precomputed depth file not found: {self.path.resolve()} (.npy or .npz)")
+        if self.path.suffix == ".npz":
+            with np.load(self.path) as archive:
+                if self.key in archive.files:
+                    depth = archive[self.key]
+                elif len(archive.files) == 1:
+                    depth = archive[archive.files[0]]
+                else:
+                    raise KeyError(f"{self.path} has no array {self.key!r} (arrays: {archive.files})")
+        elif self.path.suffix == ".npy":
+            depth = np.load(self.path, mmap_mode="r")
+        else:
+            raise ValueError(f"precomputed depth must be .npy or .npz, got {self.path}")
+        if depth.ndim == 4 and 1 in (depth.shape[1], depth.shape[-1]):
+            depth = depth.reshape(depth.shape[0], *[s for s in depth.shape[1:] if s != 1][:2])
+        if depth.ndim != 3:
+            raise ValueError(f"{self.path}: expected depth [T,H,W], got shape {depth.shape}")
+        return depth
+
+    def estimate(self, video: torch.Tensor) -> DepthResult:
+        _check_video(video)
+        b, _, t, h, w = video.shape
+        if b != 1:
+            raise ValueError(f"PrecomputedDepth({self.path}) holds one video's depth; the batch has {b} videos")
+        depth = self.load()
+        stop = self.start_frame + t
+        if depth.shape[0] < stop:
+            raise ValueError(
+                f"{self.path} has {depth.shape[0]} depth frames; frames {self.start_frame}..{stop - 1} are needed"
+            )
+        values = torch.from_numpy(np.array(depth[self.start_frame : stop], dtype=np.float32))[:, None]
+        if values.shape[-2:] != (h, w):
+            values = F.interpolate(values, size=(h, w), mode="bilinear", align_corners=False)
+        return DepthResult(values=values.permute(1, 0, 2, 3)[None].to(video.device), kind=self.kind)
