@@ -3,6 +3,20 @@
 :class:`EvaluationSuite` holds one set of :mod:`stereo_lit.metrics` per method, feeds them
 from a TartanAir batch and a :class:`~stereo_lit.generators.base.StereoOutput`, and turns
 the results into one table (markdown, CSV, JSON) with a row per method.
+
+Besides the methods, the suite adds a reference row, :data:`REFERENCE_ROW`: the *true*
+right view put through the same metrics. Its PSNR/SSIM/SIoU are trivially perfect; its
+``sgbm_*`` columns are the stereo matcher's own floor (SGBM on the true pair), its
+``warp_error`` the flow's floor and its ``cycle_error`` the warp's floor. A method's
+geometry and temporal numbers should be read against that row.
+
+What is computed once per batch and shared by all methods (cached while the same
+``batch["left"]`` tensor is passed): the region masks, the optical flow of the source
+video and the cycle masks.
+
+Seams: window seam frames (first frame of each new window inside the clip) are read
+from ``out.extras["seam_frames"]`` or ``batch["seam_frames"]`` (list or tensor of
+frame indices); without them the seam columns are absent.
 """
 
 from __future__ import annotations
@@ -17,7 +31,10 @@ import torch
 from torch import nn
 
 from stereo_lit.generators.base import StereoOutput
-from stereo_lit.geometry import cycle_warp_right_to_left, occlusion_mask, right_disparity_from_left
+from stereo_lit.geometry import occlusion_mask, right_disparity_from_left
+
+#: name of the row holding the true right view's metrics (matcher / flow / warp floors)
+REFERENCE_ROW = "true_right"
 
 
 def region_masks(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,6 +52,42 @@ def region_masks(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         _, covered = right_disparity_from_left(batch["disparity_left_px"].to(right))
         visible = covered * valid
     return valid, visible
+
+
+class BatchContext:
+    """Per-batch quantities shared by every method: masks, disparities and source flows."""
+
+    def __init__(self, batch: dict[str, Any]) -> None:
+        left, right = batch["left"], batch["right"]
+        self.valid_right, self.visible_right = region_masks(batch)
+        self.disparity_left = batch["disparity_left_px"].to(left)
+        valid_left = batch.get("valid_left")
+        self.valid_left = torch.ones_like(self.disparity_left) if valid_left is None else valid_left.to(left)
+        if "disparity_right_px" in batch:
+            self.disparity_right = batch["disparity_right_px"].to(left)
+        else:
+            self.disparity_right, _ = right_disparity_from_left(self.disparity_left)
+        # co-visible left pixels: seen by the right camera and valid
+        self.cycle_mask = occlusion_mask(self.disparity_left, direction=-1).to(left) * self.valid_left
+        self.source = right  # true right view: the flow source for the warping error
+        self._flows = None
+        self.batch_seams = _seam_list(batch.get("seam_frames"))
+
+    @property
+    def flows(self):
+        if self._flows is None:
+            from stereo_lit.metrics import source_flows
+
+            self._flows = source_flows(self.source)
+        return self._flows
+
+
+def _seam_list(seams: Any) -> list[int] | None:
+    if seams is None:
+        return None
+    if isinstance(seams, torch.Tensor):
+        return [int(s) for s in seams.flatten().tolist()]
+    return [int(s) for s in seams]
 
 
 class MethodMetrics(nn.Module):
@@ -57,19 +110,17 @@ class MethodMetrics(nn.Module):
         self.cycle = CycleConsistencyError()
 
     @torch.no_grad()
-    def update(self, batch: dict[str, Any], out: StereoOutput) -> None:
-        left, right_true, pred = batch["left"], batch["right"], out.right.to(batch["right"])
-        valid, visible = region_masks(batch)
-        self.right_view.update(pred, right_true, valid=valid, visible=visible)
-        disparity_left = batch["disparity_left_px"].to(left)
-        valid_left = batch.get("valid_left")
-        valid_left = torch.ones_like(disparity_left) if valid_left is None else valid_left.to(left)
-        self.stereo.update(left, pred, disparity_left, valid_left)
-        self.temporal.update(pred, right_true)
+    def update(self, batch: dict[str, Any], out: StereoOutput, context: BatchContext | None = None) -> None:
+        ctx = context if context is not None else BatchContext(batch)
+        left, right_true = batch["left"], batch["right"]
+        pred = out.right.to(right_true)
+        self.right_view.update(pred, right_true, valid=ctx.valid_right, visible=ctx.visible_right)
+        self.stereo.update(left, pred, ctx.disparity_left, ctx.valid_left)
+        seams = _seam_list(out.extras.get("seam_frames")) if out.extras else None
+        seams = seams if seams is not None else ctx.batch_seams
+        self.temporal.update(pred, ctx.source, seam_frames=seams, flows=ctx.flows)
         self.siou.update(pred, right_true, left)
-        disp_right, _ = right_disparity_from_left(disparity_left)
-        left_hat, cycle_valid = cycle_warp_right_to_left(pred, disp_right)
-        self.cycle.update(left_hat, left, cycle_valid)
+        self.cycle.update(pred, left, ctx.disparity_right, ctx.cycle_mask)
 
     def compute(self) -> dict[str, float]:
         row: dict[str, float] = {}
@@ -83,23 +134,47 @@ class MethodMetrics(nn.Module):
 
 
 class EvaluationSuite(nn.Module):
-    """One :class:`MethodMetrics` per method name."""
+    """One :class:`MethodMetrics` per method name, plus the :data:`REFERENCE_ROW` (true right view).
 
-    def __init__(self, method_names: list[str]) -> None:
+    Args:
+        method_names: rows of the table, in order.
+        reference: add the true-right-view reference row (matcher / flow / warp floors).
+    """
+
+    def __init__(self, method_names: list[str], *, reference: bool = True) -> None:
         super().__init__()
         self.method_names = list(method_names)
-        self.per_method = nn.ModuleDict({name: MethodMetrics() for name in self.method_names})
+        if REFERENCE_ROW in self.method_names:
+            raise ValueError(f"method name {REFERENCE_ROW!r} is reserved for the reference row")
+        self.reference = bool(reference)
+        rows = self.method_names + ([REFERENCE_ROW] if self.reference else [])
+        self.per_method = nn.ModuleDict({name: MethodMetrics() for name in rows})
+        self._context_key: torch.Tensor | None = None  # held so its id cannot be reused
+        self._context: BatchContext | None = None
+
+    def _context_for(self, batch: dict[str, Any]) -> BatchContext:
+        if self._context is None or self._context_key is not batch["left"]:
+            self._context = BatchContext(batch)
+            self._context_key = batch["left"]
+            if self.reference:  # a new batch: the true right view goes through the same metrics once
+                true_out = StereoOutput(right=batch["right"], known_mask=self._context.visible_right)
+                self.per_method[REFERENCE_ROW].update(batch, true_out, self._context)
+        return self._context
 
     def update(self, method: str, batch: dict[str, Any], out: StereoOutput) -> None:
-        self.per_method[method].update(batch, out)
+        if method not in self.method_names:
+            raise KeyError(f"unknown method {method!r}; the suite was built for {self.method_names}")
+        self.per_method[method].update(batch, out, self._context_for(batch))
 
     def compute(self) -> dict[str, dict[str, float]]:
-        return {name: self.per_method[name].compute() for name in self.method_names}
+        self._context, self._context_key = None, None
+        rows = self.method_names + ([REFERENCE_ROW] if self.reference else [])
+        return {name: self.per_method[name].compute() for name in rows}
 
     @staticmethod
     def format_table(table: dict[str, dict[str, float]], depth_source: str = "") -> str:
-        """Markdown table, one row per method."""
-        columns = sorted({c for row in table.values() for c in row})
+        """Markdown table, one row per method (columns in the order metrics report them)."""
+        columns = _columns(table)
         lines = []
         if depth_source:
             lines.append(f"depth: {depth_source}\n")
@@ -108,31 +183,63 @@ class EvaluationSuite(nn.Module):
         for method, row in table.items():
             cells = [_fmt(row.get(c, float("nan"))) for c in columns]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        if REFERENCE_ROW in table:
+            lines.append(
+                f"\nRow `{REFERENCE_ROW}`: the true right view through the same metrics; its sgbm_*, "
+                "warp_error and cycle_error are the floors of the matcher, the flow and the warp."
+            )
         return "\n".join(lines)
 
     def write_table(
         self, table: dict[str, dict[str, float]], out_dir: Path, stage: str, depth_source: str = ""
     ) -> list[Path]:
-        """Write ``{stage}_metrics.md/.csv/.json`` into ``out_dir`` (atomic renames)."""
+        """Write ``{stage}_metrics.md/.csv/.json`` into ``out_dir`` (atomic renames).
+
+        JSON is strict (no NaN/Infinity literals): nan is ``null``, infinities are the
+        strings ``"inf"`` / ``"-inf"``. CSV cells are Python float spellings (``nan``, ``inf``).
+        """
+        out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        columns = sorted({c for row in table.values() for c in row})
+        columns = _columns(table)
         paths = []
         md = out_dir / f"{stage}_metrics.md"
         _atomic_write(md, self.format_table(table, depth_source) + "\n")
         paths.append(md)
         csv_path = out_dir / f"{stage}_metrics.csv"
-        tmp = csv_path.with_suffix(".csv.partial")
+        tmp = csv_path.with_name(csv_path.name + ".partial")
         with tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["method", *columns])
             for method, row in table.items():
-                writer.writerow([method, *[row.get(c, float("nan")) for c in columns]])
+                writer.writerow([method, *[repr(float(row.get(c, float("nan")))) for c in columns]])
         tmp.replace(csv_path)
         paths.append(csv_path)
         js = out_dir / f"{stage}_metrics.json"
-        _atomic_write(js, json.dumps({"depth": depth_source, "methods": table}, indent=2, allow_nan=True) + "\n")
+        payload = {
+            "depth": depth_source,
+            "reference_row": REFERENCE_ROW if REFERENCE_ROW in table else None,
+            "columns": columns,
+            "methods": {m: {k: _json_number(v) for k, v in row.items()} for m, row in table.items()},
+        }
+        _atomic_write(js, json.dumps(payload, indent=2, allow_nan=False) + "\n")
         paths.append(js)
         return paths
+
+
+def _columns(table: dict[str, dict[str, float]]) -> list[str]:
+    columns: list[str] = []
+    for row in table.values():
+        columns.extend(c for c in row if c not in columns)
+    return columns
+
+
+def _json_number(value: float) -> float | str | None:
+    value = float(value)
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
 
 
 def _fmt(value: float) -> str:

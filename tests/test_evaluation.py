@@ -1,0 +1,106 @@
+"""Evaluation suite: per-method rows (plus the true-right reference row) and the md/csv/json table."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stereo_lit.data.synthetic import render_sequence
+from stereo_lit.evaluation import REFERENCE_ROW, EvaluationSuite
+from stereo_lit.generators.base import StereoOutput
+from stereo_lit.generators.geometric import CopyLeft, WarpFill, WarpOnly
+
+
+def _video(frames_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames_u8).permute(3, 0, 1, 2)[None].float() / 255.0
+
+
+def synthetic_batch(num_frames: int = 5, height: int = 96, width: int = 128) -> dict:
+    seq = render_sequence(num_frames, height, width)
+    disparity_left = torch.from_numpy(seq.disparity_left_px)[None, None]
+    disparity_right = torch.from_numpy(seq.fx * seq.baseline_m / seq.depth_right_m).float()[None, None]
+    return {
+        "left": _video(seq.left),
+        "right": _video(seq.right),
+        "disparity_left_px": disparity_left,
+        "disparity_right_px": disparity_right,
+        "valid_left": torch.ones_like(disparity_left),
+        "valid_right": torch.ones_like(disparity_right),
+    }
+
+
+@pytest.fixture(scope="module")
+def table() -> dict:
+    batch = synthetic_batch()
+    methods = [CopyLeft(), WarpOnly(), WarpFill()]
+    suite = EvaluationSuite([m.name for m in methods])
+    for method in methods:
+        out = method.generate(batch["left"], batch["disparity_left_px"])
+        if method.name == "warp_fill":
+            out.extras["seam_frames"] = [2]
+        suite.update(method.name, batch, out)
+    return suite.compute()
+
+
+def test_rows_and_columns(table) -> None:
+    assert list(table) == ["copy_left", "warp_only", "warp_fill", REFERENCE_ROW]
+    expected = {
+        "psnr_all", "psnr_visible", "psnr_disoccluded", "ssim_all", "ssim_visible", "ssim_disoccluded",
+        "sgbm_epe", "sgbm_d1_pct", "sgbm_bad1_pct", "sgbm_bad2_pct", "sgbm_bad3_pct", "sgbm_density_pct",
+        "warp_error", "siou", "cycle_error", "cycle_coverage_pct",
+    }
+    for row in table.values():
+        assert expected <= set(row)
+    assert "seam_jump_ratio" in table["warp_fill"] and "seam_jump_ratio" not in table["copy_left"]
+
+
+def test_methods_rank_as_expected(table) -> None:
+    reference, copy_left, warp_fill = table[REFERENCE_ROW], table["copy_left"], table["warp_fill"]
+    assert reference["psnr_all"] == math.inf and reference["siou"] == pytest.approx(1.0)
+    # the matcher floor is the true pair; copy-left (zero disparity) is far worse geometrically
+    assert max(reference["sgbm_epe"], warp_fill["sgbm_epe"]) < 0.5 * copy_left["sgbm_epe"]
+    assert warp_fill["psnr_visible"] > copy_left["psnr_visible"]
+    assert warp_fill["psnr_visible"] > warp_fill["psnr_disoccluded"]
+    assert warp_fill["siou"] > copy_left["siou"]
+    assert warp_fill["cycle_error"] < copy_left["cycle_error"]
+
+
+def test_tables_are_written_and_readable(table, tmp_path) -> None:
+    suite = EvaluationSuite(["copy_left", "warp_only", "warp_fill"])
+    paths = suite.write_table(table, tmp_path / "eval", stage="test", depth_source="data (ground truth)")
+    assert [p.name for p in paths] == ["test_metrics.md", "test_metrics.csv", "test_metrics.json"]
+    assert not list((tmp_path / "eval").glob("*.partial"))
+
+    markdown = paths[0].read_text()
+    assert markdown.startswith("depth: data (ground truth)")
+    assert "| copy_left |" in markdown and f"| {REFERENCE_ROW} |" in markdown and "inf" in markdown
+
+    with paths[1].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["method"] for r in rows] == list(table)
+    assert float(rows[0]["sgbm_epe"]) == pytest.approx(table["copy_left"]["sgbm_epe"])
+    assert float(rows[-1]["psnr_all"]) == math.inf
+
+    def no_constants(name: str):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    payload = json.loads(paths[2].read_text(), parse_constant=no_constants)
+    assert payload["depth"] == "data (ground truth)" and payload["reference_row"] == REFERENCE_ROW
+    assert payload["methods"]["warp_fill"]["siou"] == pytest.approx(table["warp_fill"]["siou"])
+    assert payload["methods"][REFERENCE_ROW]["psnr_all"] == "inf"
+
+
+def test_unknown_and_reserved_method_names() -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        EvaluationSuite([REFERENCE_ROW])
+    suite = EvaluationSuite(["a"], reference=False)
+    batch = synthetic_batch(num_frames=2, height=32, width=48)
+    with pytest.raises(KeyError, match="unknown method"):
+        suite.update("b", batch, StereoOutput(right=batch["left"], known_mask=torch.ones_like(batch["left"][:, :1])))
+    suite.update("a", batch, StereoOutput(right=batch["right"], known_mask=torch.ones_like(batch["left"][:, :1])))
+    assert list(suite.compute()) == ["a"]
