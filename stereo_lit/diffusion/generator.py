@@ -1,0 +1,355 @@
+"""Video-to-stereo with Wan2.1: the training-free warped sampler as a :class:`StereoGenerator`.
+
+Per window of ``4k+1`` frames (:meth:`WanStereoGenerator.sample_window`):
+
+1. warp the left view to the right (z-buffered splat) and fill the holes from the
+   background, so the VAE sees no black gaps at the edges of known cells;
+2. encode that right-view estimate (the carried overlap frames first, when there are
+   any) with the VAE, and build the latent masks: a cell is known only where every
+   pixel it covers is covered by the warp; carried frames are fully known;
+3. initial noise: the seeded Gaussian (``noise="shared"``: what the left view would get,
+   and what ``WanPipeline`` draws for that seed) or the flow-matching inversion of the
+   left latent shifted to the right view, fresh noise in the holes (``"inverted"``);
+4. denoise (:func:`~stereo_lit.diffusion.sampler.denoise`) with the strategy on the first
+   ``guidance_stop`` fraction of steps and the carried overlap enforced on every step;
+5. decode; carried frames are returned exactly as given.
+
+Long videos run in overlapping windows (:func:`stereo_lit.windows.plan_windows`); every
+frame is produced once, and each window starts from the previous window's produced
+frames. The same mechanism chains calls: ``StereoOutput.carry`` holds the last frames.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stereo_lit.diffusion.codec import decode_latents, encode_video
+from stereo_lit.diffusion.cycle import cycle_error
+from stereo_lit.diffusion.flow import blend, inversion_sigmas
+from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Repaint, X0Blend, shift_latent
+from stereo_lit.diffusion.loading import SCHEDULERS, WanComponents, load_wan, make_scheduler
+from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert
+from stereo_lit.generators.base import StereoGenerator, StereoOutput
+from stereo_lit.generators.geometric import WarpFill
+from stereo_lit.geometry import disparity_to_latent_grid, mask_to_latent_grid
+from stereo_lit.padding import Padding, pad_video, padding_for, unpad_video
+from stereo_lit.windows import is_wan_length, plan_windows
+
+#: Wan's usual negative prompt, in English.
+DEFAULT_NEGATIVE_PROMPT = (
+    "bright colors, overexposed, static, blurred details, subtitles, worst quality, low quality, "
+    "JPEG artifacts, ugly, deformed, disfigured, extra fingers, poorly drawn hands, poorly drawn face, "
+    "messy background, walking backwards"
+)
+NOISE_MODES = ("shared", "inverted")
+
+
+@dataclass
+class WindowResult:
+    """One sampled window on the padded grid (tensors ``[B, C, T, H, W]`` / latents ``[B, C, f, h, w]``)."""
+
+    right: torch.Tensor
+    known_mask: torch.Tensor
+    latents: torch.Tensor
+    known_latent: torch.Tensor
+    latent_mask: torch.Tensor
+    fixed_latent_mask: torch.Tensor
+
+
+class WanStereoGenerator(StereoGenerator):
+    """Left video + disparity -> right video with Wan2.1 filling what the warp cannot see.
+
+    Args:
+        checkpoint: local Wan2.1 Diffusers folder (loaded on first use).
+        strategy: ``"x0_blend"`` (default), ``"repaint"`` (needs ``scheduler="euler"``),
+            ``"latent_shift"`` (the original scheme) or ``"none"`` (plain Wan sampling).
+        num_inference_steps, guidance_scale, flow_shift: as in ``WanPipeline``.
+        guidance_stop: fraction of the steps that are guided (the rest harmonise seams).
+        scheduler: ``"unipc"`` (Wan's default), ``"euler"`` or ``"dpmpp"``.
+        noise: right-view initial noise: ``"shared"`` with the left (the seed's noise) or
+            ``"inverted"`` (left latent inverted to noise, shifted to the right view).
+        batch_mode: ``"separate"`` transformer calls per prompt (as WanPipeline) or one
+            ``"shared"`` batch for conditional and unconditional inputs.
+        shift_every: ``latent_shift`` only: shift every k-th step.
+        window, overlap: frames per window (``4k+1``) and frames shared by neighbours.
+        seed: noise seed of the first window (window i uses ``seed + i``).
+        dtype: transformer / text-encoder dtype; the VAE runs in float32.
+        device: ``"auto"`` (cuda when available), ``"cuda"``, ``"cpu"``...
+        offload: diffusers model CPU offload (consumer GPUs).
+        vae_tiling, vae_slicing: VAE memory savers.
+        prompt: default prompt when ``generate`` gets none.
+        negative_prompt: for classifier-free guidance.
+        fill_holes: fill warp holes from the background before VAE encoding.
+        max_sequence_length: text tokens (Wan: 512).
+    """
+
+    name = "wan_stereo"
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        strategy: str = "x0_blend",
+        num_inference_steps: int = 50,
+        guidance_scale: float = 5.0,
+        guidance_stop: float = 0.8,
+        flow_shift: float = 3.0,
+        scheduler: str = "unipc",
+        noise: str = "shared",
+        batch_mode: str = "separate",
+        shift_every: int = 1,
+        window: int = 81,
+        overlap: int = 9,
+        seed: int = 0,
+        dtype: str = "bfloat16",
+        device: str = "auto",
+        offload: bool = False,
+        vae_tiling: bool = False,
+        vae_slicing: bool = False,
+        prompt: str = "",
+        negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+        fill_holes: bool = True,
+        max_sequence_length: int = 512,
+    ) -> None:
+        for value, allowed, arg in (
+            (strategy, STRATEGIES, "strategy"),
+            (scheduler, SCHEDULERS, "scheduler"),
+            (noise, NOISE_MODES, "noise"),
+            (batch_mode, BATCH_MODES, "batch_mode"),
+        ):
+            if value not in allowed:
+                raise ValueError(f"{arg} must be one of {allowed}, got {value!r}")
+        if strategy == "repaint" and scheduler != "euler":
+            raise ValueError("strategy='repaint' overwrites x_t and needs scheduler='euler' (first order)")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if not 0.0 <= guidance_stop <= 1.0:
+            raise ValueError(f"guidance_stop must be in [0, 1], got {guidance_stop}")
+        if shift_every < 1:
+            raise ValueError(f"shift_every must be >= 1, got {shift_every}")
+        plan_windows(window, window, overlap)  # validates window / overlap
+        self.checkpoint = Path(checkpoint)
+        self.strategy = strategy
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = guidance_scale
+        self.guidance_stop = guidance_stop
+        self.flow_shift = flow_shift
+        self.scheduler = scheduler
+        self.noise = noise
+        self.batch_mode = batch_mode
+        self.shift_every = shift_every
+        self.window = window
+        self.overlap = overlap
+        self.seed = seed
+        self.dtype = dtype
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.offload = offload
+        self.vae_tiling = vae_tiling
+        self.vae_slicing = vae_slicing
+        self.prompt = prompt
+        self.negative_prompt = negative_prompt
+        self.fill_holes = fill_holes
+        self.max_sequence_length = max_sequence_length
+        self.name = f"wan_{strategy}"
+        self._components: WanComponents | None = None
+        self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    # ------------------------------------------------------------------ models
+    @property
+    def components(self) -> WanComponents:
+        """The loaded Wan parts (loaded on first access)."""
+        if self._components is None:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+                self._components = load_wan(
+                    self.checkpoint, dtype=self.dtype, device=self.device, offload=self.offload,
+                    vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing,
+                )
+        return self._components
+
+    def to(self, device: torch.device | str) -> "WanStereoGenerator":
+        self.device = str(device)
+        if self._components is not None and not self.offload:
+            self._components.pipe.to(device)
+            self._prompt_cache.clear()
+        return self
+
+    @property
+    def execution_device(self) -> torch.device:
+        return self.components.execution_device
+
+    def new_scheduler(self) -> Any:
+        return make_scheduler(self.scheduler, self.flow_shift, self.components.scheduler_config)
+
+    @torch.no_grad()
+    def prompt_embeds(self, prompt: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(prompt_embeds, negative_prompt_embeds)`` ``[1, L, D]``, cached per prompt (the text encoder is large)."""
+        text = self.prompt if prompt is None else prompt
+        if text not in self._prompt_cache:
+            use_cfg = self.guidance_scale > 1.0
+            cond, uncond = self.components.pipe.encode_prompt(
+                text, self.negative_prompt if use_cfg else None, do_classifier_free_guidance=use_cfg,
+                max_sequence_length=self.max_sequence_length, device=self.execution_device,
+            )
+            self._prompt_cache[text] = (cond, uncond)
+        return self._prompt_cache[text]
+
+    def initial_noise(self, shape: tuple[int, ...], seed: int) -> torch.Tensor:
+        """Seeded Gaussian latents, drawn exactly as ``WanPipeline.prepare_latents`` draws them."""
+        from diffusers.utils.torch_utils import randn_tensor
+
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        return randn_tensor(shape, generator=generator, device=self.execution_device, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ one window
+    def _right_estimate(self, left: torch.Tensor, disparity_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel-space warp of the left view (holes filled from the background when asked) and its coverage."""
+        warp = WarpFill().generate(left, disparity_px)
+        estimate = warp.right if self.fill_holes else warp.extras["warped"]
+        return estimate, warp.known_mask
+
+    @torch.no_grad()
+    def sample_window(
+        self,
+        left: torch.Tensor,
+        disparity_px: torch.Tensor,
+        *,
+        prompt: str | None = None,
+        fixed_right: torch.Tensor | None = None,
+        seed: int | None = None,
+    ) -> WindowResult:
+        """Sample the right view of one window (``T = 4k+1``, ``H, W`` multiples of 16).
+
+        Args:
+            left: ``[B, 3, T, H, W]`` in [0, 1]; disparity_px: ``[B, 1, T, H, W]``.
+            fixed_right: ``[B, 3, n, H, W]``: the first ``n`` right frames, already produced
+                (carried overlap); they are enforced on every step and returned unchanged.
+            seed: noise seed (default: the generator's).
+        """
+        b, _, t, h, w = left.shape
+        if not is_wan_length(t) or h % 16 or w % 16:
+            raise ValueError(f"a window must have 4k+1 frames and H, W multiples of 16, got T={t}, {h}x{w}")
+        device = self.execution_device
+        seed = self.seed if seed is None else seed
+        left = left.to(device, torch.float32)
+        disparity_px = disparity_px.to(device, torch.float32)
+        num_fixed = 0 if fixed_right is None else fixed_right.shape[2]
+        cond, uncond = self.prompt_embeds(prompt)
+        vae, transformer = self.components.vae, self.components.transformer
+
+        # 1. Pixel-space warp of the left view.
+        estimate, covered = self._right_estimate(left, disparity_px)
+
+        # 2. Known content in latent space: carried frames first, then the warp.
+        if num_fixed:
+            estimate = torch.cat([fixed_right.to(estimate), estimate[:, :, num_fixed:]], dim=2)
+        known_latent = encode_video(vae, estimate).to(device)
+        fixed_pixels = torch.zeros_like(covered)
+        fixed_pixels[:, :, :num_fixed] = 1.0
+        fixed_mask = mask_to_latent_grid(fixed_pixels)
+        warp_mask = mask_to_latent_grid(covered) * (1.0 - fixed_mask)
+
+        # 3. Initial noise.
+        noise = self.initial_noise(tuple(known_latent.shape), seed)
+        left_noise = noise
+        disparity_latent = disparity_to_latent_grid(disparity_px)
+        if self.strategy == "latent_shift" or self.noise == "inverted":
+            left_latent = encode_video(vae, left).to(device)
+        if self.noise == "inverted":
+            scheduler = self.new_scheduler()
+            scheduler.set_timesteps(self.num_inference_steps, device=device)
+            left_noise = invert(
+                transformer, left_latent, inversion_sigmas(scheduler.sigmas), cond,
+                num_train_timesteps=scheduler.config.num_train_timesteps, batch_mode=self.batch_mode,
+            )
+            shifted, shifted_cover = shift_latent(left_noise, disparity_latent)
+            noise = blend(noise, shifted, shifted_cover)
+
+        # 4. Denoise with the strategy, enforcing the carried frames on every step.
+        guidance: Guidance | None
+        if self.strategy == "x0_blend":
+            guidance = X0Blend(known_latent, warp_mask)
+        elif self.strategy == "repaint":
+            guidance = Repaint(known_latent, warp_mask, torch.Generator(device=device).manual_seed(seed + 1))
+        elif self.strategy == "latent_shift":
+            guidance = LatentShift(left_latent, left_noise, disparity_latent, every=self.shift_every)
+            guidance.mask = guidance.mask * (1.0 - fixed_mask)
+            warp_mask = guidance.mask
+        else:
+            guidance, warp_mask = None, torch.zeros_like(warp_mask)
+        constraint = X0Blend(known_latent, fixed_mask) if num_fixed else None
+        latents = denoise(
+            transformer, self.new_scheduler(), noise, cond, uncond,
+            num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
+            guidance=guidance, guidance_stop=self.guidance_stop, constraint=constraint, batch_mode=self.batch_mode,
+        )
+
+        # 5. Decode; carried frames come back exactly as given.
+        right = decode_latents(vae, latents).to(device)
+        if num_fixed:
+            right[:, :, :num_fixed] = fixed_right.to(right)
+        return WindowResult(right, covered, latents, known_latent, warp_mask, fixed_mask)
+
+    # ------------------------------------------------------------------ whole videos
+    @torch.no_grad()
+    def generate(
+        self,
+        left: torch.Tensor,
+        disparity_px: torch.Tensor,
+        *,
+        prompt: str | None = None,
+        carry: Any = None,
+        num_overlap: int = 0,
+    ) -> StereoOutput:
+        if left.ndim != 5 or left.shape[1] != 3 or disparity_px.ndim != 5 or disparity_px.shape[1] != 1:
+            raise ValueError(
+                f"expected left [B,3,T,H,W] and disparity_px [B,1,T,H,W], got {tuple(left.shape)} and {tuple(disparity_px.shape)}"
+            )
+        if disparity_px.shape[0] != left.shape[0] or disparity_px.shape[2:] != left.shape[2:]:
+            raise ValueError(f"disparity_px {tuple(disparity_px.shape)} does not match left {tuple(left.shape)}")
+        b, _, t, h, w = left.shape
+        if carry is None:
+            num_overlap = 0
+        elif not 0 <= num_overlap <= min(t, carry["right"].shape[2]):
+            raise ValueError(
+                f"num_overlap={num_overlap} must be in [0, min(T={t}, carried frames={carry['right'].shape[2]})]"
+            )
+        out_device = left.device
+        space = padding_for(h, w)
+        left_p = pad_video(left.float(), space)
+        disp_p = pad_video(disparity_px.float(), space)
+        right_p = torch.empty_like(left_p)
+        known_p = torch.empty_like(disp_p)
+        if num_overlap:
+            right_p[:, :, :num_overlap] = carry["right"][:, :, -num_overlap:].to(right_p)
+        first_index = 0 if carry is None else int(carry["next_window"])
+
+        windows = plan_windows(t, self.window, self.overlap)
+        for k, win in enumerate(windows):
+            frames = slice(win.start, win.stop)
+            num_fixed = win.num_overlap if k > 0 else num_overlap
+            time = Padding(frames=win.pad_frames)
+            fixed = right_p[:, :, win.start : win.start + num_fixed] if num_fixed else None
+            result = self.sample_window(
+                pad_video(left_p[:, :, frames], time), pad_video(disp_p[:, :, frames], time),
+                prompt=prompt, fixed_right=fixed, seed=self.seed + first_index + k,
+            )
+            keep = slice(win.keep_start - win.start, win.num_frames)
+            right_p[:, :, win.keep_start : win.stop] = result.right[:, :, keep].to(right_p)
+            known_p[:, :, win.keep_start : win.stop] = result.known_mask[:, :, keep].to(known_p)
+        if num_overlap:  # carried frames: the windows' known mask for them was written above
+            right_p[:, :, :num_overlap] = carry["right"][:, :, -num_overlap:].to(right_p)
+
+        right = unpad_video(right_p, space).contiguous()
+        known = unpad_video(known_p, space).contiguous()
+        tail = right_p[:, :, -min(t, self.window) :].detach().cpu()
+        return StereoOutput(
+            right=right.to(out_device),
+            known_mask=known.to(out_device),
+            extras={"cycle_error": cycle_error(left.float(), right, disparity_px.float()).to(out_device)},
+            carry={"right": tail, "next_window": first_index + len(windows)},
+        )

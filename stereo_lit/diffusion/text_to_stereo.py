@@ -1,0 +1,78 @@
+"""Text-to-stereo: Wan text-to-video makes the left view, the video-to-stereo path the right.
+
+1. plain Wan sampling (no guidance: exactly ``WanPipeline``'s loop) -> left video;
+2. a depth estimator on the left video (any object with ``estimate(video) -> result``
+   where ``result.values`` is ``[B, 1, T, H, W]`` and ``result.kind`` is ``"metric_m"``
+   or ``"inverse_relative"``, e.g. :mod:`stereo_lit.depth`'s Video-Depth-Anything);
+3. depth -> disparity with :class:`~stereo_lit.disparity.DisparityPolicy`;
+4. :meth:`WanStereoGenerator.generate` -> right video (same model, prompt and settings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from stereo_lit.diffusion.codec import decode_latents
+from stereo_lit.diffusion.generator import WanStereoGenerator
+from stereo_lit.diffusion.sampler import denoise
+from stereo_lit.disparity import DisparityPolicy
+from stereo_lit.generators.base import StereoOutput
+from stereo_lit.windows import is_wan_length
+
+
+@dataclass
+class TextToStereoResult:
+    """Both eyes and the geometry between them (videos ``[B, C, T, H, W]``, [0, 1])."""
+
+    left: torch.Tensor
+    right: torch.Tensor
+    depth: torch.Tensor
+    depth_kind: str
+    disparity_px: torch.Tensor
+    stereo: StereoOutput
+
+
+class TextToStereo:
+    """Prompt -> (left, right, depth).
+
+    Args:
+        generator: the video-to-stereo generator; its Wan model also makes the left view.
+        depth_estimator: ``estimate(video [B,3,T,H,W]) -> DepthResult(values, kind)``.
+        disparity_policy: depth -> disparity (default: relative, 2 % of the width).
+    """
+
+    def __init__(self, generator: WanStereoGenerator, depth_estimator: Any, disparity_policy: DisparityPolicy | None = None) -> None:
+        self.generator = generator
+        self.depth_estimator = depth_estimator
+        self.disparity_policy = disparity_policy or DisparityPolicy()
+
+    @torch.no_grad()
+    def generate_left(self, prompt: str, *, num_frames: int = 81, height: int = 480, width: int = 832, seed: int | None = None) -> torch.Tensor:
+        """Wan text-to-video: ``[1, 3, num_frames, height, width]`` in [0, 1]."""
+        if not is_wan_length(num_frames) or height % 16 or width % 16:
+            raise ValueError(f"need num_frames = 4k+1 and height, width multiples of 16, got {num_frames}, {height}x{width}")
+        gen = self.generator
+        cond, uncond = gen.prompt_embeds(prompt)
+        z_dim = gen.components.vae.config.z_dim
+        shape = (1, z_dim, (num_frames - 1) // 4 + 1, height // 8, width // 8)
+        noise = gen.initial_noise(shape, gen.seed if seed is None else seed)
+        latents = denoise(
+            gen.components.transformer, gen.new_scheduler(), noise, cond, uncond,
+            num_inference_steps=gen.num_inference_steps, guidance_scale=gen.guidance_scale, batch_mode=gen.batch_mode,
+        )
+        return decode_latents(gen.components.vae, latents)
+
+    def __call__(
+        self, prompt: str, *, num_frames: int = 81, height: int = 480, width: int = 832, seed: int | None = None
+    ) -> TextToStereoResult:
+        left = self.generate_left(prompt, num_frames=num_frames, height=height, width=width, seed=seed)
+        depth = self.depth_estimator.estimate(left)
+        values = depth.values.to(left.device)
+        if values.shape[0] != left.shape[0] or values.shape[1] != 1 or values.shape[2:] != left.shape[2:]:
+            raise ValueError(f"depth estimator returned values {tuple(values.shape)} for a video {tuple(left.shape)}")
+        disparity_px = self.disparity_policy.from_depth(values, depth.kind, key=f"text:{prompt}:{seed}")
+        stereo = self.generator.generate(left, disparity_px, prompt=prompt)
+        return TextToStereoResult(left, stereo.right, values, depth.kind, disparity_px, stereo)
