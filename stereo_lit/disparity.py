@@ -80,19 +80,23 @@ class DisparityPolicy:
             self._ranges[key] = (low, high)
         return self._ranges[key]
 
-    def from_inverse_depth(self, inv_depth: torch.Tensor, key: str) -> torch.Tensor:
-        """Relative inverse depth ``[B, 1, T, H, W]`` (larger = nearer) -> disparity_px."""
+    def from_inverse_depth(self, inv_depth: torch.Tensor, key: str, width_px: int | None = None) -> torch.Tensor:
+        """Relative inverse depth ``[B, 1, T, H, W]`` (larger = nearer) -> disparity_px.
+
+        ``width_px``: the frame width the strength is a percentage of (the source width
+        when the tensor is padded); default the tensor's width.
+        """
         low, high = self.relative_range(key, inv_depth)
         scaled = (torch.nan_to_num(inv_depth.float(), nan=low) - low) / (high - low)
-        return scaled.clamp(0.0, 1.0) * self.max_disparity_px(inv_depth.shape[-1])
+        return scaled.clamp(0.0, 1.0) * self.max_disparity_px(width_px or inv_depth.shape[-1])
 
-    def from_depth(self, depth: torch.Tensor, kind: str, key: str) -> torch.Tensor:
+    def from_depth(self, depth: torch.Tensor, kind: str, key: str, width_px: int | None = None) -> torch.Tensor:
         """Depth of ``kind`` ``'metric_m'`` or ``'inverse_relative'`` -> disparity_px ``[B,1,T,H,W]``."""
         if kind == "inverse_relative":
-            return self.from_inverse_depth(depth, key)
+            return self.from_inverse_depth(depth, key, width_px)
         if kind != "metric_m":
             raise ValueError(f"depth kind must be 'metric_m' or 'inverse_relative', got {kind!r}")
         if self.focal_px is not None and self.baseline_m is not None:
             return metric_depth_to_disparity(depth, self.focal_px, self.baseline_m)
         inv = torch.where(depth > 0, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
-        return self.from_inverse_depth(inv, key)
+        return self.from_inverse_depth(inv, key, width_px)

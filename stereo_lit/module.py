@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 
+from stereo_lit.depth_source import WindowDepth, align_inverse_depth, batch_padding
 from stereo_lit.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator
 from stereo_lit.generators.geometric import WarpFill
@@ -44,6 +45,9 @@ class StereoLitModule(LightningModule):
             ``tb_half``, ``anaglyph``, ``depth``).
         skip_finished: predict skips videos whose outputs are all complete (resume).
         eval_methods_on_val: run the baselines in validation too (else only the generator).
+        align_estimated_depth: in validate/test with an estimator, fit the estimated
+            relative depth to the true disparity (scale and shift) before generating, the
+            usual protocol for scoring relative depth.
     """
 
     def __init__(
@@ -57,11 +61,14 @@ class StereoLitModule(LightningModule):
         layouts: list[str] | None = None,
         skip_finished: bool = True,
         eval_methods_on_val: bool = False,
+        align_estimated_depth: bool = True,
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else WarpFill()
         self.baselines = list(baselines or [])
         self.depth = depth
+        self._window_depth = WindowDepth(depth) if depth is not None else None
+        self.align_estimated_depth = align_estimated_depth
         self.policy = DisparityPolicy(max_disparity_pct=max_disparity_pct, convergence=convergence)
         self.output_dir = Path(output_dir)
         self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
@@ -101,28 +108,52 @@ class StereoLitModule(LightningModule):
 
     # ------------------------------------------------------------------ disparity
     def disparity_for(self, batch: dict[str, Any]) -> tuple[torch.Tensor, list[float]]:
-        """Disparity ``[B,1,T,H,W]`` (px, left frame) and the convergence shift (px) per video."""
+        """Disparity ``[B,1,T,H,W]`` (px, left frame) and the convergence shift (px) per video.
+
+        Depth source, in order: the estimator (``model.depth``) when one is configured
+        (whole-video depth for video files, so windows share one scale; aligned to the
+        true disparity by least squares when the batch has one and
+        ``align_estimated_depth``); else the batch's true disparity (TartanAir); else a
+        depth file that came with the video.
+        """
         left = batch["left"]
-        width = left.shape[-1]
+        width = left.shape[-1] - batch_padding(batch).right
         keys = [str(k) for k in batch.get("video_path", batch.get("sample_id", ["video"] * left.shape[0]))]
-        if "disparity_left_px" in batch:  # metric ground truth (TartanAir)
+        if self._window_depth is not None:
+            depth, kind, whole = self._window_depth.for_batch(batch)
+            if "disparity_left_px" in batch and self.align_estimated_depth and kind == "inverse_relative":
+                disparity = align_inverse_depth(depth, batch["disparity_left_px"], batch.get("valid_left"))
+            else:
+                if whole is not None and kind == "inverse_relative":
+                    self.policy.relative_range(keys[0], whole)  # whole-video range: no jumps between windows
+                disparity = self._policy_disparity(depth, kind, keys, width)
+        elif "disparity_left_px" in batch:  # metric ground truth (TartanAir)
             disparity = batch["disparity_left_px"]
-        elif "depth" in batch and batch["depth"] is not None:  # depth file next to the video
+        elif batch.get("depth") is not None:  # depth file next to the video
             kinds = batch.get("depth_kind", ["inverse_relative"] * left.shape[0])
-            disparity = torch.cat(
-                [self.policy.from_depth(batch["depth"][i : i + 1], kinds[i], keys[i]) for i in range(left.shape[0])]
-            )
-        elif self.depth is not None:
-            result = self.depth.estimate(left)
-            disparity = torch.cat(
-                [self.policy.from_depth(result.values[i : i + 1], result.kind, keys[i]) for i in range(left.shape[0])]
-            )
+            disparity = self._policy_disparity(batch["depth"], kinds, keys, width)
         else:
             raise ValueError(
                 "the batch carries no depth or disparity and the model has no depth estimator: set "
                 "`model.depth` (e.g. stereo_lit.depth.VDAEstimator) or put NAME.npy/NAME_depths.npz next to the video"
             )
         return disparity.to(left), [self.policy.convergence_px(width)] * left.shape[0]
+
+    def _policy_disparity(self, depth: torch.Tensor, kinds: str | list[str], keys: list[str], width: int) -> torch.Tensor:
+        kinds = [kinds] * depth.shape[0] if isinstance(kinds, str) else list(kinds)
+        return torch.cat(
+            [self.policy.from_depth(depth[i : i + 1], kinds[i], keys[i], width_px=width) for i in range(depth.shape[0])]
+        )
+
+    @property
+    def depth_source(self) -> str:
+        """What the disparity comes from, for tables and logs."""
+        if self.depth is None:
+            return "data (ground truth or depth files)"
+        name = type(self.depth).__name__
+        checkpoint = getattr(self.depth, "checkpoint", None)
+        aligned = ", least-squares aligned to true disparity" if self.align_estimated_depth else ""
+        return f"{name}({Path(str(checkpoint)).name if checkpoint else ''}){aligned}"
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
@@ -148,7 +179,7 @@ class StereoLitModule(LightningModule):
 
         # Keep only the frames this window produces, at the source size.
         num_src = min(_as_list(batch["window_stop"])[0] - starts[0], left.shape[2])
-        padding = _padding_of(batch)
+        padding = batch_padding(batch)
 
         def trim(x: torch.Tensor) -> torch.Tensor:
             x = unpad_video(x, Padding(padding.bottom, padding.right, 0))
@@ -201,7 +232,7 @@ class StereoLitModule(LightningModule):
             for metric, value in row.items():
                 self.log(f"{stage}/{method}/{metric}", float(value), sync_dist=False, rank_zero_only=True)
         if self.trainer.is_global_zero:
-            depth_source = "data (ground truth)" if self.depth is None else type(self.depth).__name__
+            depth_source = self.depth_source
             paths = suite.write_table(table, self.output_dir / "eval", stage=stage, depth_source=depth_source)
             print(suite.format_table(table, depth_source=depth_source))
             print(f"tables written: {', '.join(str(p) for p in paths)}")
@@ -236,16 +267,3 @@ def _as_list(value: Any) -> list:
     if isinstance(value, torch.Tensor):
         return value.flatten().tolist()
     return list(value)
-
-
-def _padding_of(batch: dict[str, Any]) -> Padding:
-    pad = batch.get("padding")
-    if pad is None:
-        return Padding()
-    if isinstance(pad, list):
-        pad = pad[0]
-    if isinstance(pad, Padding):
-        return pad
-    if isinstance(pad, dict):
-        return Padding(int(_as_list(pad["bottom"])[0]), int(_as_list(pad["right"])[0]), 0)
-    raise ValueError(f"unrecognised padding record in batch: {pad!r}")
