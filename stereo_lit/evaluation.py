@@ -83,11 +83,20 @@ class BatchContext:
 
 
 def _seam_list(seams: Any) -> list[int] | None:
+    """Seam frame indices as a sorted list; nested per-clip lists (collated batches) are merged."""
     if seams is None:
         return None
     if isinstance(seams, torch.Tensor):
-        return [int(s) for s in seams.flatten().tolist()]
-    return [int(s) for s in seams]
+        return sorted({int(s) for s in seams.flatten().tolist()})
+    flat: set[int] = set()
+    for item in seams:
+        if item is None:
+            continue
+        if isinstance(item, (list, tuple, torch.Tensor)):
+            flat.update(_seam_list(item) or [])
+        else:
+            flat.add(int(item))
+    return sorted(flat)
 
 
 class MethodMetrics(nn.Module):

@@ -104,3 +104,11 @@ def test_unknown_and_reserved_method_names() -> None:
         suite.update("b", batch, StereoOutput(right=batch["left"], known_mask=torch.ones_like(batch["left"][:, :1])))
     suite.update("a", batch, StereoOutput(right=batch["right"], known_mask=torch.ones_like(batch["left"][:, :1])))
     assert list(suite.compute()) == ["a"]
+
+
+def test_seam_lists_from_collated_batches() -> None:
+    from stereo_lit.evaluation import _seam_list
+
+    assert _seam_list(None) is None
+    assert _seam_list([[4, 8], [4], None]) == [4, 8]
+    assert _seam_list(torch.tensor([[8], [4]])) == [4, 8]
