@@ -63,7 +63,8 @@ class OrderedVideoStream(IterableDataset):
     """Windows of each video in order; whole videos per rank/worker.
 
     Args:
-        dataset: map-style dataset whose item ``i`` is one window.
+        dataset: map-style dataset whose item ``i`` is one window; its ``load(i)`` is used
+            when it has one (a load that raises, never one that substitutes another item).
         video_of: ``video_of[i]`` = key of the video item ``i`` belongs to; items of one
             video must be listed in order.
         on_error: ``"raise"`` or ``"skip"`` (warn naming the video, drop its remaining windows).
@@ -84,10 +85,11 @@ class OrderedVideoStream(IterableDataset):
         return sum(len(g) for g in list(self.groups.values())[rank::world])
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        load = getattr(self.dataset, "load", self.dataset.__getitem__)
         for group in self._my_groups():
             for index in group:
                 try:
-                    sample = self.dataset[index]
+                    sample = load(index)
                 except Exception as exc:  # noqa: BLE001 - policy decides
                     if self.on_error == "raise":
                         raise
