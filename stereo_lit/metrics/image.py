@@ -26,7 +26,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from stereo_lit.metrics._video import check_same_grid, check_video, mask_or_ones, to_frames
+from stereo_lit.metrics._video import check_video, mask_or_ones, to_frames
 
 log = logging.getLogger(__name__)
 
