@@ -22,8 +22,8 @@ class StereoLitCLI(LightningCLI):
     """LightningCLI with the project's defaults (no checkpointing for inference jobs)."""
 
 
-def main(args: list[str] | None = None, run: bool = True) -> StereoLitCLI:
-    """Entry point of the ``stereo-lit`` console script (``args``/``run`` for tests)."""
+def build_cli(args: list[str] | None = None, run: bool = True) -> StereoLitCLI:
+    """The CLI object (``args``/``run`` for tests and scripts)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are always local folders/files
     return StereoLitCLI(
         StereoLitModule,
@@ -34,6 +34,11 @@ def main(args: list[str] | None = None, run: bool = True) -> StereoLitCLI:
         args=args,
         run=run,
     )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``stereo-lit`` console script (returns None: exit status 0)."""
+    build_cli(args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ No diffusion or geometry code lives here; this module only routes batches:
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,8 @@ class StereoLitModule(LightningModule):
 
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        if "left" not in batch and "prompt" in batch:
+            return self._text_to_stereo(batch)
         left = batch["left"]
         disparity, convergence_px = self.disparity_for(batch)
         captions = batch.get("caption") or [None]
@@ -196,6 +199,33 @@ class StereoLitModule(LightningModule):
             "convergence_px": convergence_px,
         }
 
+    def _text_to_stereo(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """A prompt batch (:class:`~stereo_lit.data.prompts.PromptDataModule`): Wan makes both eyes."""
+        from stereo_lit.diffusion.text_to_stereo import TextToStereo
+
+        if not hasattr(self.generator, "prompt_embeds"):
+            raise ValueError(
+                f"text-to-stereo needs the Wan generator (stereo_lit.diffusion.WanStereoGenerator), "
+                f"got {type(self.generator).__name__}"
+            )
+        if self.depth is None:
+            raise ValueError("text-to-stereo needs a depth estimator: set `model.depth` (stereo_lit.depth.VDAEstimator)")
+        prompt = str(batch["prompt"][0])
+        num_frames, height, width = (int(_as_list(batch[k])[0]) for k in ("num_frames", "height", "width"))
+        result = TextToStereo(self.generator, self.depth, self.policy)(
+            prompt, num_frames=num_frames, height=height, width=width
+        )
+        return {
+            "video_path": [str(batch["video_path"][0])],
+            "fps": [float(_as_list(batch["fps"])[0])],
+            "num_frames": [num_frames],
+            "frames_start": [0],
+            "left": result.left.clamp(0, 1).float().cpu(),
+            "right": result.right.clamp(0, 1).float().cpu(),
+            "disparity_px": result.disparity_px.float().cpu(),
+            "convergence_px": [self.policy.convergence_px(width)],
+        }
+
     # ------------------------------------------------------------------ evaluate
     def _suite(self, stage: str) -> Any:
         if stage not in self._suites:
@@ -227,10 +257,11 @@ class StereoLitModule(LightningModule):
         suite = self._suites.pop(stage, None)
         if suite is None:
             return
-        table = suite.compute()
-        for method, row in table.items():
-            for metric, value in row.items():
-                self.log(f"{stage}/{method}/{metric}", float(value), sync_dist=False, rank_zero_only=True)
+        table = suite.compute()  # torchmetrics reduces across processes here
+        if self.trainer.is_global_zero and self.logger is not None:
+            # straight to the logger (TensorBoard): the table below is the console summary
+            scalars = {f"{stage}/{m}/{k}": float(v) for m, row in table.items() for k, v in row.items()}
+            self.logger.log_metrics({k: v for k, v in scalars.items() if math.isfinite(v)}, step=self.global_step)
         if self.trainer.is_global_zero:
             depth_source = self.depth_source
             paths = suite.write_table(table, self.output_dir / "eval", stage=stage, depth_source=depth_source)
