@@ -47,8 +47,11 @@ def velocity_from_x0(x_t: torch.Tensor, x0: torch.Tensor, sigma: Sigma) -> torch
 
 
 def blend(base: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``known`` where ``mask`` is 1, ``base`` where it is 0 (linear in between); mask broadcasts over channels."""
-    return base + mask.to(base.dtype) * (known.to(base.dtype) - base)
+    """``known`` where ``mask`` is 1, ``base`` where it is 0 (linear in between); mask broadcasts over channels.
+
+    Exact at both ends (``torch.lerp``), so a fully known cell holds ``known`` bit for bit.
+    """
+    return torch.lerp(base, known.to(base.dtype), mask.to(base.dtype).expand_as(base))
 
 
 def euler_step(x_t: torch.Tensor, velocity: torch.Tensor, sigma: Sigma, sigma_next: Sigma) -> torch.Tensor:

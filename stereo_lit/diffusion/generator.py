@@ -21,7 +21,6 @@ frames. The same mechanism chains calls: ``StereoOutput.carry`` holds the last f
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -163,12 +162,10 @@ class WanStereoGenerator(StereoGenerator):
     def components(self) -> WanComponents:
         """The loaded Wan parts (loaded on first access)."""
         if self._components is None:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
-                self._components = load_wan(
-                    self.checkpoint, dtype=self.dtype, device=self.device, offload=self.offload,
-                    vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing,
-                )
+            self._components = load_wan(
+                self.checkpoint, dtype=self.dtype, device=self.device, offload=self.offload,
+                vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing,
+            )
         return self._components
 
     def to(self, device: torch.device | str) -> "WanStereoGenerator":

@@ -69,9 +69,15 @@ class X0Blend(Guidance):
         self.mask = mask
 
     def edit_velocity(self, x_t: torch.Tensor, velocity: torch.Tensor, sigma: float) -> torch.Tensor:
-        x0_hat = x0_from_velocity(x_t, velocity, sigma)
-        x0_edit = blend(x0_hat, self.known_latent, self.mask)
-        return velocity_from_x0(x_t, x0_edit, sigma)
+        # x0_edit = blend(x0_hat, known, mask) with x0_hat = x_t - sigma * v, and
+        # v_edit = (x_t - x0_edit) / sigma. Since x0 is affine in v, that equals blending the
+        # velocities, which leaves unknown cells bit-identical to the model's prediction.
+        velocity_known = velocity_from_x0(x_t, self.known_latent, sigma)
+        return blend(velocity, velocity_known, self.mask)
+
+    def clean_prediction(self, x_t: torch.Tensor, velocity: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The edited clean-latent prediction ``x0_edit`` (what the scheduler will integrate towards)."""
+        return blend(x0_from_velocity(x_t, velocity, sigma), self.known_latent, self.mask)
 
 
 class Repaint(Guidance):

@@ -10,6 +10,7 @@ examples do; it is small and bf16 decoding bands), the transformer and text enco
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,8 +158,10 @@ def load_wan(
     from diffusers import AutoencoderKLWan, WanPipeline
 
     folder = check_wan_folder(checkpoint)
-    vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=parse_dtype(vae_dtype), local_files_only=True)
-    pipe = WanPipeline.from_pretrained(folder, vae=vae, torch_dtype=parse_dtype(dtype), local_files_only=True)
+    with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; older ones only know it
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=parse_dtype(vae_dtype), local_files_only=True)
+        pipe = WanPipeline.from_pretrained(folder, vae=vae, torch_dtype=parse_dtype(dtype), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     device = torch.device(device)
     if offload:
