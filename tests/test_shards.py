@@ -136,3 +136,27 @@ def test_verification_detects_a_corrupt_shard(tmp_path: Path, converted) -> None
     shard.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"tartanair-000000.tar: checksum differs"):
         converter.verify(out, manifest)
+
+
+def test_corrupt_shard_is_skipped_by_name_or_raises(tmp_path: Path, converted, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import shutil
+
+    _, wds = converted
+    copy = tmp_path / "wds"
+    shutil.copytree(wds, copy)
+    manifest = load_manifest(copy)
+    broken = manifest["trajectories"]["envA/Easy/P000"]["shards"][2]  # frame 8
+    (copy / broken).write_bytes(b"not a tar file" * 10)
+    kwargs = dict(source="shards", shards=str(copy), clip_frames=5, stride=2)
+    datamodule = TartanAirDataModule(**kwargs)
+    datamodule.setup("test")
+    with pytest.raises(Exception):
+        list(datamodule.dataset("test"))
+    datamodule = TartanAirDataModule(on_error="skip", **kwargs)
+    datamodule.setup("test")
+    with caplog.at_level(logging.WARNING):
+        ids = [s["sample_id"] for s in datamodule.dataset("test")]
+    assert "envA/Easy/P000" in caplog.text and broken in caplog.text
+    assert {i.split(":")[0] for i in ids} == set(TRAJECTORIES)  # the clips before the bad shard, and the others
+    assert [i for i in ids if i.startswith("envA/Easy/P000")] == ["envA/Easy/P000:000000", "envA/Easy/P000:000002"]

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from stereo_lit.padding import pad_video, padding_for
-from stereo_lit.windows import Window, next_wan_length, plan_windows
+from stereo_lit.windows import next_wan_length, plan_windows
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,3 @@ def build_sample(
     )
     sample.update(ids)
     return sample
-
-
-def window_of(spec: ClipSpec) -> Window:
-    return Window(spec.window_start, spec.window_stop, spec.keep_start, spec.target_frames - len(spec.indices))

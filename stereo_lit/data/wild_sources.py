@@ -148,7 +148,8 @@ def find_depth_file(video_path: str | Path) -> Path | None:
 
 
 class DepthFile:
-    """A per-video depth array ``[T, H, W]`` read lazily (``.npy`` memory-mapped).
+    """A per-video depth array ``[T, H, W]``: ``.npy`` is memory-mapped (frames read on
+    demand); an ``.npz`` is decompressed whole when opened (one video at a time is cached).
 
     Args:
         path: the ``.npy``/``.npz`` file.
