@@ -115,6 +115,17 @@ def test_cache_keyed_by_given_key_and_estimate_uses_cache(tiny_ckpt, tmp_path, m
     np.testing.assert_array_equal(estimator.video_depth(lambda: iter(frames), key="my-video-sha"), by_key)
 
 
+def test_cache_hit_when_encoder_comes_from_the_weights(tiny_ckpt, tmp_path, monkeypatch):
+    silent = tmp_path / "depth_weights.pth"  # the name does not say the encoder
+    silent.write_bytes(tiny_ckpt.read_bytes())
+    estimator = VDAEstimator(str(silent), input_size=14, cache_dir=str(tmp_path / "cache"), progress=False)
+    frames = np.zeros((3, 16, 20, 3), np.uint8)
+    first = estimator.video_depth(lambda: iter(frames), key="v")
+    assert estimator.encoder == "tiny"
+    _forbid_inference(monkeypatch)
+    np.testing.assert_array_equal(estimator.video_depth(lambda: iter(frames), key="v"), first)
+
+
 def test_failed_run_leaves_no_cache_entry(tiny_ckpt, tmp_path):
     cache = tmp_path / "cache"
     estimator = VDAEstimator(str(tiny_ckpt), input_size=INPUT_SIZE, cache_dir=str(cache), progress=False)

@@ -132,9 +132,9 @@ class VDAEstimator:
         return self._model_id
 
     def settings(self) -> dict:
+        # the weights' content identifies the architecture too, so the (possibly not yet known) encoder is left out
         return {
             "model": self.model_id(),
-            "encoder": self.encoder,
             "metric": self.metric,
             "input_size": self.input_size,
             "dtype": self.dtype,
