@@ -168,6 +168,12 @@ class WanStereoGenerator(StereoGenerator):
             )
         return self._components
 
+    def use_components(self, components: WanComponents) -> "WanStereoGenerator":
+        """Share models already loaded (e.g. by another generator: compare strategies on one GPU)."""
+        self._components = components
+        self._prompt_cache.clear()
+        return self
+
     def to(self, device: torch.device | str) -> "WanStereoGenerator":
         self.device = str(device)
         if self._components is not None and not self.offload:

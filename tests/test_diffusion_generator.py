@@ -1,0 +1,160 @@
+"""WanStereoGenerator end to end on the tiny random Wan: strategies, windows, padding, carry, text-to-stereo."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from stereo_lit.diffusion.generator import WanStereoGenerator, WindowResult
+from stereo_lit.diffusion.text_to_stereo import TextToStereo
+from stereo_lit.diffusion.tiny import write_tiny_wan
+from stereo_lit.disparity import DisparityPolicy
+from stereo_lit.generators.base import StereoGenerator
+
+H, W = 24, 40  # padded to 32 x 48 inside
+
+
+@pytest.fixture(scope="module")
+def tiny_wan(tmp_path_factory) -> Path:
+    return write_tiny_wan(tmp_path_factory.mktemp("ckpt"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def components(tiny_wan):
+    return WanStereoGenerator(tiny_wan, device="cpu", dtype="float32").components
+
+
+def _generator(tiny_wan: Path, components, **kw) -> WanStereoGenerator:
+    opts = dict(num_inference_steps=2, guidance_scale=5.0, window=9, overlap=5, device="cpu", dtype="float32", prompt="a red ball")
+    opts.update(kw)
+    return WanStereoGenerator(tiny_wan, **opts).use_components(components)
+
+
+def _scene(frames: int, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    left = torch.rand(batch, 3, frames, H, W, generator=torch.Generator().manual_seed(frames))
+    disparity = torch.full((batch, 1, frames, H, W), 3.0)
+    disparity[..., 4:16, 10:26] = 7.0
+    return left, disparity
+
+
+CONFIGS = [
+    ("x0_blend", "unipc", "shared", "separate"),
+    ("x0_blend", "euler", "inverted", "shared"),
+    ("x0_blend", "dpmpp", "shared", "separate"),
+    ("repaint", "euler", "shared", "separate"),
+    ("latent_shift", "unipc", "shared", "shared"),
+    ("latent_shift", "euler", "inverted", "separate"),
+]
+
+
+# every config on one window; the multi-window (13 frames = two windows of 9) runs of the
+# non-default configs are marked slow (the CPU budget of the default suite is small).
+_FAST_MULTI = {CONFIGS[0], CONFIGS[3], CONFIGS[4]}
+CASES = [(*c, 5, 1) for c in CONFIGS] + [
+    pytest.param(*c, 13, 2, marks=() if c in _FAST_MULTI else pytest.mark.slow) for c in CONFIGS
+]
+
+
+@pytest.mark.parametrize("strategy, scheduler, noise, batch_mode, frames, batch", CASES)
+def test_strategies_return_unpadded_right_views(tiny_wan, components, strategy, scheduler, noise, batch_mode, frames, batch):
+    gen = _generator(tiny_wan, components, strategy=strategy, scheduler=scheduler, noise=noise, batch_mode=batch_mode)
+    left, disparity = _scene(frames, batch=batch)
+    out = gen.generate(left, disparity)
+    assert out.right.shape == left.shape and out.known_mask.shape == disparity.shape
+    assert torch.isfinite(out.right).all() and 0 <= out.right.min() and out.right.max() <= 1
+    assert set(out.known_mask.unique().tolist()) <= {0.0, 1.0} and out.known_mask.mean() > 0.5
+    assert out.extras["cycle_error"].shape == (batch,) and torch.isfinite(out.extras["cycle_error"]).all()
+
+
+def test_generator_is_a_stereo_generator_with_validated_options(tiny_wan):
+    gen = WanStereoGenerator(tiny_wan, device="cpu")
+    assert isinstance(gen, StereoGenerator) and gen.name == "wan_x0_blend"
+    for bad in (dict(strategy="blend"), dict(scheduler="ddim"), dict(noise="fresh"), dict(batch_mode="joint"),
+                dict(window=10), dict(overlap=4), dict(guidance_stop=1.5), dict(strategy="repaint", scheduler="unipc")):
+        with pytest.raises(ValueError):
+            WanStereoGenerator(tiny_wan, **bad)
+
+
+@dataclass
+class _Call:
+    frames: int
+    fixed: int
+
+
+def test_windows_produce_every_frame_once_and_padding_is_removed(tiny_wan, components, monkeypatch):
+    """Replace the sampler by 'right = left' (carried frames as given): the output must be the left video."""
+    gen = _generator(tiny_wan, components, window=9, overlap=5)
+    calls: list[_Call] = []
+
+    def fake_window(left, disparity_px, *, prompt=None, fixed_right=None, seed=None):
+        n = 0 if fixed_right is None else fixed_right.shape[2]
+        assert left.shape[-2:] == (32, 48) and (left.shape[2] - 1) % 4 == 0
+        calls.append(_Call(left.shape[2], n))
+        right = left.clone()
+        if n:
+            assert torch.equal(fixed_right, left[:, :, :n])  # carried frames are the previous window's output
+        zeros = torch.zeros(1)
+        return WindowResult(right, torch.ones_like(disparity_px), zeros, zeros, zeros, zeros)
+
+    monkeypatch.setattr(gen, "sample_window", fake_window)
+    left, disparity = _scene(19)  # windows start at 0, 4, 8 and 10 (aligned to the end)
+    out = gen.generate(left, disparity)
+    assert torch.equal(out.right, left)
+    assert [c.frames for c in calls] == [9, 9, 9, 9] and [c.fixed for c in calls] == [0, 5, 5, 7]
+    short = gen.generate(*_scene(3))  # 3 frames: one window padded in time to 5
+    assert short.right.shape[2] == 3 and calls[-1].frames == 5
+
+
+def test_carry_chains_windows_without_a_seam(tiny_wan, components):
+    gen = _generator(tiny_wan, components, window=9, overlap=5)
+    left, disparity = _scene(13)
+    first = gen.generate(left[:, :, :9], disparity[:, :, :9])
+    second = gen.generate(left[:, :, 4:], disparity[:, :, 4:], carry=first.carry, num_overlap=5)
+    assert torch.equal(second.right[:, :, :5], first.right[:, :, 4:9])  # overlap kept as produced
+    assert not torch.equal(second.right[:, :, 5:], second.right[:, :, 4:5].expand(-1, -1, 4, -1, -1))
+    with pytest.raises(ValueError, match="num_overlap"):
+        gen.generate(left[:, :, 4:], disparity[:, :, 4:], carry=first.carry, num_overlap=20)
+
+
+def test_same_seed_same_output_and_seed_matters(tiny_wan, components):
+    left, disparity = _scene(5)
+    a = _generator(tiny_wan, components, seed=1).generate(left, disparity).right
+    b = _generator(tiny_wan, components, seed=1).generate(left, disparity).right
+    c = _generator(tiny_wan, components, seed=2).generate(left, disparity).right
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@dataclass
+class _Depth:
+    values: torch.Tensor
+    kind: str
+
+
+class _StubDepth:
+    """Inverse relative depth growing from left to right: nearer towards the right edge."""
+
+    def __init__(self) -> None:
+        self.seen: torch.Tensor | None = None
+
+    def estimate(self, video: torch.Tensor) -> _Depth:
+        self.seen = video
+        b, _, t, h, w = video.shape
+        ramp = torch.linspace(0.1, 1.0, w).view(1, 1, 1, 1, w).expand(b, 1, t, h, w)
+        return _Depth(ramp.clone(), "inverse_relative")
+
+
+def test_text_to_stereo_returns_both_eyes_and_depth(tiny_wan, components):
+    gen = _generator(tiny_wan, components)
+    depth = _StubDepth()
+    result = TextToStereo(gen, depth, DisparityPolicy(max_disparity_pct=10.0))("a red ball", num_frames=5, height=32, width=48)
+    assert result.left.shape == result.right.shape == (1, 3, 5, 32, 48)
+    assert result.depth.shape == result.disparity_px.shape == (1, 1, 5, 32, 48) and result.depth_kind == "inverse_relative"
+    assert torch.equal(depth.seen, result.left)  # depth was estimated on the generated left view
+    assert result.disparity_px.max() == pytest.approx(4.8, abs=1e-4)  # 10 % of 48 px
+    assert "cycle_error" in result.stereo.extras
+    # the left view is plain Wan text-to-video for that seed
+    again = TextToStereo(gen, depth).generate_left("a red ball", num_frames=5, height=32, width=48)
+    assert torch.equal(again, result.left)
