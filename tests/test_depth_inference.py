@@ -200,3 +200,9 @@ def test_empty_video_yields_nothing(tiny_model):
     assert list(stream_video_depth(tiny_model, iter([]))) == []
     with pytest.raises(ValueError, match="no frames"):
         infer_video_depth(tiny_model, np.zeros((0, 8, 8, 3), np.uint8))
+
+
+def test_frames_of_changing_size_are_refused(tiny_model):
+    frames = [np.zeros((16, 20, 3), np.uint8), np.zeros((16, 22, 3), np.uint8)]
+    with pytest.raises(ValueError, match="frame 1 has shape"):
+        list(stream_video_depth(tiny_model, frames, input_size=14))

@@ -73,7 +73,7 @@ class WindowAligner:
             raise ValueError(f"a window has {INFER_LEN} frames, got {len(window)}")
         self.windows += 1
         if self.windows == 1:
-            self._reference = [window[k] for k in KEYFRAMES[:ALIGN_LEN]]
+            self._reference = [window[k].copy() for k in KEYFRAMES[:ALIGN_LEN]]  # callers may edit yielded frames
             aligned = window
             ready: list[np.ndarray] = []
         else:

@@ -34,6 +34,7 @@ class FrameFeeder:
         self.n_read = 0  # real frames read so far (== video length once exhausted)
         self.exhausted = False
         self._last: torch.Tensor | None = None
+        self._shape: tuple[int, ...] | None = None
 
     def take(self, n: int) -> list[torch.Tensor]:
         out = []
@@ -45,8 +46,12 @@ class FrameFeeder:
                     raise ValueError("the video has no frames")
                 out.append(self._last)
             else:
+                frame = np.asarray(frame)
+                if self._last is not None and frame.shape != self._shape:
+                    raise ValueError(f"frame {self.n_read} has shape {frame.shape}, the video started with {self._shape}")
+                self._shape = frame.shape
                 self.n_read += 1
-                self._last = preprocess_frame(np.asarray(frame), self.size)
+                self._last = preprocess_frame(frame, self.size)
                 out.append(self._last)
         return out
 
