@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
 from stereo_lit.io.layouts import LAYOUTS, apply_convergence, compose, disparity_to_colormap
 from stereo_lit.io.video_writer import StreamingVideoWriter, partial_path
@@ -158,3 +158,43 @@ class StereoPredictionWriter(BasePredictionWriter):
         for outputs in self._open.values():
             outputs.abort()
         self._open.clear()
+
+
+class TensorBoardPreviews(Callback):
+    """Side-by-side preview GIFs (left | produced right | true right) of evaluated clips.
+
+    Logs the first ``max_clips`` batches of validation/test per method, when the trainer's
+    logger is a TensorBoard logger; does nothing otherwise. Frames are subsampled to at
+    most ``max_frames`` and the width to at most ``max_width`` pixels per view.
+    """
+
+    def __init__(self, max_clips: int = 2, max_frames: int = 33, max_width: int = 320, fps: float = 8.0) -> None:
+        self.max_clips, self.max_frames, self.max_width, self.fps = max_clips, max_frames, max_width, fps
+
+    def _log(self, trainer: Any, outputs: Any, batch_idx: int, stage: str) -> None:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        from stereo_lit.previews import log_gif, preview_strip
+
+        if batch_idx >= self.max_clips or not trainer.is_global_zero or not isinstance(outputs, dict):
+            return
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
+        if not loggers:
+            return
+        step_t = max(1, -(-outputs["left"].shape[2] // self.max_frames))
+        step_x = max(1, -(-outputs["left"].shape[-1] // self.max_width))
+
+        def frames(video: torch.Tensor | None) -> np.ndarray | None:
+            return None if video is None else to_uint8_frames(video[0, :, ::step_t, ::step_x, ::step_x])
+
+        left, truth = frames(outputs["left"]), frames(outputs.get("right_true"))
+        for method, right in outputs["right"].items():
+            strip = preview_strip(left, frames(right), truth)
+            for logger in loggers:
+                log_gif(logger.experiment, f"{stage}_preview/{method}/clip{batch_idx}", strip, self.fps, trainer.global_step)
+
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._log(trainer, outputs, batch_idx, "validate")
+
+    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._log(trainer, outputs, batch_idx, "test")

@@ -89,9 +89,9 @@ class StereoLitModule(LightningModule):
         return [self.generator, *self.baselines]
 
     def configure_callbacks(self) -> list:
-        from stereo_lit.callbacks import StereoPredictionWriter
+        from stereo_lit.callbacks import StereoPredictionWriter, TensorBoardPreviews
 
-        return [StereoPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts)]
+        return [StereoPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts), TensorBoardPreviews()]
 
     def setup(self, stage: str) -> None:
         for method in self.methods:

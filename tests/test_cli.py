@@ -105,3 +105,23 @@ def test_console_script_exits_zero_and_reports_a_missing_folder(tmp_path: Path) 
     )
     assert bad.returncode != 0
     assert str(missing) in bad.stderr
+
+
+def test_test_logs_scalars_and_preview_gifs_to_tensorboard(tiny_sequence: Path, tmp_path: Path) -> None:
+    from PIL import Image
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "out"
+    build_cli(
+        ["test", "-c", str(REPO / "configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
+         "--data.init_args.clip_frames", "9", "--model.output_dir", str(out),
+         "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
+         "--trainer.logger.save_dir", str(tmp_path / "tb")]
+    )
+    events = EventAccumulator(str(next((tmp_path / "tb").rglob("events.out.tfevents.*")).parent), size_guidance={"images": 0})
+    events.Reload()
+    assert "test/warp_fill/psnr_visible" in events.Tags()["scalars"]
+    tags = [t for t in events.Tags()["images"] if t.startswith("test_preview/warp_fill/")]
+    assert tags
+    gif = Image.open(__import__("io").BytesIO(events.Images(tags[0])[0].encoded_image_string))
+    assert gif.n_frames == 9 and gif.size == (3 * 64, 48)  # left | produced right | true right
