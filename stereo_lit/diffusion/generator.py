@@ -201,6 +201,10 @@ class WanStereoGenerator(StereoGenerator):
             self._prompt_cache[text] = (cond, uncond)
         return self._prompt_cache[text]
 
+    def cache_prompt_embeds(self, prompt: str, prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None) -> None:
+        """Use precomputed embeddings for ``prompt`` (e.g. computed once, then the text encoder freed)."""
+        self._prompt_cache[prompt] = (prompt_embeds, negative_prompt_embeds)
+
     def initial_noise(self, shape: tuple[int, ...], seed: int) -> torch.Tensor:
         """Seeded Gaussian latents, drawn exactly as ``WanPipeline.prepare_latents`` draws them."""
         from diffusers.utils.torch_utils import randn_tensor
