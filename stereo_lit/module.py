@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 
+from stereo_lit.depth.estimator import DepthEstimator
 from stereo_lit.depth_source import WindowDepth, align_inverse_depth, batch_padding
 from stereo_lit.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator
@@ -55,7 +56,7 @@ class StereoLitModule(LightningModule):
         self,
         generator: StereoGenerator | None = None,
         baselines: list[StereoGenerator] | None = None,
-        depth: Any | None = None,
+        depth: DepthEstimator | None = None,
         max_disparity_pct: float = 2.0,
         convergence: float = 0.5,
         output_dir: str = "outputs",

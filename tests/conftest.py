@@ -26,3 +26,16 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.skip(f"{SHARED_DIR} is absent: the shared fixtures/samples folder is not beside this clone")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny random checkpoints written by data_prep/make_tiny_checkpoints.py (VDA .pth, Wan2.1 folder)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_tiny_checkpoints", REPO_ROOT / "data_prep" / "make_tiny_checkpoints.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path_factory.mktemp("tiny_checkpoints")
+    module.main(["--out", str(out)])
+    return out

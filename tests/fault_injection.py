@@ -1,0 +1,26 @@
+"""Generators that fail on purpose, for the fault tests (imported by class path from YAML/CLI)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import torch
+
+from stereo_lit.generators.base import StereoOutput
+from stereo_lit.generators.geometric import WarpFill
+
+
+class KillOnCall(WarpFill):
+    """WarpFill that SIGKILLs its own process on the ``kill_at``-th call (a crash mid-video)."""
+
+    def __init__(self, kill_at: int = 2) -> None:
+        super().__init__()
+        self.kill_at, self.calls = kill_at, 0
+
+    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, **kwargs: Any) -> StereoOutput:
+        self.calls += 1
+        if self.calls == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().generate(left, disparity_px, **kwargs)

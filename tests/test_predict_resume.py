@@ -1,0 +1,82 @@
+"""Predict on in-the-wild videos through the real CLI: audio kept, crashes leave nothing that
+looks finished, re-runs resume, a corrupt file among many is reported by name."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import pytest
+
+from test_video_reader import write_test_clip
+
+REPO = Path(__file__).resolve().parents[1]
+EXE = Path(sys.executable).with_name("stereo-lit")
+
+
+def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO / "tests"), HF_HUB_OFFLINE="1")
+    return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+
+
+def _predict_args(source: Path, out: Path, tiny: Path, *extra: str) -> list[str]:
+    return [
+        "predict", "-c", str(REPO / "configs/predict_wild.yaml"),
+        "--model.generator", "stereo_lit.generators.geometric.WarpFill",
+        "--model.depth.checkpoint", str(tiny / "video_depth_anything_tiny.pth"),
+        "--model.depth.input_size", "28", "--model.depth.cache_dir", str(out / ".depth_cache"),
+        "--model.depth.device", "cpu",
+        "--model.output_dir", str(out), "--data.init_args.source", str(source),
+        "--data.init_args.window", "5", "--data.init_args.overlap", "1", *extra,
+    ]
+
+
+def _frames_and_audio(path: Path) -> tuple[int, bool]:
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0)), bool(container.streams.audio)
+
+
+def test_crash_leaves_no_finished_file_and_rerun_completes(tmp_path: Path, tiny_checkpoints: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    write_test_clip(video, num_frames=17, height=32, width=48, audio=True)
+    out = tmp_path / "out"
+
+    crashed = _run(
+        _predict_args(video, out, tiny_checkpoints, "--model.generator", "fault_injection.KillOnCall",
+                      "--model.generator.kill_at", "3"),
+        tmp_path,
+    )
+    assert crashed.returncode != 0  # killed in its third window
+    folder = out / "clip"
+    assert folder.is_dir()  # the writer had started on this video ...
+    assert not list(folder.glob("*.mp4"))  # ... and nothing looks finished (only hidden .partial names, if any)
+
+    done = _run(_predict_args(video, out, tiny_checkpoints), tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for layout in ("right", "sbs", "anaglyph"):
+        frames, has_audio = _frames_and_audio(folder / f"{layout}.mp4")
+        assert frames == 17 and has_audio, layout
+    assert not list(folder.glob(".*partial*"))
+
+    stamp = (folder / "sbs.mp4").stat().st_mtime_ns
+    again = _run(_predict_args(video, out, tiny_checkpoints), tmp_path)
+    assert again.returncode == 0
+    assert (folder / "sbs.mp4").stat().st_mtime_ns == stamp  # finished videos are skipped
+
+
+def test_a_corrupt_video_among_many_is_named_and_the_others_finish(tmp_path: Path, tiny_checkpoints: Path) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_test_clip(videos / "a.mp4", num_frames=9, height=32, width=48)
+    (videos / "b_corrupt.mp4").write_bytes(os.urandom(4096))
+    write_test_clip(videos / "c.mp4", num_frames=9, height=32, width=48)
+    out = tmp_path / "out"
+    result = _run(_predict_args(videos, out, tiny_checkpoints, "--data.init_args.on_error", "skip"), tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "b_corrupt.mp4" in result.stderr + result.stdout
+    assert _frames_and_audio(out / "a" / "sbs.mp4")[0] == 9
+    assert _frames_and_audio(out / "c" / "sbs.mp4")[0] == 9
+    assert not (out / "b_corrupt").exists() or not list((out / "b_corrupt").glob("*.mp4"))
