@@ -48,10 +48,21 @@ def build_pipe(real_size: bool, dtype: torch.dtype, device: str):
         vae = parts["vae"]
     pipe = WanPipeline(
         tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"], vae=vae.eval().float(),
-        scheduler=parts["scheduler"], transformer=transformer.eval() if dtype == torch.float32 else transformer.eval().to(dtype),
+        scheduler=parts["scheduler"], transformer=cast_like_from_pretrained(transformer.eval(), dtype),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def cast_like_from_pretrained(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """Cast to ``dtype`` but keep the model's ``_keep_in_fp32_modules`` in float32, as ``from_pretrained`` does."""
+    if dtype == torch.float32:
+        return model
+    keep = set(getattr(model, "_keep_in_fp32_modules", None) or [])
+    for name, param in model.named_parameters():
+        if not keep.intersection(name.split(".")):
+            param.data = param.data.to(dtype)
+    return model
 
 
 def scene(frames: int, height: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
