@@ -29,7 +29,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> StereoLitCLI:
         StereoLitModule,
         LightningDataModule,
         subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=None,  # no config.yaml dropped into the working directory
         trainer_defaults={"logger": False, "enable_checkpointing": False},
         args=args,
         run=run,
