@@ -14,14 +14,21 @@ if [ ! -f "$DATA/pose_left.txt" ]; then
   $PY data_prep/make_synthetic.py --out "$DATA" --frames 33 --height 240 --width 320 --seed 0
 fi
 CONFIG=configs/demo.yaml
-if [ -d checkpoints/Wan2.1-T2V-1.3B-Diffusers ]; then
+EXTRA=()
+if [ -f checkpoints/Wan2.1-T2V-1.3B-Diffusers/model_index.json ]; then
   CONFIG=configs/demo_wan.yaml
-  echo "demo: Wan2.1 checkpoint found in checkpoints/: using the training-free Wan sampler"
+  echo "demo: Wan2.1 checkpoint found in checkpoints/: the training-free Wan sampler fills the disocclusions"
 else
   echo "demo: no Wan2.1 checkpoint in checkpoints/ (see checkpoints/README.md): using the geometric baseline (warp + background fill)"
 fi
-.venv/bin/stereo-lit predict -c "$CONFIG" --model.output_dir "$OUT" --data.init_args.root "$DATA"
-.venv/bin/stereo-lit test -c "$CONFIG" --model.output_dir "$OUT" --data.init_args.root "$DATA"
+if [ -f checkpoints/video_depth_anything_vits.pth ]; then
+  EXTRA=(--model.depth stereo_lit.depth.VDAEstimator --model.depth.checkpoint checkpoints/video_depth_anything_vits.pth)
+  echo "demo: Video-Depth-Anything checkpoint found: depth from VDA (aligned to the true disparity for the table)"
+else
+  echo "demo: no Video-Depth-Anything checkpoint: depth is the sequence's ground truth"
+fi
+.venv/bin/stereo-lit predict -c "$CONFIG" --model.output_dir "$OUT" --data.init_args.root "$DATA" "${EXTRA[@]}"
+.venv/bin/stereo-lit test -c "$CONFIG" --model.output_dir "$OUT" --data.init_args.root "$DATA" "${EXTRA[@]}"
 echo
 echo "demo outputs:"
 find "$OUT" -type f \( -name '*.mp4' -o -name '*.md' -o -name '*.csv' -o -name '*.json' \) | sort | sed 's/^/  /'
