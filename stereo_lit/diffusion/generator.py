@@ -84,6 +84,7 @@ class WanStereoGenerator(StereoGenerator):
         prompt: default prompt when ``generate`` gets none.
         negative_prompt: for classifier-free guidance.
         fill_holes: fill warp holes from the background before VAE encoding.
+        progress: show a progress bar over the denoising steps of each window.
         max_sequence_length: text tokens (Wan: 512).
     """
 
@@ -112,6 +113,7 @@ class WanStereoGenerator(StereoGenerator):
         prompt: str = "",
         negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
         fill_holes: bool = True,
+        progress: bool = True,
         max_sequence_length: int = 512,
     ) -> None:
         for value, allowed, arg in (
@@ -152,6 +154,7 @@ class WanStereoGenerator(StereoGenerator):
         self.prompt = prompt
         self.negative_prompt = negative_prompt
         self.fill_holes = fill_holes
+        self.progress = progress
         self.max_sequence_length = max_sequence_length
         self.name = f"wan_{strategy}"
         self._components: WanComponents | None = None
@@ -293,6 +296,7 @@ class WanStereoGenerator(StereoGenerator):
             transformer, self.new_scheduler(), noise, cond, uncond,
             num_inference_steps=self.num_inference_steps, guidance_scale=self.guidance_scale,
             guidance=guidance, guidance_stop=self.guidance_stop, constraint=constraint, batch_mode=self.batch_mode,
+            progress=f"sampling ({self.strategy})" if self.progress else None,
         )
 
         # 5. Decode; carried frames come back exactly as given.

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from stereo_lit.diffusion.flow import euler_step
 from stereo_lit.diffusion.guidance import Guidance
@@ -111,6 +112,7 @@ def denoise(
     constraint: Guidance | None = None,
     batch_mode: str = "separate",
     attention_kwargs: dict | None = None,
+    progress: str | None = None,
 ) -> torch.Tensor:
     """Sample clean latents from ``latents`` (pure noise at the first sigma, float32).
 
@@ -122,6 +124,7 @@ def denoise(
             the steps; None = plain Wan sampling.
         constraint: applied on *every* step (content that must come out as given, e.g.
             the overlap carried from the previous window).
+        progress: label of a progress bar over the steps; None = no bar.
 
     Returns:
         clean latents ``[B, 16, f, h, w]``, float32.
@@ -150,7 +153,8 @@ def denoise(
     latents = constraint.prepare(latents, sigmas[0])
 
     # 3. Denoising loop.
-    for i, t in enumerate(timesteps):
+    steps = tqdm(timesteps, desc=progress, unit="step", leave=False, disable=progress is None)
+    for i, t in enumerate(steps):
         guiding = i < guided
 
         # 3a. Velocity from the transformer, with classifier-free guidance.

@@ -62,6 +62,7 @@ class TextToStereo:
         latents = denoise(
             gen.components.transformer, gen.new_scheduler(), noise, cond, uncond,
             num_inference_steps=gen.num_inference_steps, guidance_scale=gen.guidance_scale, batch_mode=gen.batch_mode,
+            progress="sampling (left view)" if gen.progress else None,
         )
         return decode_latents(gen.components.vae, latents)
 
