@@ -361,6 +361,10 @@ class WanStereoGenerator(StereoGenerator):
         return StereoOutput(
             right=right.to(out_device),
             known_mask=known.to(out_device),
-            extras={"cycle_error": cycle_error(left.float(), right, disparity_px.float()).to(out_device)},
+            extras={
+                "cycle_error": cycle_error(left.float(), right, disparity_px.float()).to(out_device),
+                # first frame of each later window: where the temporal metrics look for seams
+                "seam_frames": torch.tensor([win.keep_start for win in windows[1:]], dtype=torch.long),
+            },
             carry={"right": tail, "next_window": first_index + len(windows)},
         )
