@@ -16,7 +16,8 @@ from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
 
 REPO = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).with_name("stereo-lit")
-TRAJECTORIES = ["EnvA/Easy/P000", "EnvA/Easy/P001"]
+# three clips on two ranks: an uneven split must still count every clip exactly once
+TRAJECTORIES = ["EnvA/Easy/P000", "EnvA/Easy/P001", "EnvA/Hard/P000"]
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_predict_under_ddp_writes_every_video_once(tartanair_root: Path, tmp_pat
     result = _cli("predict", tartanair_root, out, 2)
     assert result.returncode == 0, result.stderr[-4000:]
     folders = sorted(p.name for p in out.iterdir() if p.is_dir())
-    assert len(folders) == 2 and folders[0] != folders[1]
+    assert len(folders) == 3 and len(set(folders)) == 3
     for folder in folders:
         with av.open(str(out / folder / "sbs.mp4")) as container:
             assert sum(1 for _ in container.decode(video=0)) == 9

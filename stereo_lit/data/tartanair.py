@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem, rank_and_world, shard_of
@@ -344,8 +345,14 @@ class TartanAirDataModule(LightningDataModule):
     def _loader(self, stage: str) -> DataLoader:
         data = self.dataset(stage)
         shuffle = stage == "train" and not isinstance(data, IterableDataset)
+        sampler = None
+        _, world = rank_and_world()
+        if stage in ("val", "test") and world > 1 and not isinstance(data, IterableDataset):
+            # Lightning's default DistributedSampler repeats clips to even out the ranks, which
+            # would count them twice in the metrics; this one gives each clip to exactly one rank.
+            sampler = UnrepeatedDistributedSampler(data, shuffle=False)
         return DataLoader(
-            data, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+            data, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, num_workers=self.num_workers,
             collate_fn=collate_samples, persistent_workers=stage == "train" and self.num_workers > 0,
         )
 
