@@ -33,6 +33,7 @@ from stereo_lit.diffusion.flow import blend, inversion_sigmas
 from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Repaint, X0Blend, shift_latent
 from stereo_lit.diffusion.loading import SCHEDULERS, WanComponents, load_wan, make_scheduler
 from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert
+from stereo_lit.diffusion.training import LoRATrainingObjective, prepare_lora
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.geometry import disparity_to_latent_grid, mask_to_latent_grid
@@ -86,6 +87,15 @@ class WanStereoGenerator(StereoGenerator):
         fill_holes: fill warp holes from the background before VAE encoding.
         progress: show a progress bar over the denoising steps of each window.
         max_sequence_length: text tokens (Wan: 512).
+        lora_rank: LoRA rank of the transformer's attention projections; 0 = no training.
+        lora_alpha: LoRA scale numerator (default: ``lora_rank``, i.e. scale 1).
+        lora_dropout, lora_target_modules: peft options (default ``to_q, to_k, to_v, to_out.0``).
+        lora_path: a saved adapter folder (``pytorch_lora_weights.safetensors``) loaded into
+            the transformer with ``WanPipeline.load_lora_weights``: inference with a fine-tuned
+            model, or (with ``lora_rank > 0``) resumed training.
+        cycle_weight, cycle_space, train_sigma_sampling: the training objective
+            (:class:`~stereo_lit.diffusion.training.LoRATrainingObjective`).
+        gradient_checkpointing: recompute transformer blocks in the backward pass (training).
     """
 
     name = "wan_stereo"
@@ -115,6 +125,15 @@ class WanStereoGenerator(StereoGenerator):
         fill_holes: bool = True,
         progress: bool = True,
         max_sequence_length: int = 512,
+        lora_rank: int = 0,
+        lora_alpha: float | None = None,
+        lora_dropout: float = 0.0,
+        lora_target_modules: list[str] | None = None,
+        lora_path: str | None = None,
+        cycle_weight: float = 0.1,
+        cycle_space: str = "latent",
+        train_sigma_sampling: str = "logit_normal",
+        gradient_checkpointing: bool = False,
     ) -> None:
         for value, allowed, arg in (
             (strategy, STRATEGIES, "strategy"),
@@ -156,6 +175,13 @@ class WanStereoGenerator(StereoGenerator):
         self.fill_holes = fill_holes
         self.progress = progress
         self.max_sequence_length = max_sequence_length
+        if lora_rank < 0:
+            raise ValueError(f"lora_rank must be >= 0 (0 = no training), got {lora_rank}")
+        self.lora = dict(rank=lora_rank, alpha=lora_alpha, dropout=lora_dropout, target_modules=lora_target_modules,
+                         path=lora_path, gradient_checkpointing=gradient_checkpointing)
+        self.objective = LoRATrainingObjective(
+            cycle_weight=cycle_weight, cycle_space=cycle_space, sigma_sampling=train_sigma_sampling, flow_shift=flow_shift
+        )
         self.name = f"wan_{strategy}"
         self._components: WanComponents | None = None
         self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -169,12 +195,14 @@ class WanStereoGenerator(StereoGenerator):
                 self.checkpoint, dtype=self.dtype, device=self.device, offload=self.offload,
                 vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing,
             )
+            prepare_lora(self._components.pipe, **self.lora)
         return self._components
 
     def use_components(self, components: WanComponents) -> "WanStereoGenerator":
         """Share models already loaded (e.g. by another generator: compare strategies on one GPU)."""
         self._components = components
         self._prompt_cache.clear()
+        prepare_lora(components.pipe, **self.lora)  # no-op when the transformer already holds an adapter
         return self
 
     def to(self, device: torch.device | str) -> "WanStereoGenerator":
@@ -214,6 +242,32 @@ class WanStereoGenerator(StereoGenerator):
 
         generator = torch.Generator(device="cpu").manual_seed(seed)
         return randn_tensor(shape, generator=generator, device=self.execution_device, dtype=torch.float32)
+
+    # ------------------------------------------------------------------ LoRA fine-tuning
+    def trainable_modules(self) -> list[torch.nn.Module]:
+        """``[transformer]`` (holding the trainable LoRA weights) when ``lora_rank > 0``, else ``[]``."""
+        return [self.components.transformer] if self.lora["rank"] > 0 else []
+
+    def training_loss(self, batch: dict[str, Any], disparity_left_px: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """``{"loss", "loss_fm", "loss_cycle"}`` of one batch (see :class:`LoRATrainingObjective`).
+
+        Prompts: each element's ``caption`` (the generator's ``prompt`` when empty/absent).
+        Mono video (no ``right`` / ``disparity_left_px`` in the batch) needs ``disparity_left_px``.
+        """
+        if self.lora["rank"] <= 0:
+            raise ValueError("training needs a LoRA adapter: set lora_rank > 0 on WanStereoGenerator")
+        batch_size = batch["left"].shape[0]
+        captions = list(batch.get("caption") or [None] * batch_size)
+        embeds = torch.cat([self.prompt_embeds(c or None)[0] for c in captions])
+        return self.objective(
+            self.components.vae, self.components.transformer, batch, embeds, disparity_left_px=disparity_left_px
+        )
+
+    def save_lora(self, folder: str | Path) -> Path:
+        """Write the adapter as ``folder/pytorch_lora_weights.safetensors`` (diffusers format, atomic)."""
+        from stereo_lit.diffusion.lora import save_lora
+
+        return save_lora(self.components.transformer, folder)
 
     # ------------------------------------------------------------------ one window
     def _right_estimate(self, left: torch.Tensor, disparity_px: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
