@@ -50,6 +50,10 @@ class StereoLitModule(LightningModule):
         align_estimated_depth: in validate/test with an estimator, fit the estimated
             relative depth to the true disparity (scale and shift) before generating, the
             usual protocol for scoring relative depth.
+        learning_rate, weight_decay: AdamW settings of ``fit`` (LoRA parameters only).
+        lora_every_n_steps: ``fit`` saves the LoRA adapter to ``output_dir/lora/step_N`` every
+            N steps (0: only at the end, to ``output_dir/lora/final``), in the diffusers format
+            that ``WanPipeline.load_lora_weights`` and ``generator.lora_path`` read.
     """
 
     def __init__(
@@ -64,6 +68,9 @@ class StereoLitModule(LightningModule):
         skip_finished: bool = True,
         eval_methods_on_val: bool = False,
         align_estimated_depth: bool = True,
+        learning_rate: float = 1e-4,
+        weight_decay: float = 0.0,
+        lora_every_n_steps: int = 0,
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else WarpFill()
@@ -76,6 +83,9 @@ class StereoLitModule(LightningModule):
         self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
         self.skip_finished = skip_finished
         self.eval_methods_on_val = eval_methods_on_val
+        self.learning_rate, self.weight_decay = learning_rate, weight_decay
+        self.lora_every_n_steps = lora_every_n_steps
+        self.strict_loading = False  # Lightning checkpoints hold only the LoRA weights
         self._suites: dict[str, Any] = {}
         self._carry: dict[tuple[str, ...], Any] = {}  # videos of a batch -> generator state for their next window
         self._carry_warned = False
@@ -92,11 +102,21 @@ class StereoLitModule(LightningModule):
     def configure_callbacks(self) -> list:
         from stereo_lit.callbacks import StereoPredictionWriter, TensorBoardPreviews
 
-        return [StereoPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts), TensorBoardPreviews()]
+        from stereo_lit.callbacks import LoRAAdapterSaver
+
+        return [
+            StereoPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts),
+            TensorBoardPreviews(),
+            LoRAAdapterSaver(self.output_dir / "lora", every_n_steps=self.lora_every_n_steps),
+        ]
 
     def setup(self, stage: str) -> None:
         for method in self.methods:
             method.to(self.device)
+        if stage == "fit" and not hasattr(self, "trainable"):
+            modules = getattr(self.generator, "trainable_modules", lambda: [])()
+            # registered so that Lightning moves them, switches train/eval and finds the LoRA parameters
+            self.trainable = torch.nn.ModuleList(modules)
         if stage == "predict" and self.skip_finished:
             self._skip_finished_videos()
 
@@ -277,22 +297,35 @@ class StereoLitModule(LightningModule):
 
     # ------------------------------------------------------------------ fit
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        """LoRA fine-tuning hook: delegates to ``generator.training_loss(batch)``."""
+        """LoRA fine-tuning: the generator's objective (flow matching + right->left cycle loss).
+
+        Batches with a true right view (TartanAir) carry their disparity; for mono video the
+        disparity comes from the depth source, as in predict.
+        """
         loss_fn = getattr(self.generator, "training_loss", None)
         if loss_fn is None:
-            raise NotImplementedError(
-                f"`fit` needs a trainable generator with `training_loss(batch)`; {type(self.generator).__name__} "
-                "has none (LoRA fine-tuning of the Wan sampler is not implemented yet)"
+            raise ValueError(
+                f"`fit` needs a trainable generator (stereo_lit.diffusion.WanStereoGenerator with lora_rank > 0); "
+                f"{type(self.generator).__name__} has nothing to train"
             )
-        loss = loss_fn(batch)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
+        disparity = None if "disparity_left_px" in batch else self.disparity_for(batch)[0]
+        losses = loss_fn(batch, disparity_left_px=disparity)
+        self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=batch["left"].shape[0])
+        return losses["loss"]
 
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
-            return None
-        return torch.optim.AdamW(params, lr=1e-4)
+            raise ValueError(
+                "nothing to train: set model.generator.init_args.lora_rank > 0 (LoRA on the Wan transformer)"
+            )
+        return torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only the trainable (LoRA) weights in Lightning checkpoints, not the frozen base model."""
+        state = checkpoint.get("state_dict", {})
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in state.items() if k in trainable}
 
 
 def _as_list(value: Any) -> list:
