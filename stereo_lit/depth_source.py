@@ -41,7 +41,9 @@ def batch_padding(batch: dict[str, Any]) -> Padding:
     return Padding(int(_first(pad["bottom"])), int(_first(pad["right"])), int(_first(pad.get("frames", 0))))
 
 
-def whole_video_depth(estimator: Any, video_path: str, fps: float, size: tuple[int, int]) -> np.ndarray:
+def whole_video_depth(
+    estimator: Any, video_path: str, fps: float, size: tuple[int, int], num_frames: int | None = None
+) -> np.ndarray:
     """Depth ``[T, H, W]`` of a whole video file at ``size`` and ``fps`` (the datamodule's timeline).
 
     Uses ``estimator.video_depth`` (streamed; cached on disk when the estimator has a
@@ -51,7 +53,7 @@ def whole_video_depth(estimator: Any, video_path: str, fps: float, size: tuple[i
     from stereo_lit.io.video_reader import iter_frames
 
     key = f"{file_content_hash(video_path)}-{fps:.6f}-{size[0]}x{size[1]}"
-    return estimator.video_depth(lambda: iter_frames(video_path, fps=fps, size=size), key=key)
+    return estimator.video_depth(lambda: iter_frames(video_path, fps=fps, size=size), key=key, total_frames=num_frames)
 
 
 class WindowDepth:
@@ -87,7 +89,7 @@ class WindowDepth:
         video = (str(_first(path)), float(_first(batch["fps"])), (height, width))
         if video != self._video:
             self._video, self._depth = video, None
-            self._depth = whole_video_depth(self.estimator, *video)
+            self._depth = whole_video_depth(self.estimator, *video, num_frames=int(_first(batch["num_frames"])))
         start, stop = int(_first(batch["window_start"])), int(_first(batch["window_stop"]))
         if self._depth.shape[0] < stop:
             raise ValueError(

@@ -160,16 +160,17 @@ class VDAEstimator:
         )
 
     def video_depth(
-        self, frames_factory: Callable[[], Iterable[np.ndarray]], key: str | None = None
+        self, frames_factory: Callable[[], Iterable[np.ndarray]], key: str | None = None, total_frames: int | None = None
     ) -> np.ndarray | np.memmap:
         """Whole-video depth ``[T,H,W]`` float32, from the cache when this video/model/settings ran before.
 
         ``frames_factory()`` returns a fresh iterable of the frames (called once to hash when ``key`` is
         None, once more to compute). ``key`` identifies the video's content (e.g. ``file_content_hash``
-        of the video file). Without ``cache_dir`` the result is an in-memory array.
+        of the video file). Without ``cache_dir`` the result is an in-memory array. ``total_frames``
+        (when known) gives the progress bar its length.
         """
         if self.cache is None:
-            depth = list(self.estimate_stream(frames_factory()))
+            depth = list(self.estimate_stream(frames_factory(), total_frames))
             if not depth:
                 raise ValueError("the video has no frames")
             return np.stack(depth)
@@ -180,7 +181,7 @@ class VDAEstimator:
         if cached is not None:
             return cached
         meta = {"content": content, "checkpoint": str(Path(self.checkpoint).resolve()), "kind": self.kind, **settings}
-        return self.cache.write(cache_key, self.estimate_stream(frames_factory()), meta)
+        return self.cache.write(cache_key, self.estimate_stream(frames_factory(), total_frames), meta)
 
     # ------------------------------------------------------------------ DepthEstimator
     def estimate(self, video: torch.Tensor) -> DepthResult:
