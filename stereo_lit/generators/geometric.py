@@ -33,7 +33,9 @@ class CopyLeft(StereoGenerator):
 
     name = "copy_left"
 
-    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None, num_overlap: int = 0
+    def generate(
+        self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
+        num_overlap: int = 0,
     ) -> StereoOutput:
         return StereoOutput(right=left.clone(), known_mask=torch.zeros_like(left[:, :1]))
 
@@ -43,7 +45,9 @@ class WarpOnly(StereoGenerator):
 
     name = "warp_only"
 
-    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None, num_overlap: int = 0
+    def generate(
+        self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
+        num_overlap: int = 0,
     ) -> StereoOutput:
         warped, covered = forward_warp(left, disparity_px)
         return StereoOutput(right=warped * covered, known_mask=covered)
@@ -129,7 +133,9 @@ class WarpFill(StereoGenerator):
         if fill == "telea":
             self.name = "warp_fill_telea"
 
-    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None, num_overlap: int = 0
+    def generate(
+        self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
+        num_overlap: int = 0,
     ) -> StereoOutput:
         if left.ndim != 5 or disparity_px.ndim != 5:
             raise ValueError(
