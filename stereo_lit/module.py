@@ -313,6 +313,11 @@ class StereoLitModule(LightningModule):
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True, batch_size=batch["left"].shape[0])
         return losses["loss"]
 
+    def on_train_start(self) -> None:
+        """Under DDP, give each rank its own noise and sigmas (seed_everything gives them all one seed)."""
+        if self.trainer.world_size > 1:
+            torch.manual_seed((torch.initial_seed() + 7919 * self.global_rank) % 2**63)
+
     def configure_optimizers(self) -> Any:
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
