@@ -5,14 +5,19 @@ first wanted frame and yields decoded frames one at a time (uint8 ``[H, W, 3]`` 
 Every failure (missing, empty, corrupt, no video stream, truncated data) raises
 :class:`VideoReadError` whose message names the file.
 
-Frame indices are positions in the decoded stream (0-based). With ``fps=`` a video is
-seen on a resampled timeline (nearest source frame per output time, frames dropped or
-repeated); :func:`resampled_num_frames` and :func:`source_index` give the mapping.
+Frame indices are positions in the decoded stream (0-based, display order), also for
+variable-frame-rate files: after a seek, each frame's index is looked up from its exact
+timestamp in a per-file table (:func:`frame_timestamps`), never computed from the average
+rate. With ``fps=`` a video is seen on a resampled timeline (frames dropped or repeated);
+:func:`resampled_num_frames` and :func:`source_index` give the mapping, which treats the
+source frames as evenly spaced at the average rate (exact for constant-rate video; for
+variable-rate video it is still one fixed index mapping, shared by every pass).
 """
 
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -145,36 +150,72 @@ def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
     return frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
 
 
-def _decode_from(path: Path, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
-    """``(index, frame)`` pairs from the keyframe at or before ``start`` to the end."""
+_TIMESTAMPS: OrderedDict[tuple[str, int, int], tuple[tuple[int, ...], dict[int, int]] | None] = OrderedDict()
+_TIMESTAMPS_KEPT = 16
+
+
+def frame_timestamps(path: str | Path) -> tuple[tuple[int, ...], dict[int, int]] | None:
+    """Presentation timestamps of every frame in display order, and the inverse map pts -> index.
+
+    Built once per file (demuxing only, no decoding; memoised by path, size and mtime) so that a
+    frame's index is its position in the decoded stream whatever the frame rate does: for a
+    variable-frame-rate file, ``timestamp x average rate`` is not the index. Timestamps are in the
+    video stream's ``time_base``. None when some packet has no timestamp or two share one (the
+    caller then decodes from the start and counts).
+    """
+    path = Path(path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key in _TIMESTAMPS:
+        _TIMESTAMPS.move_to_end(key)
+        return _TIMESTAMPS[key]
     container = _open(path)
     try:
         stream = _video_stream(container, path)
-        fps = _stream_fps(stream, path)
-        time_base = stream.time_base
-        origin = stream.start_time or 0
-        if start > 0 and time_base is not None:
-            target = origin + int(Fraction(start) / fps / time_base)
-            try:
-                container.seek(max(origin, target - 1), stream=stream, backward=True, any_frame=False)
-            except (av.FFmpegError, OSError, ValueError):  # unseekable: decode from the beginning
-                container.close()
-                yield from _decode_from_start(path)
-                return
-        else:
+        pts = [packet.pts for packet in container.demux(stream) if packet.size > 0]
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise VideoReadError(f"{path}: corrupt video data while indexing frames: {exc}") from exc
+    finally:
+        container.close()
+    table = None
+    if pts and all(p is not None for p in pts) and len(set(pts)) == len(pts):
+        ordered = tuple(sorted(int(p) for p in pts))
+        table = (ordered, {p: i for i, p in enumerate(ordered)})
+    _TIMESTAMPS[key] = table
+    while len(_TIMESTAMPS) > _TIMESTAMPS_KEPT:
+        _TIMESTAMPS.popitem(last=False)
+    return table
+
+
+def _decode_from(path: Path, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
+    """``(index, frame)`` pairs from the keyframe at or before ``start`` to the end.
+
+    ``index`` is the frame's position in display order, looked up from its exact timestamp in
+    :func:`frame_timestamps` (never derived from the frame rate). Without a usable timestamp
+    table, or when the seek lands after ``start``, frames are decoded from the start and counted.
+    """
+    table = frame_timestamps(path) if start > 0 else None
+    if table is None or start >= len(table[0]):
+        yield from _decode_from_start(path)
+        return
+    timestamps, index_of = table
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        try:
+            container.seek(timestamps[start], stream=stream, backward=True, any_frame=False)
+        except (av.FFmpegError, OSError, ValueError):  # unseekable: decode from the beginning
             container.close()
             yield from _decode_from_start(path)
             return
-        index = None
+        first = True
         for frame in container.decode(stream):
-            if index is None:
-                index = None if frame.pts is None else int(round(float((frame.pts - origin) * time_base * fps)))
-                if index is None or index > start:  # no timestamps, or the seek overshot
-                    container.close()
-                    yield from _decode_from_start(path)
-                    return
-            else:
-                index += 1
+            index = None if frame.pts is None else index_of.get(int(frame.pts))
+            if index is None or (first and index > start):  # unknown timestamp, or the seek overshot
+                container.close()
+                yield from _decode_from_start(path)  # the caller skips frames it already has
+                return
+            first = False
             yield index, frame
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise VideoReadError(f"{path}: corrupt video data while decoding (near frame {start}): {exc}") from exc
