@@ -41,6 +41,43 @@ def batch_padding(batch: dict[str, Any]) -> Padding:
     return Padding(int(_first(pad["bottom"])), int(_first(pad["right"])), int(_first(pad.get("frames", 0))))
 
 
+def _at(value: Any, i: int) -> Any:
+    """Element ``i`` of a collated batch field (tensor, list or a scalar shared by all)."""
+    if isinstance(value, torch.Tensor):
+        return value.flatten()[i].item() if value.numel() > 1 else value.flatten()[0].item()
+    if isinstance(value, (list, tuple)):
+        return value[i] if len(value) > 1 else value[0]
+    return value
+
+
+def element_padding(batch: dict[str, Any], i: int) -> Padding:
+    """The :class:`Padding` of batch element ``i`` (zero when the batch records none)."""
+    pad = batch.get("padding")
+    if pad is None:
+        return Padding()
+    if isinstance(pad, (list, tuple)):
+        pad = pad[i] if len(pad) > 1 else pad[0]
+    if isinstance(pad, Padding):
+        return pad
+    return Padding(int(_at(pad["bottom"], i)), int(_at(pad["right"], i)), int(_at(pad.get("frames", 0), i)))
+
+
+_FILE_KEYS: dict[tuple[str, int, int], str] = {}
+
+
+def video_file_key(video_path: str) -> str:
+    """Content hash of a video file, memoised by path, size and mtime (hashing a film takes seconds)."""
+    from stereo_lit.depth.cache import file_content_hash
+
+    stat = Path(video_path).stat()
+    memo = (str(Path(video_path).resolve()), stat.st_size, stat.st_mtime_ns)
+    if memo not in _FILE_KEYS:
+        if len(_FILE_KEYS) > 256:
+            _FILE_KEYS.clear()
+        _FILE_KEYS[memo] = file_content_hash(video_path)
+    return _FILE_KEYS[memo]
+
+
 def whole_video_depth(
     estimator: Any, video_path: str, fps: float, size: tuple[int, int], num_frames: int | None = None
 ) -> np.ndarray:
@@ -49,56 +86,77 @@ def whole_video_depth(
     Uses ``estimator.video_depth`` (streamed; cached on disk when the estimator has a
     cache) keyed by the file's content, the frame rate and the size.
     """
-    from stereo_lit.depth.cache import file_content_hash
     from stereo_lit.io.video_reader import iter_frames
 
-    key = f"{file_content_hash(video_path)}-{fps:.6f}-{size[0]}x{size[1]}"
+    key = f"{video_file_key(video_path)}-{fps:.6f}-{size[0]}x{size[1]}"
     return estimator.video_depth(lambda: iter_frames(video_path, fps=fps, size=size), key=key, total_frames=num_frames)
 
 
 class WindowDepth:
-    """Per-video memo of whole-video depth, sliced per window (one video at a time).
+    """Per-video memo of whole-video depth, sliced per window, for every video of a batch.
+
+    Each element of a batch (batch size >= 1) gets the window of its own video's
+    whole-video depth and that video's whole-video sample (for its disparity range).
 
     Args:
         estimator: a depth estimator (``estimate(video) -> DepthResult``; ``video_depth``
             for whole files when it has one).
+        keep: whole-video depths kept in memory besides the current batch's videos.
     """
 
-    def __init__(self, estimator: Any) -> None:
+    def __init__(self, estimator: Any, keep: int = 2) -> None:
         self.estimator = estimator
-        self._video: tuple[str, float, tuple[int, int]] | None = None
-        self._depth: np.ndarray | None = None
+        self.keep = int(keep)
+        self._depths: dict[tuple[str, float, tuple[int, int]], np.ndarray] = {}
 
     @property
     def kind(self) -> str:
         return str(getattr(self.estimator, "kind", "inverse_relative"))
 
-    def for_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, str, torch.Tensor | None]:
-        """``(depth [B,1,T,H,W] on the batch's padded grid, kind, whole-video depth or None)``."""
+    def _whole(self, video: tuple[str, float, tuple[int, int]], num_frames: int | None) -> np.ndarray:
+        if video in self._depths:
+            self._depths[video] = self._depths.pop(video)  # most recent last
+        else:
+            self._depths[video] = whole_video_depth(self.estimator, *video, num_frames=num_frames)
+        return self._depths[video]
+
+    def for_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, str, list[torch.Tensor] | None]:
+        """``(depth [B,1,T,H,W] on the batch's padded grid, kind, per-video whole-video depth or None)``.
+
+        The third item holds, for each batch element, a subsample of its whole video's depth
+        (``[T', H, W]``, at most ~64 frames); None for in-memory clips (depth from ``estimate``).
+        """
         left = batch["left"]
-        path = batch.get("video_path")
+        paths = batch.get("video_path")
+        count = left.shape[0]
         is_file = (
-            path is not None and left.shape[0] == 1 and hasattr(self.estimator, "video_depth")
-            and "window_start" in batch and Path(str(_first(path))).is_file()
+            paths is not None and hasattr(self.estimator, "video_depth") and "window_start" in batch
+            and all(Path(str(_at(paths, i))).is_file() for i in range(count))
         )
         if not is_file:
             result = self.estimator.estimate(left)
             return result.values.to(left), result.kind, None
-        padding = batch_padding(batch)
-        height, width = left.shape[-2] - padding.bottom, left.shape[-1] - padding.right
-        video = (str(_first(path)), float(_first(batch["fps"])), (height, width))
-        if video != self._video:
-            self._video, self._depth = video, None
-            self._depth = whole_video_depth(self.estimator, *video, num_frames=int(_first(batch["num_frames"])))
-        start, stop = int(_first(batch["window_start"])), int(_first(batch["window_stop"]))
-        if self._depth.shape[0] < stop:
-            raise ValueError(
-                f"{video[0]}: depth has {self._depth.shape[0]} frames but window [{start}, {stop}) was requested"
-            )
-        window = torch.from_numpy(np.array(self._depth[start:stop], dtype=np.float32))[None, None]
-        window = pad_video(window, padding, "replicate")
-        whole = torch.from_numpy(np.array(self._depth[:: max(1, self._depth.shape[0] // 64)], dtype=np.float32))
-        return window.to(left), self.kind, whole
+        windows, wholes, current = [], [], []
+        for i in range(count):
+            padding = element_padding(batch, i)
+            height, width = left.shape[-2] - padding.bottom, left.shape[-1] - padding.right
+            video = (str(_at(paths, i)), float(_at(batch["fps"], i)), (height, width))
+            num_frames = int(_at(batch["num_frames"], i)) if "num_frames" in batch else None
+            depth = self._whole(video, num_frames)
+            current.append(video)
+            start, stop = int(_at(batch["window_start"], i)), int(_at(batch["window_stop"], i))
+            if depth.shape[0] < stop:
+                raise ValueError(
+                    f"{video[0]}: depth has {depth.shape[0]} frames but window [{start}, {stop}) was requested"
+                )
+            window = torch.from_numpy(np.array(depth[start:stop], dtype=np.float32))[None, None]
+            grid = Padding(padding.bottom, padding.right, left.shape[2] - (stop - start))
+            windows.append(pad_video(window, grid, "replicate"))
+            wholes.append(torch.from_numpy(np.array(depth[:: max(1, depth.shape[0] // 64)], dtype=np.float32)))
+        others = [v for v in self._depths if v not in current]  # oldest first; the batch's own stay
+        for video in others[: max(0, len(others) - self.keep)]:
+            del self._depths[video]
+        return torch.cat(windows).to(left), self.kind, wholes
 
 
 def align_inverse_depth(

@@ -80,6 +80,21 @@ class DisparityPolicy:
             self._ranges[key] = (low, high)
         return self._ranges[key]
 
+    def fix_video_range(self, key: str, whole_depth: torch.Tensor, kind: str) -> None:
+        """Fix video ``key``'s range from (a sample of) its whole-video depth ``[T, H, W]`` of ``kind``.
+
+        Call before the video's first window so that every window, and every video of a
+        batch, maps depth with its own whole-video range; a no-op for metric depth with a
+        known camera (no range is involved) and for a key already fixed.
+        """
+        if kind == "inverse_relative":
+            self.relative_range(key, whole_depth)
+        elif kind == "metric_m":
+            if self.focal_px is None or self.baseline_m is None:
+                self.relative_range(key, _metric_to_inverse(whole_depth))
+        else:
+            raise ValueError(f"depth kind must be 'metric_m' or 'inverse_relative', got {kind!r}")
+
     def from_inverse_depth(self, inv_depth: torch.Tensor, key: str, width_px: int | None = None) -> torch.Tensor:
         """Relative inverse depth ``[B, 1, T, H, W]`` (larger = nearer) -> disparity_px.
 
@@ -98,5 +113,9 @@ class DisparityPolicy:
             raise ValueError(f"depth kind must be 'metric_m' or 'inverse_relative', got {kind!r}")
         if self.focal_px is not None and self.baseline_m is not None:
             return metric_depth_to_disparity(depth, self.focal_px, self.baseline_m)
-        inv = torch.where(depth > 0, 1.0 / depth.clamp_min(1e-6), torch.zeros_like(depth))
-        return self.from_inverse_depth(inv, key, width_px)
+        return self.from_inverse_depth(_metric_to_inverse(depth), key, width_px)
+
+
+def _metric_to_inverse(depth_m: torch.Tensor) -> torch.Tensor:
+    """Metric depth (m) -> inverse depth (1/m), 0 where the depth is not positive."""
+    return torch.where(depth_m > 0, 1.0 / depth_m.clamp_min(1e-6), torch.zeros_like(depth_m))

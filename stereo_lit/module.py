@@ -146,8 +146,8 @@ class StereoLitModule(LightningModule):
             if "disparity_left_px" in batch and self.align_estimated_depth and kind == "inverse_relative":
                 disparity = align_inverse_depth(depth, batch["disparity_left_px"], batch.get("valid_left"))
             else:
-                if whole is not None and kind == "inverse_relative":
-                    self.policy.relative_range(keys[0], whole)  # whole-video range: no jumps between windows
+                for key, video_depth in zip(keys, whole or []):  # each video its whole-video range
+                    self.policy.fix_video_range(key, video_depth, kind)  # (no jumps between windows)
                 disparity = self._policy_disparity(depth, kind, keys, width)
         elif "disparity_left_px" in batch:  # metric ground truth (TartanAir)
             disparity = batch["disparity_left_px"]
