@@ -20,12 +20,30 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def require_shared(path: Path = SHARED_DIR) -> Path:
+    """``path`` (under ``../shared``) when it exists. Missing: skip with a reason, or fail when the
+    environment variable ``CI`` is set (a CI run must not pass by skipping its fixture tests)."""
+    if not path.exists():
+        message = f"{path} is absent: the shared fixtures/samples folder is not beside this clone"
+        if os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail(f"{message} (CI is set, so this is a failure, not a skip)", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """``../shared`` (fixtures and samples); tests that need it skip with a reason when absent."""
-    if not SHARED_DIR.is_dir():
-        pytest.skip(f"{SHARED_DIR} is absent: the shared fixtures/samples folder is not beside this clone")
-    return SHARED_DIR
+    """``../shared`` (fixtures and samples); absent: skip with a reason, or fail under ``CI``."""
+    return require_shared(SHARED_DIR)
+
+
+@pytest.fixture(autouse=True)
+def depth_cache_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test (and the CLI processes it starts) caches depth in its own temporary folder,
+    never in the user's ``~/.cache/stereo-lit`` (the default of ``VDAEstimator.cache_dir``)."""
+    root = tmp_path_factory.mktemp("stereo_lit_cache")
+    monkeypatch.setenv("STEREO_LIT_CACHE", str(root))
+    return root / "depth"
 
 
 @pytest.fixture(scope="session")

@@ -55,6 +55,17 @@ def file_content_hash(path: str | Path, full: bool = True) -> str:
     return digest.hexdigest()
 
 
+def default_cache_dir() -> Path:
+    """The default depth cache folder: ``$STEREO_LIT_CACHE/depth`` when that variable is set, else
+    ``$XDG_CACHE_HOME/stereo-lit/depth``, else ``~/.cache/stereo-lit/depth``."""
+    root = os.environ.get("STEREO_LIT_CACHE")
+    if root:
+        return Path(root).expanduser() / "depth"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "stereo-lit" / "depth"
+
+
 def settings_key(**parts) -> str:
     """Stable hex key of JSON-able settings (content hash, model id, input size, precision, ...)."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]

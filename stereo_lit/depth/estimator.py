@@ -16,7 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .cache import DepthCache, file_content_hash, frames_content_hash, settings_key, tensor_content_hash
+from .cache import (
+    DepthCache,
+    default_cache_dir,
+    file_content_hash,
+    frames_content_hash,
+    settings_key,
+    tensor_content_hash,
+)
 from .checkpoint import load_vda, parse_checkpoint_name
 from .inference import stream_video_depth
 from .model import VideoDepthAnything
@@ -61,7 +68,12 @@ class VDAEstimator:
         autocast: ``auto`` (float16 on CUDA as the official script, off on CPU), ``float16``,
             ``bfloat16`` or ``none``.
         windows_per_batch: 32-frame windows per forward pass (more uses more memory, runs faster on big GPUs).
-        cache_dir: folder of cached results keyed by video content, model and settings; None: no cache.
+        cache_dir: folder of cached depth, keyed by video content, model and settings. None (default):
+            :func:`~stereo_lit.depth.cache.default_cache_dir` (``$STEREO_LIT_CACHE/depth``, else
+            ``$XDG_CACHE_HOME/stereo-lit/depth``, else ``~/.cache/stereo-lit/depth``), used for whole
+            video files (``video_depth``: what ``predict`` and ``fit`` re-read). A folder given here also
+            caches in-memory clips (``estimate``: TartanAir clips, re-scored every validation).
+        cache: False: never cache (every call estimates again).
         progress: show a progress bar over windows.
     """
 
@@ -76,6 +88,7 @@ class VDAEstimator:
         autocast: str = "auto",
         windows_per_batch: int = 1,
         cache_dir: str | None = None,
+        cache: bool = True,
         progress: bool = True,
     ) -> None:
         if dtype not in _DTYPES:
@@ -95,7 +108,8 @@ class VDAEstimator:
         self.dtype = dtype
         self.autocast = autocast
         self.windows_per_batch = int(windows_per_batch)
-        self.cache = DepthCache(cache_dir) if cache_dir else None
+        self.cache = DepthCache(cache_dir or default_cache_dir()) if cache else None
+        self.cache_clips = bool(cache and cache_dir)  # in-memory clips only into a folder the config names
         self.progress = progress
         self._model: VideoDepthAnything | None = None
         self._model_id: str | None = None
@@ -166,14 +180,11 @@ class VDAEstimator:
 
         ``frames_factory()`` returns a fresh iterable of the frames (called once to hash when ``key`` is
         None, once more to compute). ``key`` identifies the video's content (e.g. ``file_content_hash``
-        of the video file). Without ``cache_dir`` the result is an in-memory array. ``total_frames``
+        of the video file). With ``cache=False`` the result is an in-memory array. ``total_frames``
         (when known) gives the progress bar its length.
         """
         if self.cache is None:
-            depth = list(self.estimate_stream(frames_factory(), total_frames))
-            if not depth:
-                raise ValueError("the video has no frames")
-            return np.stack(depth)
+            return self._estimate_in_memory(frames_factory, total_frames)
         content = key if key is not None else frames_content_hash(frames_factory())
         settings = self.settings()
         cache_key = settings_key(content=content, **settings)
@@ -183,14 +194,24 @@ class VDAEstimator:
         meta = {"content": content, "checkpoint": str(Path(self.checkpoint).resolve()), "kind": self.kind, **settings}
         return self.cache.write(cache_key, self.estimate_stream(frames_factory(), total_frames), meta)
 
+    def _estimate_in_memory(
+        self, frames_factory: Callable[[], Iterable[np.ndarray]], total_frames: int | None = None
+    ) -> np.ndarray:
+        depth = list(self.estimate_stream(frames_factory(), total_frames))
+        if not depth:
+            raise ValueError("the video has no frames")
+        return np.stack(depth)
+
     # ------------------------------------------------------------------ DepthEstimator
     def estimate(self, video: torch.Tensor) -> DepthResult:
         """video ``[B,3,T,H,W]`` in [0,1] -> depth ``[B,1,T,H,W]`` float32 on the video's device."""
         _check_video(video)
         per_clip = []
         for clip in video:
-            key = tensor_content_hash(clip) if self.cache is not None else None
-            depth = self.video_depth(lambda clip=clip: video_frames(clip), key=key)
+            if self.cache_clips:
+                depth = self.video_depth(lambda clip=clip: video_frames(clip), key=tensor_content_hash(clip))
+            else:
+                depth = self._estimate_in_memory(lambda clip=clip: video_frames(clip))
             per_clip.append(torch.from_numpy(np.array(depth, dtype=np.float32)))
         values = torch.stack(per_clip).unsqueeze(1).to(video.device)
         return DepthResult(values=values, kind=self.kind)
