@@ -7,14 +7,23 @@ Contract with :meth:`StereoLitModule.predict_step` (one dict per batch):
 ``[B,3,T,H,W]`` in [0,1] at the source size, only the frames this window produces;
 optional ``disparity_px`` ``[B,1,T,H,W]`` and ``convergence_px`` (list).
 
-Windows of a video arrive in order. Outputs go to ``output_dir/<video stem>/<layout>.mp4``;
-each is written under a temporary name and renamed when the video's last frame is in.
-``right.mp4`` is the raw right eye; the stereo layouts get the convergence shift; the
-source's audio is copied into every layout except ``depth``.
+Windows of a video arrive in order. Outputs go to ``output_dir/<name>/<layout>.mp4``, where
+``<name>`` is the source's path relative to the input folder without its extension
+(:func:`stereo_lit.data.wild_sources.output_name`; two sources with one name are an error
+at setup). Each file is written under a temporary name of its own and renamed when the
+video's last frame is in; then the manifest (:mod:`stereo_lit.io.output_manifest`) is
+written, last: a folder is *finished* only when its manifest matches the source, the
+frame count and the settings. A run holds a lock per video folder; a video whose folder
+another live run holds is skipped with a warning. ``right.mp4`` is the raw right eye;
+the stereo layouts get the convergence shift; the source's audio is copied into every
+layout except ``depth``.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,33 +32,71 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
 from stereo_lit.io.layouts import LAYOUTS, apply_convergence, compose, disparity_to_colormap
-from stereo_lit.io.video_writer import StreamingVideoWriter, partial_path
+from stereo_lit.io.output_manifest import (
+    MANIFEST_NAME, ROOT_MARKER, OutputLock, manifest_mismatch, remove_stale_partials, source_fingerprint,
+    write_manifest,
+)
+from stereo_lit.io.video_writer import StreamingVideoWriter
+
+log = logging.getLogger(__name__)
+
+_SKIP_OPTIONS = {"device", "cache_dir", "training", "calls", "verbose", "progress"}
 
 
-def output_folder(video_path: str | Path, output_dir: str | Path) -> Path:
-    """``output_dir/<name>``: the stem of a video file, or the trajectory path of a folder."""
+def output_folder(video_path: str | Path, output_dir: str | Path, name: str | None = None) -> Path:
+    """``output_dir/<name>``; without a name: the stem of a video file, or the trajectory
+    path of a folder."""
     path = Path(video_path)
-    name = path.stem if path.suffix else "_".join(path.parts[-3:]).replace(" ", "_")
+    if not name:
+        name = path.stem if path.suffix else "_".join(path.parts[-3:]).replace(" ", "_")
     return Path(output_dir) / name
 
 
-def expected_outputs(video_path: str | Path, output_dir: str | Path, layouts: list[str]) -> list[Path]:
-    folder = output_folder(video_path, output_dir)
+def expected_outputs(video_path: str | Path, output_dir: str | Path, layouts: list[str], name: str | None = None) -> list[Path]:
+    folder = output_folder(video_path, output_dir, name)
     return [folder / f"{layout}.mp4" for layout in layouts]
 
 
-def outputs_complete(video_path: str | Path, output_dir: str | Path, layouts: list[str]) -> bool:
-    """True when every final output of ``video_path`` exists (temporary files don't count)."""
-    return all(p.is_file() for p in expected_outputs(video_path, output_dir, layouts))
+def public_options(obj: Any) -> dict[str, Any]:
+    """The class and plain public attributes (numbers, strings, paths) of a generator or
+    depth estimator: what its output depends on, for the manifest."""
+    if obj is None:
+        return {}
+    plain = (bool, int, float, str, Path, type(None))
+    options: dict[str, Any] = {"class": f"{type(obj).__module__}.{type(obj).__qualname__}"}
+    for key, value in sorted(vars(obj).items()):
+        if key.startswith("_") or key in _SKIP_OPTIONS:
+            continue
+        if isinstance(value, plain) or (isinstance(value, (tuple, list)) and all(isinstance(v, plain) for v in value)):
+            options[key] = value
+    return options
 
 
-def cleanup_partials(output_dir: str | Path) -> int:
-    """Remove stale temporary files under ``output_dir``; returns how many."""
-    removed = 0
-    for path in Path(output_dir).rglob(".*.partial*"):
-        path.unlink(missing_ok=True)
-        removed += 1
-    return removed
+def output_settings(pl_module: Any, datamodule: Any) -> dict[str, Any]:
+    """The settings that change the pixels of predict outputs (layouts are checked apart)."""
+    policy = getattr(pl_module, "policy", None)
+    data_keys = ("window", "overlap", "fps", "size", "max_side", "pad_mode", "use_depth", "depth_kind")
+    return {
+        "max_disparity_pct": getattr(policy, "max_disparity_pct", None),
+        "convergence": getattr(policy, "convergence", None),
+        "generator": public_options(getattr(pl_module, "generator", None)),
+        "depth": public_options(getattr(pl_module, "depth", None)) or "data",
+        "data": {k: getattr(datamodule, k) for k in data_keys if hasattr(datamodule, k)},
+    }
+
+
+def outputs_complete(
+    video_path: str | Path, output_dir: str | Path, layouts: list[str], settings: dict[str, Any] | None = None,
+    name: str | None = None, frames: int | None = None, depth_path: str | None = None,
+) -> bool:
+    """True when ``output_dir/<name>`` holds finished outputs of ``video_path``: a manifest
+    that matches the source's fingerprint, ``frames``, the depth file, ``settings`` and
+    lists every layout in ``layouts`` (with its size on disk)."""
+    reason = manifest_mismatch(
+        output_folder(video_path, output_dir, name), source=source_fingerprint(video_path),
+        depth_file=source_fingerprint(depth_path), frames=frames, layouts=list(layouts), settings=settings or {},
+    )
+    return reason is None
 
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
@@ -60,12 +107,12 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 class _VideoOutputs:
     """The open writers of one video."""
 
-    def __init__(self, video_path: str, output_dir: Path, layouts: list[str], fps: float, num_frames: int) -> None:
+    def __init__(self, video_path: str, folder: Path, layouts: list[str], fps: float, num_frames: int) -> None:
         self.video_path = video_path
+        self.folder = folder
         self.num_frames = num_frames
         self.next_frame = 0
         audio = video_path if Path(video_path).is_file() else None
-        folder = output_folder(video_path, output_dir)
         self.writers = {
             layout: StreamingVideoWriter(folder / f"{layout}.mp4", fps, audio_from=None if layout == "depth" else audio)
             for layout in layouts
@@ -95,9 +142,14 @@ class _VideoOutputs:
     def done(self) -> bool:
         return self.next_frame >= self.num_frames
 
-    def close(self) -> None:
-        for writer in self.writers.values():
-            writer.close()
+    def close(self) -> dict[str, dict[str, int]]:
+        """Rename every layout to its final name; ``{layout: {"bytes", "frames"}}``."""
+        (self.folder / MANIFEST_NAME).unlink(missing_ok=True)  # the old manifest no longer describes the files
+        files = {}
+        for layout, writer in self.writers.items():
+            path = writer.close()
+            files[layout] = {"bytes": path.stat().st_size, "frames": writer.frames_written}
+        return files
 
     def abort(self) -> None:
         for writer in self.writers.values():
@@ -105,7 +157,13 @@ class _VideoOutputs:
 
 
 class StereoPredictionWriter(BasePredictionWriter):
-    """Writes the stereo outputs of ``predict`` video by video (see module docstring)."""
+    """Writes the stereo outputs of ``predict`` video by video (see module docstring).
+
+    At setup it learns the output names, the settings and the frame counts from the
+    datamodule (``datamodule.videos``, a list of :class:`~stereo_lit.data.wild.WildVideo`)
+    and the module; :meth:`should_skip` is the resume/lock predicate the module hands to
+    ``datamodule.exclude_videos``.
+    """
 
     def __init__(self, output_dir: str = "outputs", layouts: list[str] | None = None) -> None:
         super().__init__(write_interval="batch")
@@ -116,6 +174,98 @@ class StereoPredictionWriter(BasePredictionWriter):
             raise ValueError(f"unknown layouts {sorted(unknown)}; choose from {LAYOUTS}")
         self._open: dict[str, _VideoOutputs] = {}
         self.finished: list[Path] = []
+        self.settings: dict[str, Any] = {}
+        self.names: dict[str, str] = {}  # video path -> output name
+        self.frames: dict[str, int] = {}  # video path -> expected frames
+        self.depth_files: dict[str, str | None] = {}
+        self.token = uuid.uuid4().hex
+        self._locks: dict[str, OutputLock] = {}
+        self._decisions: dict[str, bool] = {}
+        self._ignored: set[str] = set()
+        self._world_size = 1
+
+    # ------------------------------------------------------------------ set-up
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage != "predict":
+            return
+        self._world_size = getattr(trainer, "world_size", 1)
+        self.token = trainer.strategy.broadcast(self.token)  # the ranks of one run share their locks
+        datamodule = getattr(trainer, "datamodule", None)
+        self.settings = output_settings(pl_module, datamodule)
+        videos = getattr(datamodule, "videos", None) or []
+        self.names = {v.info.path: v.entry.name for v in videos if getattr(v.entry, "name", "")}
+        self.frames = {v.info.path: int(v.num_frames) for v in videos}
+        self.depth_files = {v.info.path: v.depth_path for v in videos}
+        from stereo_lit.data.wild_sources import check_output_names
+
+        check_output_names({p: self.names.get(p) or output_folder(p, ".").name for p in self.frames})
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        (self.output_dir / ROOT_MARKER).touch()
+
+    def folder_for(self, video_path: str) -> Path:
+        return output_folder(video_path, self.output_dir, self.names.get(video_path))
+
+    def mismatch(self, video_path: str) -> str | None:
+        """Why ``video_path`` is not finished with the current settings (None: it is)."""
+        return manifest_mismatch(
+            self.folder_for(video_path), source=source_fingerprint(video_path),
+            depth_file=source_fingerprint(self.depth_files.get(video_path)), frames=self.frames.get(video_path),
+            layouts=self.layouts, settings=self.settings,
+        )
+
+    def _lock(self, video_path: str) -> bool:
+        lock = self._locks.get(video_path) or OutputLock(self.folder_for(video_path), self.token)
+        if lock.acquire():
+            self._locks[video_path] = lock
+            return True
+        log.warning(
+            "skipping %s: another stereo-lit run (%s) is writing %s; if no run is active, delete %s",
+            video_path, lock.describe_holder(), lock.folder, lock.path,
+        )
+        return False
+
+    def should_skip(self, video_path: str) -> bool:
+        """Resume predicate: True for finished videos (manifest matches) and for videos
+        another live run is writing; otherwise the folder is locked for this run."""
+        if video_path not in self._decisions:
+            reason = self.mismatch(video_path)
+            if reason is None:
+                log.info("skipping %s: finished (%s)", video_path, self.folder_for(video_path) / MANIFEST_NAME)
+                self._decisions[video_path] = True
+            else:
+                if reason != "not started":
+                    log.warning("redoing %s: %s", video_path, reason)
+                self._decisions[video_path] = not self._lock(video_path)
+        return self._decisions[video_path]
+
+    # ------------------------------------------------------------------ writing
+    def _start(self, video_path: str, fps: float, num_frames: int) -> _VideoOutputs | None:
+        if video_path not in self._locks and not self._lock(video_path):
+            self._ignored.add(video_path)
+            return None
+        folder = self.folder_for(video_path)
+        folder.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(folder)
+        outputs = _VideoOutputs(video_path, folder, self.layouts, fps, num_frames)
+        self._open[video_path] = outputs
+        return outputs
+
+    def _finish(self, outputs: _VideoOutputs) -> None:
+        video_path = outputs.video_path
+        files = outputs.close()
+        write_manifest(outputs.folder, {
+            "video": video_path, "source": source_fingerprint(video_path),
+            "depth_file": source_fingerprint(self.depth_files.get(video_path)),
+            "frames": outputs.next_frame, "layouts": files, "settings": self.settings,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        })
+        self.finished.extend(outputs.folder / f"{layout}.mp4" for layout in files)
+        self._release(video_path)
+
+    def _release(self, video_path: str) -> None:
+        lock = self._locks.pop(video_path, None)
+        if lock is not None:
+            lock.release()
 
     def write_on_batch_end(
         self, trainer: Any, pl_module: Any, prediction: dict[str, Any], batch_indices: Any, batch: Any,
@@ -123,12 +273,13 @@ class StereoPredictionWriter(BasePredictionWriter):
     ) -> None:
         shifts = prediction.get("convergence_px") or [0.0] * len(prediction["video_path"])
         for i, video_path in enumerate(prediction["video_path"]):
-            outputs = self._open.get(video_path)
+            if video_path in self._ignored:
+                continue
+            outputs = self._open.get(video_path) or self._start(
+                video_path, prediction["fps"][i], prediction["num_frames"][i]
+            )
             if outputs is None:
-                outputs = _VideoOutputs(
-                    video_path, self.output_dir, self.layouts, prediction["fps"][i], prediction["num_frames"][i]
-                )
-                self._open[video_path] = outputs
+                continue
             disparity = prediction.get("disparity_px")
             try:
                 outputs.write(
@@ -139,25 +290,30 @@ class StereoPredictionWriter(BasePredictionWriter):
                     float(shifts[i]),
                 )
                 if outputs.done:
-                    outputs.close()
-                    self.finished.extend(expected_outputs(video_path, self.output_dir, self.layouts))
                     del self._open[video_path]
+                    self._finish(outputs)
             except Exception:
                 outputs.abort()
                 self._open.pop(video_path, None)
+                self._release(video_path)
                 raise
 
-    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
-        for outputs in self._open.values():  # incomplete videos: nothing that looks finished
+    def _abort_open(self) -> None:
+        for video_path, outputs in self._open.items():  # incomplete videos: nothing that looks finished
             outputs.abort()
+            self._release(video_path)
         self._open.clear()
+        if self._world_size == 1:  # under DDP another rank may still write a video this rank locked
+            for video_path in list(self._locks):
+                self._release(video_path)
+
+    def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
+        self._abort_open()
         if trainer.is_global_zero and self.finished:
             print("stereo outputs:\n" + "\n".join(f"  {p}" for p in self.finished))
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        for outputs in self._open.values():
-            outputs.abort()
-        self._open.clear()
+        self._abort_open()
 
 
 class TensorBoardPreviews(Callback):

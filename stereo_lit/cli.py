@@ -21,6 +21,12 @@ from stereo_lit.module import StereoLitModule
 class StereoLitCLI(LightningCLI):
     """LightningCLI with the project's defaults (no checkpointing for inference jobs)."""
 
+    def predict(self, model: object, return_predictions: bool | None = None, **kwargs: object) -> object:
+        """``trainer.predict`` keeping no window by default: the writer callback has written
+        each one, and Lightning would otherwise hold every window of every video in memory
+        (``--return_predictions true`` restores that)."""
+        return self.trainer.predict(model, return_predictions=bool(return_predictions), **kwargs)
+
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> StereoLitCLI:
     """The CLI object (``args``/``run`` for tests and scripts)."""

@@ -121,12 +121,14 @@ class StereoLitModule(LightningModule):
             self._skip_finished_videos()
 
     def _skip_finished_videos(self) -> None:
-        """Tell the datamodule which videos are already complete (resume)."""
-        from stereo_lit.callbacks import outputs_complete
+        """Tell the datamodule which videos to leave out: finished with these settings (their
+        manifest matches), or being written by another run (its lock); the writer decides."""
+        from stereo_lit.callbacks import StereoPredictionWriter
 
         datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "exclude_videos"):
-            datamodule.exclude_videos(lambda path: outputs_complete(path, self.output_dir, self.layouts))
+        writers = [cb for cb in self.trainer.callbacks if isinstance(cb, StereoPredictionWriter)]
+        if datamodule is not None and hasattr(datamodule, "exclude_videos") and writers:
+            datamodule.exclude_videos(writers[0].should_skip)
 
     # ------------------------------------------------------------------ disparity
     def disparity_for(self, batch: dict[str, Any]) -> tuple[torch.Tensor, list[float]]:

@@ -11,6 +11,13 @@ Sources (:func:`resolve_videos`):
   path column and an optional caption column;
 - a list of any of the above (from YAML).
 
+Each :class:`VideoEntry` has an output ``name``: its path relative to the folder (or list
+file / table) it came from, without the extension (``a/clip.mp4`` -> ``a/clip``); a lone
+file or a path outside that folder keeps its stem. :func:`check_output_names` refuses two
+videos with one name. A folder scan leaves out this package's outputs: hidden files and
+folders, folders holding a stereo-lit manifest, lock or output marker
+(:mod:`stereo_lit.io.output_manifest`), and mp4 files tagged by its writer.
+
 Depth (:func:`find_depth_file`, :func:`DepthFile`): ``<stem>.npy``, ``<stem>.npz`` or
 ``<stem>_depths.npz`` (Video-Depth-Anything's output, key ``depths``) next to the video,
 ``[T, H, W]`` (or ``[T, 1, H, W]``), relative *inverse* depth unless the file says
@@ -25,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stereo_lit.io.output_manifest import LOCK_NAME, MANIFEST_NAME, ROOT_MARKER
 from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
+from stereo_lit.io.video_writer import WRITER_TAG
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +50,73 @@ class VideoEntry:
 
     path: str
     caption: str = ""
+    name: str = ""  # output folder name (posix, relative); "" = the file's stem
 
 
 def is_video_file(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def output_name(path: Path, base: Path | None) -> str:
+    """``path`` relative to ``base`` without its extension (posix), else its stem."""
+    if base is not None:
+        try:
+            return path.resolve().relative_to(base.resolve()).with_suffix("").as_posix()
+        except ValueError:
+            pass
+    return path.stem
+
+
+def check_output_names(named: dict[str, str]) -> None:
+    """Raise when two videos (``{path: output name}``) would write one output folder
+    (names compared case-insensitively, for case-insensitive file systems)."""
+    seen: dict[str, str] = {}
+    clashes = []
+    for path, name in named.items():
+        key = name.casefold()
+        if key in seen and seen[key] != path:
+            clashes.append(f"{seen[key]} and {path} -> {name}/")
+        seen.setdefault(key, path)
+    if clashes:
+        raise ValueError(
+            "videos would write to the same output folder: " + "; ".join(clashes)
+            + ". Give them distinct names, or put them under one source folder (outputs keep the path relative to it)"
+        )
+
+
+def _written_by_us(path: Path) -> bool:
+    """An mp4 this package wrote (its container comment is the writer's tag)."""
+    if path.suffix.lower() != ".mp4":
+        return False
+    try:
+        import av
+
+        with av.open(str(path)) as container:
+            return container.metadata.get("comment", "").startswith(WRITER_TAG)
+    except Exception:  # noqa: BLE001 - unreadable files are the reader's business, not ours
+        return False
+
+
+def _is_output_folder(folder: Path) -> bool:
+    return any((folder / n).exists() for n in (MANIFEST_NAME, LOCK_NAME, ROOT_MARKER))
+
+
+def scan_folder(root: Path) -> tuple[list[Path], list[Path]]:
+    """Video files under ``root`` (recursive, sorted) and those left out as our outputs."""
+    videos, outputs = [], []
+    output_folders: dict[Path, bool] = {}
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or not is_video_file(p):
+            continue
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        parents = [root / Path(*rel.parts[:i]) for i in range(1, len(rel.parts))]
+        if any(output_folders.setdefault(f, _is_output_folder(f)) for f in parents) or _written_by_us(p):
+            outputs.append(p)
+        else:
+            videos.append(p)
+    return videos, outputs
 
 
 def _is_saved_dataset(folder: Path) -> bool:
@@ -75,7 +147,8 @@ def _from_table(dataset, source: str, base: Path, path_column: str | None, capti
             value = value["path"]
         path = Path(str(value)).expanduser()
         caption = row[ccol] if ccol else ""
-        entries.append(VideoEntry(str(path if path.is_absolute() else base / path), "" if caption is None else str(caption)))
+        full = path if path.is_absolute() else base / path
+        entries.append(VideoEntry(str(full), "" if caption is None else str(caption), output_name(full, base)))
     return entries
 
 
@@ -106,10 +179,13 @@ def resolve_videos(
     if path.is_dir():
         if _is_saved_dataset(path):
             return _from_table(_load_saved(path, split), str(path), path, path_column, caption_column)
-        videos = sorted(p for p in path.rglob("*") if p.is_file() and is_video_file(p) and not p.name.startswith("."))
+        videos, outputs = scan_folder(path)
+        if outputs:
+            log.info("%s: left out %d stereo-lit output file(s)", path, len(outputs))
         if not videos:
-            raise ValueError(f"{path}: folder holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
-        return [VideoEntry(str(p)) for p in videos]
+            ours = f" ({len(outputs)} stereo-lit outputs left out)" if outputs else ""
+            raise ValueError(f"{path}: folder holds no video files ({', '.join(VIDEO_EXTENSIONS)}){ours}")
+        return [VideoEntry(str(p), "", output_name(p, path)) for p in videos]
     suffix = path.suffix.lower()
     if suffix == ".txt":
         entries = []
@@ -119,7 +195,8 @@ def resolve_videos(
                 continue
             name, _, caption = line.partition("\t")
             p = Path(name.strip()).expanduser()
-            entries.append(VideoEntry(str(p if p.is_absolute() else path.parent / p), caption.strip()))
+            full = p if p.is_absolute() else path.parent / p
+            entries.append(VideoEntry(str(full), caption.strip(), output_name(full, path.parent)))
         if not entries:
             raise ValueError(f"{path}: the list holds no video paths")
         return entries
@@ -129,7 +206,7 @@ def resolve_videos(
         table = load_dataset(_TABLE_FORMATS[suffix], data_files=str(path), split="train")
         return _from_table(table, str(path), path.parent, path_column, caption_column)
     if is_video_file(path):
-        return [VideoEntry(str(path))]
+        return [VideoEntry(str(path), "", path.stem)]
     raise ValueError(
         f"{path}: unrecognised video source; expected a video file, a folder, a .txt list, a saved `datasets` "
         "folder or a .csv/.parquet/.json table"
@@ -172,9 +249,9 @@ class DepthFile:
                     array = npz[key]
                     if "depth_kind" in npz.files:
                         self.kind = str(npz["depth_kind"])
-        except ValueError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - name the file
+        except Exception as exc:  # noqa: BLE001 - name the file (numpy's own ValueErrors do not)
+            if str(self.path) in str(exc):
+                raise
             raise ValueError(f"{self.path}: unreadable depth file: {exc}") from exc
         if self.kind not in DEPTH_KINDS:
             raise ValueError(f"{self.path}: depth_kind {self.kind!r} is not one of {DEPTH_KINDS}")

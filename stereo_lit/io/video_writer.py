@@ -1,16 +1,24 @@
 """Streaming mp4 writing with PyAV: chunk by chunk, atomic, with the source's audio.
 
 :class:`StreamingVideoWriter` never holds the video in memory. It writes to a
-temporary name in the target folder (``.NAME.partial.mp4``) and renames to ``NAME``
-only when closed without error, so a killed run never leaves a file that looks
-finished. Audio from ``audio_from`` is remuxed unchanged when mp4 can carry it (aac,
-mp3, ...), else transcoded to aac.
+temporary name of its own in the target folder (``.NAME.partial-<pid>-<random>.mp4``,
+so two runs never write one file) and renames to ``NAME`` only when closed without
+error, so a killed run never leaves a file that looks finished. Audio from
+``audio_from`` is remuxed unchanged when mp4 can carry it (aac, mp3, ...), else
+transcoded to aac. Every file is tagged (container ``comment`` = :data:`WRITER_TAG`) so
+that the reader can leave this package's own outputs out of a folder of sources.
+
+Odd frame sizes: yuv420p (the pixel format every player and hardware decoder takes)
+needs even sizes, so an odd last row/column is *repeated* (edge replication), never
+filled with black: a 97x61 source is stored as 98x62 whose last row/column equals its
+neighbour.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import uuid
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -21,11 +29,25 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 _MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}
+WRITER_TAG = "stereo-lit"  # container metadata "comment" of every file written here
 
 
-def partial_path(path: Path) -> Path:
-    """The temporary name a file is written under before it is complete."""
-    return path.with_name(f".{path.stem}.partial{path.suffix}")
+def partial_path(path: Path, token: str | None = None) -> Path:
+    """The temporary name a file is written under before it is complete.
+
+    ``.<stem>.partial-<pid>-<token><suffix>``: unique to this process and writer (``token``
+    defaults to a random one), hidden, so no other run and no reader takes it.
+    """
+    token = token or uuid.uuid4().hex[:8]
+    return path.with_name(f".{path.stem}.partial-{os.getpid()}-{token}{path.suffix}")
+
+
+def pad_to_even(frame: np.ndarray) -> np.ndarray:
+    """``[H, W, 3]`` -> ``[H + H%2, W + W%2, 3]`` by repeating the last row/column."""
+    h, w = frame.shape[:2]
+    if h % 2 == 0 and w % 2 == 0:
+        return frame
+    return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
 def _video_codec() -> str:
@@ -41,8 +63,9 @@ class StreamingVideoWriter:
         audio_from: optional source video whose first audio stream is copied.
         crf: x264 constant rate factor (lower = better; 18 is visually lossless).
 
-    Frames are uint8 ``[T, H, W, 3]`` RGB; odd sizes get one black row/column so that
-    yuv420p can encode them (the size is fixed by the first chunk).
+    Frames are uint8 ``[T, H, W, 3]`` RGB; odd sizes get their last row/column repeated
+    so that yuv420p can encode them (:func:`pad_to_even`; the size is fixed by the first
+    chunk).
     """
 
     def __init__(self, path: str | Path, fps: float, audio_from: str | Path | None = None, crf: int = 18) -> None:
@@ -70,6 +93,7 @@ class StreamingVideoWriter:
     def _open(self, height: int, width: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.tmp), mode="w", format="mp4")
+        self._container.metadata["comment"] = WRITER_TAG
         codec = _video_codec()
         self._stream = self._container.add_stream(codec, rate=self.fps)
         self._stream.width, self._stream.height = width + width % 2, height + height % 2
@@ -90,8 +114,7 @@ class StreamingVideoWriter:
             raise ValueError(f"frame size {frames.shape[1:3]} differs from the first chunk's {self._size} in {self.path}")
         h, w = self._size
         for frame in frames:
-            if h % 2 or w % 2:
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)))
+            frame = pad_to_even(frame)
             for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                 self._container.mux(packet)
             self.frames_written += 1
@@ -118,6 +141,7 @@ class StreamingVideoWriter:
                 pass
             self._container = None
         self.tmp.unlink(missing_ok=True)
+        self.tmp.with_name(self.tmp.stem + ".audio.mp4").unlink(missing_ok=True)
 
     def _mux_audio(self) -> None:
         """Rewrite the temporary file with the source's first audio stream added."""
@@ -130,8 +154,9 @@ class StreamingVideoWriter:
             if not source.streams.audio:
                 return
             audio_in = source.streams.audio[0]
-            with_audio = self.tmp.with_name(self.tmp.stem + ".audio.mp4")
+            with_audio = self.tmp.with_name(self.tmp.stem + ".audio.mp4")  # still .*.partial-<pid>-*
             with av.open(str(self.tmp)) as video_src, av.open(str(with_audio), "w", format="mp4") as out:
+                out.metadata["comment"] = WRITER_TAG
                 v_in = video_src.streams.video[0]
                 v_out = out.add_stream_from_template(v_in)
                 copy_audio = audio_in.codec_context.name in _MP4_AUDIO
