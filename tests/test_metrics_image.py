@@ -91,3 +91,62 @@ def test_shape_errors_name_the_argument() -> None:
         metric.update(torch.rand(3, 8, 8), torch.rand(1, 3, 1, 8, 8))
     with pytest.raises(ValueError, match="visible"):
         metric.update(torch.rand(1, 3, 1, 8, 8), torch.rand(1, 3, 1, 8, 8), visible=torch.ones(1, 1, 2, 8, 8))
+
+
+def _strip_case() -> tuple[torch.Tensor, torch.Tensor]:
+    """A textured true right view ``[1,3,1,48,64]`` and its visible mask: a 4-px disoccluded strip at x = 30..33."""
+    gen = torch.Generator().manual_seed(3)
+    target = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 48, 64, generator=gen), 3, 1, 1)[:, :, None]
+    visible = torch.ones(1, 1, 1, 48, 64)
+    visible[..., 30:34] = 0
+    return target, visible
+
+
+def test_region_ssim_judges_each_region_on_its_own_pixels() -> None:
+    """Perfect on visible pixels, constant grey in the strip: ssim_visible is exactly 1 (the
+    11x11 window must not mix the grey strip in) and ssim_disoccluded is low; and the reverse."""
+    target, visible = _strip_case()
+    grey_strip = target * visible + 0.5 * (1 - visible)
+    metric = RightViewMetrics(lpips=False)
+    metric.update(grey_strip, target, visible=visible)
+    out = {k: float(v) for k, v in metric.compute().items()}
+    assert out["psnr_visible"] == math.inf and out["ssim_visible"] == pytest.approx(1.0, abs=1e-6)
+    assert out["ssim_disoccluded"] < 0.3
+
+    grey_rest = target * (1 - visible) + 0.5 * visible
+    metric = RightViewMetrics(lpips=False)
+    metric.update(grey_rest, target, visible=visible)
+    out = {k: float(v) for k, v in metric.compute().items()}
+    assert out["psnr_disoccluded"] == math.inf and out["ssim_disoccluded"] == pytest.approx(1.0, abs=1e-6)
+    assert out["ssim_visible"] < 0.3
+
+
+def test_masked_ssim_uses_only_region_pixels() -> None:
+    """Changing pixels outside the region leaves the region's SSIM map unchanged."""
+    from stereo_lit.metrics import masked_ssim_map
+
+    target, visible = _strip_case()
+    frames = target[:, :, 0]
+    mask = visible[:, :, 0]
+    outside_a = frames * mask + 0.0 * (1 - mask)
+    outside_b = frames * mask + torch.rand(frames.shape, generator=torch.Generator().manual_seed(4)) * (1 - mask)
+    map_a = masked_ssim_map(outside_a, frames, mask)
+    map_b = masked_ssim_map(outside_b, frames, mask)
+    torch.testing.assert_close(map_a * mask, map_b * mask)
+
+
+def test_ssim_is_float32_under_bf16_autocast() -> None:
+    """bf16-mixed must not change the numbers: the true right view scores SSIM 1 under autocast too."""
+    target, visible = _strip_case()
+    preds = (target + 0.02 * torch.randn(target.shape, generator=torch.Generator().manual_seed(5))).clamp(0, 1)
+    reference = RightViewMetrics(lpips=False)
+    reference.update(preds, target, visible=visible)
+    expected = {k: float(v) for k, v in reference.compute().items()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        metric, truth = RightViewMetrics(lpips=False), RightViewMetrics(lpips=False)
+        metric.update(preds, target, visible=visible)
+        truth.update(target, target, visible=visible)
+        out = {k: float(v) for k, v in metric.compute().items()}
+        true_out = {k: float(v) for k, v in truth.compute().items()}
+    assert out == expected
+    assert true_out["ssim_all"] == pytest.approx(1.0, abs=1e-6)

@@ -1,4 +1,4 @@
-"""SIoU (Mono2Stereo), including the documented wrap-around and colour-order handling."""
+"""SIoU (Mono2Stereo): the RGB / exact-difference variant and the reference release's variant, known answers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.metrics import SIoU, siou_frame
+from stereo_lit.metrics import SIOU_VARIANTS, SIoU, siou_frame
 
 
 def _video(frames_u8: np.ndarray) -> torch.Tensor:
@@ -20,7 +20,7 @@ def test_true_right_scores_higher_than_copy_left() -> None:
     true_metric, copy_metric = SIoU(), SIoU()
     true_metric.update(right, right, left)
     copy_metric.update(left, right, left)
-    true_score, copy_score = float(true_metric.compute()["siou"]), float(copy_metric.compute()["siou"])
+    true_score, copy_score = float(true_metric.compute()["siou_rgb"]), float(copy_metric.compute()["siou_rgb"])
     assert true_score == pytest.approx(1.0)
     assert copy_score < 0.6
     assert copy_score < true_score
@@ -46,3 +46,33 @@ def test_colour_order_is_rgb() -> None:
 def test_rejects_non_uint8_frames() -> None:
     with pytest.raises(ValueError, match="uint8"):
         siou_frame(np.zeros((4, 4, 3)), np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4, 3), np.uint8))
+
+
+def _clip(frame_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frame_u8).permute(2, 0, 1)[None, :, None].float() / 255.0
+
+
+def test_each_variant_has_its_own_column_and_known_answers() -> None:
+    """3 levels darker everywhere (below the threshold of 5): 1.0 with exact differences; the
+    reference release's uint8 subtraction wraps to 253, a change everywhere: 0.75. Red +20
+    (luma 6 in RGB order, 2 with BGR2GRAY on RGB): 0.75 vs 1.0."""
+    rng = np.random.default_rng(1)
+    left = rng.integers(40, 200, (24, 32, 3)).astype(np.uint8)
+    darker = left - np.uint8(3)
+    red = left.copy()
+    red[..., 0] += 20
+    for pred, expected in ((darker, {"siou_rgb": 1.0, "siou_m2s_release": 0.75}), (red, {"siou_rgb": 0.75, "siou_m2s_release": 1.0})):
+        for variant, column in SIOU_VARIANTS.items():
+            metric = SIoU(variant=variant)
+            # flat frames (no Canny edges in either): the edge term is an empty union, IoU 1
+            flat_left = np.full_like(left, 100)
+            flat_pred = (flat_left.astype(np.int16) + (pred.astype(np.int16) - left)).astype(np.uint8)
+            metric.update(_clip(flat_pred), _clip(flat_left), _clip(flat_left))
+            out = {k: float(v) for k, v in metric.compute().items()}
+            assert set(out) == {column}
+            assert out[column] == pytest.approx(expected[column]), (variant, expected)
+
+
+def test_unknown_variant_is_an_error() -> None:
+    with pytest.raises(ValueError, match="variant"):
+        SIoU(variant="bgr")

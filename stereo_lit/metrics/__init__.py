@@ -1,24 +1,40 @@
 """Evaluation metrics as torchmetrics ``Metric`` classes (DDP-safe: sum states, pooled at compute).
 
 Videos ``[B,C,T,H,W]`` RGB in [0, 1]; masks ``[B,1,T,H,W]``, 1 = valid; disparity in px.
+Every ``update``/``compute`` runs in float32 with autocast off (:func:`._video.full_precision`).
 
 - :class:`RightViewMetrics`: PSNR / SSIM (/ LPIPS) against the true right view on all,
   visible and disoccluded pixels (:mod:`.image`);
 - :class:`StereoMatchError`: OpenCV SGBM disparity of (left, produced right) against
   the true disparity: EPE, D1, bad-1/2/3, density (:mod:`.stereo_match`);
-- :class:`WarpingError`: flow-based warping error and window-seam jump (:mod:`.temporal`);
-- :class:`SIoU`: Mono2Stereo's stereo IoU (:mod:`.siou`);
+- :class:`WarpingError`: Lai et al. 2018 warping error and window-seam jump (:mod:`.temporal`);
+- :class:`SIoU`: Mono2Stereo's stereo IoU, two variants (:mod:`.siou`);
 - :class:`CycleConsistencyError`: right -> left cycle error (:mod:`.cycle`).
 """
 
 from stereo_lit.metrics.cycle import CycleConsistencyError
-from stereo_lit.metrics.image import REGIONS, RightViewMetrics, lpips_unavailable_reason, psnr_from_mse, ssim_map
-from stereo_lit.metrics.siou import SIoU, binary_iou, siou_frame
+from stereo_lit.metrics.image import (
+    REGIONS,
+    RightViewMetrics,
+    lpips_unavailable_reason,
+    masked_ssim_map,
+    psnr_from_mse,
+    ssim_map,
+)
+from stereo_lit.metrics.siou import SIOU_VARIANTS, SIoU, binary_iou, siou_frame
 from stereo_lit.metrics.stereo_match import SGBMParams, StereoMatchError, num_disparities_for, sgbm_disparity
-from stereo_lit.metrics.temporal import SourceFlows, WarpingError, dis_flow, forward_backward_keep, source_flows
+from stereo_lit.metrics.temporal import (
+    SourceFlows,
+    WarpingError,
+    dis_flow,
+    flow_occlusion,
+    forward_backward_keep,
+    source_flows,
+)
 
 __all__ = [
     "REGIONS",
+    "SIOU_VARIANTS",
     "CycleConsistencyError",
     "RightViewMetrics",
     "SGBMParams",
@@ -28,8 +44,10 @@ __all__ = [
     "WarpingError",
     "binary_iou",
     "dis_flow",
+    "flow_occlusion",
     "forward_backward_keep",
     "lpips_unavailable_reason",
+    "masked_ssim_map",
     "num_disparities_for",
     "psnr_from_mse",
     "sgbm_disparity",

@@ -2,8 +2,48 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import numpy as np
 import torch
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _as_float32(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float32:
+        return value.float()
+    return value
+
+
+@contextlib.contextmanager
+def autocast_off():
+    """Disable autocast (CPU and, when present, CUDA) inside the block: metrics run in true float32."""
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.autocast("cpu", enabled=False))
+        if torch.cuda.is_available():
+            stack.enter_context(torch.autocast("cuda", enabled=False))
+        yield
+
+
+def full_precision(fn: _F) -> _F:
+    """Decorator for metric ``update``/``compute``: float tensor arguments cast to float32, autocast off.
+
+    Under ``bf16-mixed`` a convolution inside SSIM would otherwise run in bfloat16
+    (SSIM of the true right view 0.56 instead of 1).
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        args = tuple(_as_float32(a) for a in args)
+        kwargs = {k: _as_float32(v) for k, v in kwargs.items()}
+        with autocast_off():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def check_video(x: torch.Tensor, name: str, channels: int | None = None) -> None:

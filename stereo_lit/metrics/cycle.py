@@ -12,7 +12,7 @@ import torch
 from torchmetrics import Metric
 
 from stereo_lit.geometry import cycle_warp_right_to_left
-from stereo_lit.metrics._video import check_same_grid, check_video, mask_or_ones
+from stereo_lit.metrics._video import check_same_grid, check_video, full_precision, mask_or_ones
 
 
 class CycleConsistencyError(Metric):
@@ -33,6 +33,7 @@ class CycleConsistencyError(Metric):
         for name in ("abs_err_sum", "covisible", "considered"):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
+    @full_precision
     def update(
         self,
         right: torch.Tensor,
@@ -55,6 +56,7 @@ class CycleConsistencyError(Metric):
         self.covisible += covisible.double().sum()
         self.considered += considered.double().sum()
 
+    @full_precision
     def compute(self) -> dict[str, torch.Tensor]:
         covisible, considered = float(self.covisible), float(self.considered)
         return {

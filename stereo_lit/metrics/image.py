@@ -9,10 +9,17 @@ Regions (masks ``[B,1,T,H,W]``, 1 = in region):
 
 PSNR is computed from the pooled squared error of the region over everything seen
 (``10 log10(range^2 / MSE)``), exactly as torchmetrics' ``PeakSignalNoiseRatio`` does
-with a fixed ``data_range``. SSIM is the mean of the SSIM map (torchmetrics' Gaussian
-11x11, sigma 1.5, channel-averaged) over the region's pixels; on a full mask this equals
-torchmetrics' ``structural_similarity_index_measure`` averaged over frames.
+with a fixed ``data_range``.
+
+SSIM of a region judges the region on its own pixels (:func:`masked_ssim_map`): the
+local means, variances and covariance of the Gaussian window (11x11, sigma 1.5, as
+torchmetrics) are *mask-weighted* statistics over the window's pixels that lie in the
+region, ``mu = G*(m x) / G*m`` etc., so a window straddling two regions never mixes
+them. The region's SSIM is the mean of that map (channel-averaged) over the region's
+pixels. On a full mask this is exactly torchmetrics'
+``structural_similarity_index_measure`` (reflect-padded border) averaged over frames.
 States are sums and counts, so the result is the same under DDP as in one process.
+Everything runs in float32 with autocast off, whatever the trainer's precision.
 """
 
 from __future__ import annotations
@@ -23,10 +30,10 @@ import math
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torchmetrics import Metric
-from torchmetrics.functional.image import structural_similarity_index_measure
 
-from stereo_lit.metrics._video import check_video, mask_or_ones, to_frames
+from stereo_lit.metrics._video import check_video, full_precision, mask_or_ones, to_frames
 
 log = logging.getLogger(__name__)
 
@@ -65,20 +72,60 @@ def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
     return 10.0 * math.log10(data_range**2 / mse)
 
 
+def _gaussian_window(kernel_size: int, sigma: float, device: torch.device) -> torch.Tensor:
+    """Normalised 1-D Gaussian ``[kernel_size]`` (float32), as torchmetrics' SSIM builds it."""
+    dist = torch.arange((1 - kernel_size) / 2, (1 + kernel_size) / 2, step=1, dtype=torch.float32, device=device)
+    gauss = torch.exp(-((dist / sigma) ** 2) / 2)
+    return gauss / gauss.sum()
+
+
+def masked_ssim_map(
+    preds: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    *,
+    data_range: float = 1.0,
+    kernel_size: int = 11,
+    sigma: float = 1.5,
+) -> torch.Tensor:
+    """Channel-averaged SSIM map ``[N,1,H,W]`` of images ``[N,C,H,W]`` from mask-weighted local statistics.
+
+    ``mask`` ``[N,1,H,W]`` (1 = in the region; None = everywhere): each window's means,
+    variances and covariance are taken over its in-region pixels only (Gaussian weights
+    renormalised by ``G*m``). Values outside the region (``G*m`` = 0 far from it) are 0
+    and meant to be ignored. Borders are reflect-padded as torchmetrics does, so with
+    no mask this equals torchmetrics' Gaussian SSIM map.
+    """
+    if preds.shape != target.shape or preds.ndim != 4:
+        raise ValueError(f"preds {tuple(preds.shape)} and target {tuple(target.shape)} must both be [N,C,H,W]")
+    x, y = preds.float(), target.float()
+    m = torch.ones_like(x[:, :1]) if mask is None else mask.float().to(x.device)
+    if m.shape != x[:, :1].shape:
+        raise ValueError(f"mask must be [N,1,H,W] like preds {tuple(x.shape)}, got {tuple(m.shape)}")
+    pad = (kernel_size - 1) // 2
+    x, y, m = (F.pad(v, (pad, pad, pad, pad), mode="reflect") for v in (x, y, m))
+    g = _gaussian_window(kernel_size, sigma, x.device)
+    kernel = (g[:, None] * g[None, :])[None, None]  # [1,1,k,k]
+
+    def blur(v: torch.Tensor) -> torch.Tensor:  # depthwise Gaussian, no padding (already reflect-padded)
+        return F.conv2d(v, kernel.expand(v.shape[1], 1, kernel_size, kernel_size), groups=v.shape[1])
+
+    weight = blur(m)  # [N,1,H,W]
+    safe = weight.clamp_min(1e-12)
+    mu_x, mu_y = blur(m * x) / safe, blur(m * y) / safe
+    var_x = (blur(m * x * x) / safe - mu_x**2).clamp_min(0.0)
+    var_y = (blur(m * y * y) / safe - mu_y**2).clamp_min(0.0)
+    cov = blur(m * x * y) / safe - mu_x * mu_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    return torch.where(weight > 1e-12, ssim, torch.zeros_like(ssim)).mean(dim=1, keepdim=True)
+
+
 def ssim_map(
     preds: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0, kernel_size: int = 11, sigma: float = 1.5
 ) -> torch.Tensor:
-    """Channel-averaged SSIM map ``[N,1,H,W]`` of images ``[N,C,H,W]`` (torchmetrics' Gaussian SSIM)."""
-    _, full = structural_similarity_index_measure(
-        preds.float(),
-        target.float(),
-        data_range=data_range,
-        kernel_size=kernel_size,
-        sigma=sigma,
-        reduction="none",
-        return_full_image=True,
-    )
-    return full.mean(dim=1, keepdim=True)
+    """Channel-averaged SSIM map ``[N,1,H,W]`` of images ``[N,C,H,W]`` (torchmetrics' Gaussian SSIM, no mask)."""
+    return masked_ssim_map(preds, target, None, data_range=data_range, kernel_size=kernel_size, sigma=sigma)
 
 
 class RightViewMetrics(Metric):
@@ -134,6 +181,7 @@ class RightViewMetrics(Metric):
             else:
                 _log_once(reason)
 
+    @full_precision
     def update(
         self,
         preds: torch.Tensor,
@@ -160,9 +208,11 @@ class RightViewMetrics(Metric):
         ssim_sums = {name: torch.zeros((), dtype=torch.float64, device=preds.device) for name in masks}
         for start in range(0, pred_frames.shape[0], self.frames_per_chunk):
             chunk = slice(start, start + self.frames_per_chunk)
-            smap = ssim_map(pred_frames[chunk], target_frames[chunk], data_range=self.data_range).double()
             for name, m in mask_frames.items():
-                ssim_sums[name] += (smap * m[chunk]).sum()
+                if not bool(m[chunk].any()):
+                    continue
+                smap = masked_ssim_map(pred_frames[chunk], target_frames[chunk], m[chunk], data_range=self.data_range)
+                ssim_sums[name] += (smap.double() * m[chunk]).sum()
             if self.lpips_metric is not None:
                 self.lpips_metric.update(pred_frames[chunk].clamp(0, 1), target_frames[chunk].clamp(0, 1))
 
@@ -173,6 +223,7 @@ class RightViewMetrics(Metric):
             setattr(self, f"ssim_sum_{name}", getattr(self, f"ssim_sum_{name}") + ssim_sums[name])
             setattr(self, f"pixels_{name}", getattr(self, f"pixels_{name}") + pixels)
 
+    @full_precision
     def compute(self) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for name in REGIONS:
@@ -192,4 +243,4 @@ class RightViewMetrics(Metric):
             self.lpips_metric.reset()
 
 
-__all__ = ["REGIONS", "RightViewMetrics", "lpips_unavailable_reason", "psnr_from_mse", "ssim_map"]
+__all__ = ["REGIONS", "RightViewMetrics", "lpips_unavailable_reason", "masked_ssim_map", "psnr_from_mse", "ssim_map"]

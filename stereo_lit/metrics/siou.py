@@ -12,16 +12,19 @@ Conversion", CVPR 2025; as implemented in their released evaluation code,
 - ``SIoU = 0.75 * IoU_edge + 0.25 * IoU_diff``; higher is better, 1 for the true right
   view; copy-left scores low because ``D_pred`` is empty.
 
-Handling of two details of the reference code (``reference_quirks=False``, the default):
+Two variants, each reported in its own column (they differ in two details):
 
-- uint8 wrap-around: the reference subtracts uint8 arrays, so ``3 - 5`` wraps to 254
-  and ``abs`` does nothing: a small negative change counts as a large one. Here the
-  difference is taken in int16 and its absolute value is exact (0..255).
-- colour order: the reference loads RGB images (PIL) but converts them with OpenCV's
-  ``COLOR_BGR2GRAY``, i.e. with the red and blue weights swapped. Here frames are RGB
-  (DESIGN.md) and are converted with ``COLOR_RGB2GRAY`` (BT.601 luma).
+- ``siou_rgb`` (default, ``variant="rgb"``): frames are RGB (DESIGN.md) and become grey
+  with ``COLOR_RGB2GRAY`` (BT.601 luma); the change maps take the *exact* absolute
+  difference ``|pred - left|`` per channel (computed in int16, 0..255) before the grey
+  conversion.
+- ``siou_m2s_release`` (``variant="m2s_release"``): what the Mono2Stereo reference
+  release computes, for numbers comparable with the paper. It loads RGB images (PIL)
+  but converts them with OpenCV's ``COLOR_BGR2GRAY`` (red and blue weights swapped),
+  and subtracts the uint8 arrays directly, so the difference wraps modulo 256
+  (``3 - 5 = 254``; a small negative change counts as a large one). (A later version of
+  the reference takes the difference in int16.)
 
-``reference_quirks=True`` reproduces both quirks for comparison with published numbers.
 An empty union (no edges / no differences in either image) counts as IoU 1 (the
 reference would give NaN). Float videos in [0, 1] become uint8 by ``round(255 x)``.
 The metric is the mean of the per-frame SIoU over all frames seen.
@@ -33,7 +36,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from stereo_lit.metrics._video import check_video, video_to_uint8
+from stereo_lit.metrics._video import check_video, full_precision, video_to_uint8
 
 CANNY_LOW = 100
 CANNY_HIGH = 200
@@ -77,23 +80,37 @@ def siou_frame(
     return EDGE_WEIGHT * binary_iou(edges_pred, edges_true) + (1.0 - EDGE_WEIGHT) * binary_iou(diff_pred, diff_true)
 
 
+#: SIoU variant -> its column name in the evaluation table
+SIOU_VARIANTS = {"rgb": "siou_rgb", "m2s_release": "siou_m2s_release"}
+
+
 class SIoU(Metric):
     """Mean per-frame SIoU of the produced right view (Mono2Stereo).
 
     ``update(preds, target, left)``: videos ``[B,3,T,H,W]`` RGB in [0, 1]. ``compute()``
-    returns ``{"siou": mean}``.
+    returns ``{SIOU_VARIANTS[variant]: mean}`` (``siou_rgb`` or ``siou_m2s_release``).
+
+    Args:
+        variant: ``"rgb"`` (RGB luma, exact absolute difference) or ``"m2s_release"``
+            (the Mono2Stereo release: BGR2GRAY on RGB frames, uint8 wrap-around); see
+            the module docstring.
     """
 
     full_state_update = False
     is_differentiable = False
     higher_is_better = True
 
-    def __init__(self, *, reference_quirks: bool = False, **kwargs) -> None:
+    def __init__(self, *, variant: str = "rgb", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.reference_quirks = bool(reference_quirks)
+        if variant not in SIOU_VARIANTS:
+            raise ValueError(f"SIoU variant must be one of {sorted(SIOU_VARIANTS)}, got {variant!r}")
+        self.variant = variant
+        self.column = SIOU_VARIANTS[variant]
+        self.reference_quirks = variant == "m2s_release"
         self.add_state("siou_sum", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("frames", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
+    @full_precision
     def update(self, preds: torch.Tensor, target: torch.Tensor, left: torch.Tensor) -> None:
         for name, x in (("preds", preds), ("target", target), ("left", left)):
             check_video(x, name, channels=3)
@@ -109,9 +126,10 @@ class SIoU(Metric):
         self.siou_sum += total
         self.frames += float(p.shape[0] * p.shape[1])
 
+    @full_precision
     def compute(self) -> dict[str, torch.Tensor]:
         frames = float(self.frames)
-        return {"siou": torch.tensor(float(self.siou_sum) / frames if frames > 0 else float("nan"))}
+        return {self.column: torch.tensor(float(self.siou_sum) / frames if frames > 0 else float("nan"))}
 
 
-__all__ = ["SIoU", "binary_iou", "siou_frame"]
+__all__ = ["SIOU_VARIANTS", "SIoU", "binary_iou", "siou_frame"]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from stereo_lit.metrics._video import check_same_grid, check_video, mask_or_ones, video_to_uint8
+from stereo_lit.metrics._video import check_same_grid, check_video, full_precision, mask_or_ones, video_to_uint8
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,7 @@ class StereoMatchError(Metric):
         for name in ("abs_err_sum", "evaluated", "valid", *self._COUNTS):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
 
+    @full_precision
     def update(
         self,
         left: torch.Tensor,
@@ -168,6 +169,7 @@ class StereoMatchError(Metric):
         for name, value in sums.items():
             setattr(self, name, getattr(self, name) + value)
 
+    @full_precision
     def compute(self) -> dict[str, torch.Tensor]:
         evaluated, valid = float(self.evaluated), float(self.valid)
 
