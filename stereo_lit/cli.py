@@ -11,6 +11,7 @@ in YAML); the datamodule is chosen by ``data.class_path``.
 from __future__ import annotations
 
 import os
+import sys
 
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.cli import LightningCLI
@@ -43,8 +44,16 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> StereoLitCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``stereo-lit`` console script (returns None: exit status 0)."""
-    build_cli(args)
+    """Entry point of the ``stereo-lit`` console script.
+
+    Exit status: 0 when the run finished (videos skipped under ``on_error: skip`` are named
+    in the summary it printed), 1 when every video it attempted failed, or on any error.
+    """
+    cli = build_cli(args)
+    failures = getattr(cli.model, "failures", None)
+    if failures is not None and failures.all_failed:
+        print(f"stereo-lit: every video failed, nothing was written\n{failures.summary('video')}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

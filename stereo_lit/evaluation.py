@@ -181,8 +181,11 @@ class EvaluationSuite(nn.Module):
         return {name: self.per_method[name].compute() for name in rows}
 
     @staticmethod
-    def format_table(table: dict[str, dict[str, float]], depth_source: str = "") -> str:
-        """Markdown table, one row per method (columns in the order metrics report them)."""
+    def format_table(
+        table: dict[str, dict[str, float]], depth_source: str = "", skipped: list[tuple[str, str]] | None = None
+    ) -> str:
+        """Markdown table, one row per method (columns in the order metrics report them);
+        ``skipped`` = ``[(clip, reason)]`` dropped under ``on_error: skip`` (a footer names them)."""
         columns = _columns(table)
         lines = []
         if depth_source:
@@ -197,10 +200,14 @@ class EvaluationSuite(nn.Module):
                 f"\nRow `{REFERENCE_ROW}`: the true right view through the same metrics; its sgbm_*, "
                 "warp_error and cycle_error are the floors of the matcher, the flow and the warp."
             )
+        if skipped:
+            lines.append(f"\nskipped: {len(skipped)} clip(s) not scored (unreadable):")
+            lines += [f"- {name}: {reason}" for name, reason in skipped]
         return "\n".join(lines)
 
     def write_table(
-        self, table: dict[str, dict[str, float]], out_dir: Path, stage: str, depth_source: str = ""
+        self, table: dict[str, dict[str, float]], out_dir: Path, stage: str, depth_source: str = "",
+        skipped: list[tuple[str, str]] | None = None,
     ) -> list[Path]:
         """Write ``{stage}_metrics.md/.csv/.json`` into ``out_dir`` (atomic renames).
 
@@ -212,7 +219,7 @@ class EvaluationSuite(nn.Module):
         columns = _columns(table)
         paths = []
         md = out_dir / f"{stage}_metrics.md"
-        _atomic_write(md, self.format_table(table, depth_source) + "\n")
+        _atomic_write(md, self.format_table(table, depth_source, skipped) + "\n")
         paths.append(md)
         csv_path = out_dir / f"{stage}_metrics.csv"
         tmp = csv_path.with_name(csv_path.name + ".partial")
@@ -229,6 +236,7 @@ class EvaluationSuite(nn.Module):
             "reference_row": REFERENCE_ROW if REFERENCE_ROW in table else None,
             "columns": columns,
             "methods": {m: {k: _json_number(v) for k, v in row.items()} for m, row in table.items()},
+            "skipped": [{"clip": name, "reason": reason} for name, reason in skipped or []],
         }
         _atomic_write(js, json.dumps(payload, indent=2, allow_nan=False) + "\n")
         paths.append(js)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from stereo_lit.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.padding import Padding, unpad_video
+from stereo_lit.run_summary import SKIPPED_KEY, RunFailures
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +91,7 @@ class StereoLitModule(LightningModule):
         self._suites: dict[str, Any] = {}
         self._carry: dict[tuple[str, ...], Any] = {}  # videos of a batch -> generator state for their next window
         self._carry_warned = False
+        self.failures = RunFailures()  # per-video errors under on_error=skip, summarised at the end
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise ValueError(f"every evaluated method needs a distinct name, got {names}")
@@ -100,17 +103,19 @@ class StereoLitModule(LightningModule):
         return [self.generator, *self.baselines]
 
     def configure_callbacks(self) -> list:
-        from stereo_lit.callbacks import StereoPredictionWriter, TensorBoardPreviews
+        from stereo_lit.callbacks import TensorBoardPreviews
+        from stereo_lit.run_summary import SkippingPredictionWriter
 
         from stereo_lit.callbacks import LoRAAdapterSaver
 
         return [
-            StereoPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts),
+            SkippingPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts),
             TensorBoardPreviews(),
             LoRAAdapterSaver(self.output_dir / "lora", every_n_steps=self.lora_every_n_steps),
         ]
 
     def setup(self, stage: str) -> None:
+        self.check_before_work(stage)
         for method in self.methods:
             method.to(self.device)
         if stage == "fit" and not hasattr(self, "trainable"):
@@ -119,6 +124,50 @@ class StereoLitModule(LightningModule):
             self.trainable = torch.nn.ModuleList(modules)
         if stage == "predict" and self.skip_finished:
             self._skip_finished_videos()
+
+    def check_before_work(self, stage: str) -> None:
+        """Fail before any depth or sampling: every checkpoint path of the generator, the
+        baselines and the depth estimator (their ``check_paths()``), the output folder
+        (a writable directory), and the data window against the generator's window."""
+        for part in [*self.methods, self.depth]:
+            check = getattr(part, "check_paths", None)
+            if check is not None:
+                check()
+        if stage in ("predict", "test", "validate", "fit"):
+            check_output_dir(self.output_dir)
+        datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
+        generator_window = getattr(self.generator, "window", None)
+        overlap = getattr(datamodule, "overlap", None)
+        if stage == "predict" and isinstance(generator_window, int) and isinstance(overlap, int) and overlap > 0:
+            # the next window continues from the generator's last `window` frames (its carry)
+            if overlap > generator_window:
+                raise ValueError(
+                    f"data.overlap={overlap} frames exceeds the generator's window={generator_window}: the generator "
+                    f"carries only its last {generator_window} frames to the next data window; set data.overlap <= "
+                    f"{generator_window} (or data.window <= {generator_window}, or a larger generator window)"
+                )
+
+
+    def on_error_policy(self) -> str:
+        """The datamodule's ``on_error`` (``"raise"`` when it has none)."""
+        datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
+        return str(getattr(datamodule, "on_error", "raise"))
+
+    def record_failure(self, videos: list[str], exc: BaseException | str) -> None:
+        """Drop ``videos`` for the rest of this run (skip policy) and name them in the summary."""
+        for video in videos:
+            self.failures.record(video, exc)
+        self._carry = {k: v for k, v in self._carry.items() if not set(k) & set(videos)}
+
+    def _take_skipped(self, batch: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Record the batch's skip markers; None when nothing else is left in it."""
+        if batch is None:
+            return None
+        for name, reason in batch.pop(SKIPPED_KEY, []) or []:
+            self.failures.record(name, reason)
+        if "left" not in batch and "prompt" not in batch:
+            return None
+        return batch
 
     def _skip_finished_videos(self) -> None:
         """Tell the datamodule which videos to leave out: finished with these settings (their
@@ -158,7 +207,7 @@ class StereoLitModule(LightningModule):
             disparity = self._policy_disparity(batch["depth"], kinds, keys, width)
         else:
             raise ValueError(
-                "the batch carries no depth or disparity and the model has no depth estimator: set "
+                f"{', '.join(keys)}: no depth file next to the video and the model has no depth estimator: set "
                 "`model.depth` (e.g. stereo_lit.depth.VDAEstimator) or put NAME.npy/NAME_depths.npz next to the video"
             )
         return disparity.to(left), [self.policy.convergence_px(width)] * left.shape[0]
@@ -180,7 +229,31 @@ class StereoLitModule(LightningModule):
         return f"{name}({Path(str(checkpoint)).name if checkpoint else ''}){aligned}"
 
     # ------------------------------------------------------------------ predict
-    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+    def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any] | None:
+        """One window; under ``on_error="skip"`` any error drops its video (None is returned)."""
+        batch = self._take_skipped(batch)
+        if batch is None:
+            return None
+        videos = [str(p) for p in batch.get("video_path", [])]
+        self.failures.see(videos)
+        if set(videos) & set(self.failures.failed):
+            return None  # later windows of a video that already failed
+        try:
+            return self._predict_window(batch)
+        except Exception as exc:  # noqa: BLE001 - policy decides
+            if self.on_error_policy() == "raise":
+                raise
+            self.record_failure(videos, exc)
+            return None
+
+    def on_predict_end(self) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        for name, reason in getattr(datamodule, "skipped", []):
+            self.failures.record(name, reason)
+        if self.failures.failed and self.trainer.is_global_zero:
+            print("predict summary: " + self.failures.summary("video"))
+
+    def _predict_window(self, batch: dict[str, Any]) -> dict[str, Any]:
         if "left" not in batch and "prompt" in batch:
             return self._text_to_stereo(batch)
         left = batch["left"]
@@ -258,8 +331,16 @@ class StereoLitModule(LightningModule):
             self._suites[stage] = EvaluationSuite([m.name for m in methods]).to(self.device)
         return self._suites[stage]
 
-    def _eval_step(self, batch: dict[str, Any], stage: str) -> dict[str, Any]:
+    def _eval_step(self, batch: dict[str, Any] | None, stage: str) -> dict[str, Any] | None:
         suite = self._suite(stage)
+        batch = self._take_skipped(batch)
+        if batch is None:
+            return None
+        if "right" not in batch:
+            raise ValueError(
+                f"{', '.join(str(p) for p in batch.get('video_path', ['?']))}: no true right view (image_right/) to "
+                "score against: validate/test need stereo trajectories (use `predict` for a left view only)"
+            )
         disparity, _ = self.disparity_for(batch)
         outputs: dict[str, torch.Tensor] = {}
         for method in self.methods:
@@ -287,8 +368,11 @@ class StereoLitModule(LightningModule):
             self.logger.log_metrics({k: v for k, v in scalars.items() if math.isfinite(v)}, step=self.global_step)
         if self.trainer.is_global_zero:
             depth_source = self.depth_source
-            paths = suite.write_table(table, self.output_dir / "eval", stage=stage, depth_source=depth_source)
-            print(suite.format_table(table, depth_source=depth_source))
+            datamodule = getattr(self.trainer, "datamodule", None)
+            skipped = [*getattr(datamodule, "skipped", []), *self.failures.failed.items()]
+            self.failures = RunFailures()
+            paths = suite.write_table(table, self.output_dir / "eval", stage=stage, depth_source=depth_source, skipped=skipped)
+            print(suite.format_table(table, depth_source=depth_source, skipped=skipped))
             print(f"tables written: {', '.join(str(p) for p in paths)}")
 
     def on_validation_epoch_end(self) -> None:
@@ -304,6 +388,9 @@ class StereoLitModule(LightningModule):
         Batches with a true right view (TartanAir) carry their disparity; for mono video the
         disparity comes from the depth source, as in predict.
         """
+        batch = self._take_skipped(batch)
+        if batch is None:
+            return None  # every clip of this batch was unreadable (named in the log): no step
         loss_fn = getattr(self.generator, "training_loss", None)
         if loss_fn is None:
             raise ValueError(
@@ -333,6 +420,22 @@ class StereoLitModule(LightningModule):
         state = checkpoint.get("state_dict", {})
         trainable = {name for name, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in state.items() if k in trainable}
+
+
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """``output_dir`` must be (or become) a writable directory; the error names it."""
+    path = Path(output_dir)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"model.output_dir {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write_test_{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"model.output_dir {path} is not writable: {exc}") from exc
 
 
 def _as_list(value: Any) -> list:

@@ -28,6 +28,10 @@ def videos(tmp_path: Path) -> Path:
 def frames_produced(datamodule: WildVideoDataModule) -> dict[str, list[int]]:
     produced: dict[str, list[int]] = {}
     for batch in datamodule.predict_dataloader():
+        for name, _reason in batch.get("skipped", []):  # dropped videos travel as markers, never as other items
+            produced.setdefault("skipped", []).append(name)
+        if "left" not in batch:
+            continue
         path = batch["video_path"][0]
         keep, stop = int(batch["keep_start"][0]), int(batch["window_stop"][0])
         assert batch["left"].shape[2] >= stop - int(batch["window_start"][0])
@@ -132,6 +136,7 @@ def test_truncated_video_mid_epoch_is_skipped_by_name(videos: Path, caplog: pyte
         produced = frames_produced(datamodule)
     assert produced[str(videos / "b.mp4")] == list(range(7))
     assert "a.mp4" in caplog.text
+    assert produced["skipped"] == [str(videos / "a.mp4")]  # for the run summary
 
 
 def test_text_list_csv_and_saved_dataset_sources(videos: Path, tmp_path: Path) -> None:

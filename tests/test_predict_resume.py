@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
 from test_video_reader import write_test_clip
@@ -80,3 +81,58 @@ def test_a_corrupt_video_among_many_is_named_and_the_others_finish(tmp_path: Pat
     assert _frames_and_audio(out / "a" / "sbs.mp4")[0] == 9
     assert _frames_and_audio(out / "c" / "sbs.mp4")[0] == 9
     assert not (out / "b_corrupt").exists() or not list((out / "b_corrupt").glob("*.mp4"))
+
+
+def _write_noise_clip(path: Path, num_frames: int, height: int, width: int, fps: int = 24) -> None:
+    """Random-noise frames (incompressible), so the encoder's output reaches the disk within a few windows."""
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"qscale": "2"}
+        for _ in range(num_frames):
+            frame = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _is_hidden_partial_video(path: Path) -> bool:
+    """A temporary video of the writer, whatever its exact naming rule (pid, uuid, ...)."""
+    name = path.name
+    temporary = name.startswith(".") or ".tmp" in name or ".partial" in name
+    return path.is_file() and temporary and ".mp4" in name
+
+
+@pytest.mark.slow  # two CLI runs on 81 frames of 128x256 (about 2 minutes on a busy CPU)
+def test_kill_after_frames_were_encoded_leaves_only_hidden_partials(tmp_path: Path) -> None:
+    """SIGKILL in window 5 of 5, after 64 frames went through the encoder: the partial videos are
+    hidden (and hold encoded data), no final-named file exists; the re-run completes."""
+    height, width, frames = 128, 256, 81
+    video = tmp_path / "noise.mp4"
+    _write_noise_clip(video, frames, height, width)
+    np.save(tmp_path / "noise.npy", np.tile(np.linspace(0.1, 1.0, width, dtype=np.float32), (frames, height, 1)))
+    out = tmp_path / "out"
+    args = [
+        "predict", "-c", str(REPO / "configs/predict_wild.yaml"), "--model.depth", "null",
+        "--model.generator", "stereo_lit.generators.geometric.WarpFill",
+        "--model.output_dir", str(out), "--data.init_args.source", str(video),
+        "--data.init_args.window", "17", "--data.init_args.overlap", "1",
+    ]
+    crashed = _run([*args, "--model.generator", "fault_injection.KillOnCall", "--model.generator.kill_at", "5"], tmp_path)
+    assert crashed.returncode == -9, crashed.stderr[-3000:]  # SIGKILL in its fifth (last) window
+    folder = out / "noise"
+    partials = [p for p in folder.iterdir() if _is_hidden_partial_video(p)]
+    assert len(partials) >= 3, sorted(p.name for p in folder.iterdir())  # right, sbs, anaglyph were open
+    # frames reached the disk: more than an mp4 header (the muxer flushes encoded data in 256 KiB blocks)
+    assert max(p.stat().st_size for p in partials) > 100_000, [(p.name, p.stat().st_size) for p in partials]
+    assert not [p for p in folder.glob("*.mp4") if not _is_hidden_partial_video(p)]
+    for layout in ("right", "sbs", "anaglyph"):
+        assert not (folder / f"{layout}.mp4").exists()
+
+    done = _run(args, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for layout in ("right", "sbs", "anaglyph"):
+        assert _frames_and_audio(folder / f"{layout}.mp4")[0] == frames, layout
+    assert not [p for p in folder.iterdir() if _is_hidden_partial_video(p)]

@@ -19,6 +19,8 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
+from stereo_lit.run_summary import SKIPPED_KEY, is_skip_marker, skip_marker
+
 log = logging.getLogger(__name__)
 
 ON_ERROR = ("raise", "skip")
@@ -31,17 +33,40 @@ def check_on_error(on_error: str) -> str:
 
 
 def collate_samples(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Collate sample dicts; ``None`` samples are dropped, keys not in every sample too."""
-    kept = [s for s in samples if s is not None]
+    """Collate sample dicts; ``None`` samples are dropped, keys not in every sample too.
+
+    Skip markers (:func:`stereo_lit.run_summary.skip_marker`, items dropped under
+    ``on_error="skip"``) are gathered into ``batch["skipped"]`` = ``[(name, reason), ...]``;
+    a batch of markers only is ``{"skipped": [...]}``. Samples of different sizes are an
+    error that says to use ``batch_size: 1``.
+    """
+    skipped = [s[SKIPPED_KEY] for s in samples if is_skip_marker(s)]
+    kept = [s for s in samples if s is not None and not is_skip_marker(s)]
     if not kept:
-        return None
+        return {SKIPPED_KEY: skipped} if skipped else None
     keys = set(kept[0])
     for sample in kept[1:]:
         keys &= set(sample)
     dropped = set().union(*(set(s) for s in kept)) - keys
     if dropped:
         log.warning("batch mixes samples with and without %s; those keys are dropped (use batch_size 1)", sorted(dropped))
-    return default_collate([{k: s[k] for k in keys} for s in kept])
+    _check_same_sizes(kept, keys)
+    batch = default_collate([{k: s[k] for k in keys} for s in kept])
+    if skipped:
+        batch[SKIPPED_KEY] = skipped
+    return batch
+
+
+def _check_same_sizes(samples: list[dict[str, Any]], keys: set[str]) -> None:
+    """Tensors of one key must share a shape across the batch; name the videos when not."""
+    for key in sorted(keys):
+        shapes = [tuple(s[key].shape) for s in samples if isinstance(s[key], torch.Tensor)]
+        if len(set(shapes)) > 1:
+            names = [str(s.get("video_path", s.get("sample_id", "?"))) for s in samples]
+            raise ValueError(
+                f"cannot batch videos of different sizes ({key}: {shapes}; {names}): mixed sizes need "
+                "batch_size: 1, or give the datamodule a common `size` so every video is resized to it"
+            )
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -94,6 +119,7 @@ class OrderedVideoStream(IterableDataset):
                     if self.on_error == "raise":
                         raise
                     log.warning("skipping the rest of %s after an error: %s", self._name(group), exc)
+                    yield skip_marker(self._name(group), exc)  # the model counts it in the run summary
                     break
                 if sample is None:
                     break
@@ -106,15 +132,30 @@ class OrderedVideoStream(IterableDataset):
         return "?"
 
 
-def guarded_getitem(load: Callable[[int], dict[str, Any]], index: int, size: int, on_error: str, name: Callable[[int], str]) -> dict[str, Any] | None:
-    """``load(index)``; with ``on_error="skip"`` a failure logs a warning naming the file and
-    the next item is tried (up to 10), so a training epoch never stops on one bad file."""
+def guarded_getitem(
+    load: Callable[[int], dict[str, Any]], index: int, size: int, on_error: str, name: Callable[[int], str],
+    substitute: bool = False,
+) -> dict[str, Any]:
+    """``load(index)``; with ``on_error="skip"`` a failure logs a warning naming the file.
+
+    Evaluation and predict (``substitute=False``): the item is dropped and a skip marker
+    returned in its place (never another item: that would score a clip twice). Training
+    (``substitute=True``): the next item is tried (up to 10), so an epoch keeps its size.
+    """
     if on_error == "raise":
         return load(index)
+    if not substitute:
+        try:
+            return load(index)
+        except Exception as exc:  # noqa: BLE001 - policy decides
+            log.warning("skipping %s: %s", name(index), exc)
+            return skip_marker(name(index), exc)
+    last: Exception | None = None
     for attempt in range(min(10, size)):
         i = (index + attempt) % size
         try:
             return load(i)
         except Exception as exc:  # noqa: BLE001 - policy decides
             log.warning("skipping %s: %s", name(i), exc)
-    return None
+            last = exc
+    return skip_marker(name(index), last or "unreadable")

@@ -30,6 +30,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem, rank_and_world, shard_of
+from stereo_lit.run_summary import skip_marker
 from stereo_lit.data.shards import iter_trajectory_frames, load_manifest, manifest_path
 from stereo_lit.data.tartanair_layout import Trajectory, find_trajectories, open_trajectory, read_depth, read_image
 from stereo_lit.data.tartanair_sample import ClipSpec, build_sample, plan_clips, plan_predict
@@ -67,10 +68,11 @@ class TartanAirClips(Dataset):
 
     def __init__(
         self, items: list[tuple[Trajectory, ClipSpec]], frame_step: int = 1, size: tuple[int, int] | None = None,
-        pad_mode: str = "replicate", invalid_depth: str = "raise", on_error: str = "raise",
+        pad_mode: str = "replicate", invalid_depth: str = "raise", on_error: str = "raise", substitute: bool = False,
     ) -> None:
         self.items, self.frame_step, self.size = items, frame_step, size
         self.pad_mode, self.invalid_depth, self.on_error = pad_mode, invalid_depth, check_on_error(on_error)
+        self.substitute = substitute  # on_error=skip: try the next clip (training) or drop it (val/test)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -90,7 +92,13 @@ class TartanAirClips(Dataset):
         return build_sample(spec, frames, traj.intrinsics, ids, self.size, self.pad_mode, self.invalid_depth)
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        return guarded_getitem(self.load, index, len(self), self.on_error, lambda i: str(self.items[i][0].path))
+        return guarded_getitem(self.load, index, len(self), self.on_error, self.clip_name, self.substitute)
+
+    def clip_name(self, index: int) -> str:
+        """``<trajectory folder> (clip at frame N)``, for warnings and the skipped-clips summary."""
+        traj, spec = self.items[index]
+        return f"{traj.path} (clip at frame {spec.indices[0]})"
+
 
 
 # ----------------------------------------------------------------------------- shards
@@ -153,6 +161,7 @@ class TartanAirShardClips(IterableDataset):
                 if self.on_error == "raise":
                     raise
                 log.warning("skipping the rest of trajectory %s (shards in %s): %s", traj_id, self.folder, exc)
+                yield skip_marker(f"{traj_id} (shards in {self.folder})", exc)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.shuffle or self.shuffle_buffer <= 1:
@@ -273,6 +282,7 @@ class TartanAirDataModule(LightningDataModule):
         self._trajectories: dict[str, Trajectory] = {}
         self._manifest: dict[str, Any] | None = None
         self._exclude: list[Callable[[str], bool]] = []
+        self.skipped: list[tuple[str, str]] = []  # (trajectory, reason) dropped before loading
 
     # ------------------------------------------------------------------ set-up
     def setup(self, stage: str | None = None) -> None:
@@ -292,6 +302,7 @@ class TartanAirDataModule(LightningDataModule):
                 if self.on_error == "raise":
                     raise
                 log.warning("skipping trajectory %s: %s", folder, exc)
+                self.skipped.append((str(folder), str(exc)))
                 continue
             self._trajectories[traj.traj_id] = traj
         if not self._trajectories:
@@ -336,11 +347,33 @@ class TartanAirDataModule(LightningDataModule):
                 Path(manifest_path(self.shards)).parent, self._manifest, plans, step, self.size, self.pad_mode,
                 self.invalid_depth, self.on_error, shuffle=stage == "train", shuffle_buffer=self.shuffle_buffer, seed=self.seed,
             )
+        if stage in ("val", "test"):
+            plans = self._with_right_view(plans)
         items = [(self._trajectories[t], spec) for t, specs in plans.items() for spec in specs]
-        clips = TartanAirClips(items, step, self.size, self.pad_mode, self.invalid_depth, self.on_error)
+        clips = TartanAirClips(
+            items, step, self.size, self.pad_mode, self.invalid_depth, self.on_error, substitute=stage == "train"
+        )
         if stage == "predict":
             return OrderedVideoStream(clips, [str(traj.path) for traj, _ in items], self.on_error)
         return clips
+
+    def _with_right_view(self, plans: dict[str, list[ClipSpec]]) -> dict[str, list[ClipSpec]]:
+        """Val/test score against the true right view: trajectories without one are an error
+        (``on_error="skip"``: dropped, named in :attr:`skipped`)."""
+        missing = [t for t in plans if "right" not in self._trajectories[t].files]
+        if not missing:
+            return plans
+        folders = [str(self._trajectories[t].path) for t in missing]
+        message = (
+            "no right view (image_right/) to score against: validate/test need stereo trajectories "
+            "(use `predict` for a left view only)"
+        )
+        if self.on_error == "raise":
+            raise ValueError(f"{', '.join(folders)}: {message}")
+        for folder in folders:
+            log.warning("skipping trajectory %s: %s", folder, message)
+            self.skipped.append((folder, message))
+        return {t: specs for t, specs in plans.items() if t not in missing}
 
     def _loader(self, stage: str) -> DataLoader:
         data = self.dataset(stage)

@@ -39,6 +39,8 @@ from stereo_lit.windows import Window, is_wan_length, plan_windows
 
 log = logging.getLogger(__name__)
 
+MIN_SIDE = 16  # px: the smallest frame side (size / max_side) that still carries a picture
+
 
 @dataclass(frozen=True)
 class WildVideo:
@@ -75,6 +77,33 @@ def resize_depth(depth: np.ndarray, height: int, width: int) -> torch.Tensor:
     if tensor.shape[-2:] != (height, width):
         tensor = F.interpolate(tensor[:, None], size=(height, width), mode="bilinear", align_corners=False)[:, 0]
     return tensor[None]
+
+
+def check_depth_values(depth: np.ndarray, kind: str, path: str, indices: list[int]) -> np.ndarray:
+    """Refuse depth that cannot give a meaningful disparity; returns ``depth`` unchanged.
+
+    Metric depth (metres) must be > 0 everywhere; relative inverse depth must be >= 0 and
+    not all zero (that is "everything at infinity": a flat, meaningless right view). A
+    constant but non-zero relative depth is a legitimate flat scene: a warning, not an error.
+
+    Args:
+        depth: ``[T, H, W]`` of frames ``indices[0]..indices[-1]`` of the file ``path``.
+    """
+    where = f"{path} (frames {indices[0]}..{indices[-1]})"
+    if kind == "metric_m":
+        if float(depth.min()) <= 0.0:
+            raise ValueError(f"{where}: metric depth must be > 0 metres everywhere, min is {float(depth.min()):g}")
+        return depth
+    if float(depth.min()) < 0.0:
+        raise ValueError(
+            f"{where}: relative inverse depth must be >= 0 (larger = nearer), min is {float(depth.min()):g}; "
+            "metric depth files need depth_kind: metric_m"
+        )
+    if float(depth.max()) <= 0.0:
+        raise ValueError(f"{where}: depth is all zero: no 3D effect can be derived from it (a broken depth export?)")
+    if float(depth.max()) == float(depth.min()):
+        log.warning("%s: depth is constant: the whole frame gets one disparity (a flat picture in 3D)", where)
+    return depth
 
 
 class WildVideoWindows(Dataset):
@@ -130,13 +159,13 @@ class WildVideoWindows(Dataset):
                     f"{video.depth_path}: depth has {depth_file.num_frames} frames but {info.path} has {info.num_frames}"
                 )
             indices = [source_index(j, info.num_frames, info.fps, video.fps) for j in range(window.start, window.stop)]
-            depth = resize_depth(depth_file.frames(indices), height, width)
+            depth = resize_depth(check_depth_values(depth_file.frames(indices), depth_file.kind, video.depth_path, indices), height, width)
             sample["depth"] = pad_video(depth[None], padding, "replicate")[0]
             sample["depth_kind"] = depth_file.kind
         return sample
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
-        return guarded_getitem(self.load, index, len(self), self.on_error, lambda i: self.items[i][0].info.path)
+        return guarded_getitem(self.load, index, len(self), self.on_error, lambda i: self.items[i][0].info.path, substitute=True)
 
 
 class WildVideoDataModule(LightningDataModule):
@@ -186,8 +215,12 @@ class WildVideoDataModule(LightningDataModule):
         plan_windows(window + 1, window, overlap)  # validates overlap
         if pad_mode not in ("replicate", "reflect"):
             raise ValueError(f"pad_mode must be 'replicate' or 'reflect', got {pad_mode!r}")
-        if size is not None and (len(size) != 2 or min(size) < 1):
-            raise ValueError(f"size must be (H, W), got {size}")
+        if size is not None and (len(size) != 2 or min(size) < MIN_SIDE):
+            raise ValueError(f"size must be (H, W) with both sides >= {MIN_SIDE} px, got {size}")
+        if max_side is not None and max_side < MIN_SIDE:
+            raise ValueError(
+                f"max_side must be >= {MIN_SIDE} px (one Wan patch block; smaller leaves nothing to see in 3D), got {max_side}"
+            )
         self.source = source
         self.window, self.overlap = window, overlap
         self.train_stride = train_stride or (window - overlap)
@@ -197,6 +230,7 @@ class WildVideoDataModule(LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.on_error = check_on_error(on_error)
         self.videos: list[WildVideo] | None = None
+        self.skipped: list[tuple[str, str]] = []  # (video, reason) dropped while probing
         self._exclude: list[Callable[[str], bool]] = []
 
     # ------------------------------------------------------------------ set-up
@@ -220,6 +254,7 @@ class WildVideoDataModule(LightningDataModule):
                 if self.on_error == "raise":
                     raise
                 log.warning("skipping %s: %s", entry.path, exc)
+                self.skipped.append((str(entry.path), f"{type(exc).__name__}: {exc}"))
         if not videos:
             raise ValueError(f"no readable video in {self.source!r}")
         self.videos = videos

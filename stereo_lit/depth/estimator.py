@@ -123,6 +123,13 @@ class VDAEstimator:
     def model(self) -> VideoDepthAnything:
         return self.load()
 
+    def check_paths(self) -> None:
+        """Fail at setup (before any video is decoded) when the checkpoint file is missing."""
+        if self._model is None and not Path(self.checkpoint).is_file():
+            raise FileNotFoundError(
+                f"Video-Depth-Anything checkpoint not found: {Path(self.checkpoint).resolve()} (model.depth.checkpoint)"
+            )
+
     def load(self) -> VideoDepthAnything:
         """Load the checkpoint (once); errors name the path and any missing/unexpected keys."""
         if self._model is None:
@@ -235,6 +242,11 @@ class PrecomputedDepth:
         self.kind = kind
         self.key = key
         self.start_frame = int(start_frame)
+
+    def check_paths(self) -> None:
+        """Fail at setup when the depth file is missing."""
+        if not self.path.is_file():
+            raise FileNotFoundError(f"precomputed depth file not found: {self.path.resolve()} (.npy or .npz)")
 
     def load(self) -> np.ndarray:
         """The stored depth as ``[T,H,W]`` (memory-mapped for ``.npy``)."""

@@ -31,7 +31,7 @@ from stereo_lit.diffusion.codec import decode_latents, encode_video
 from stereo_lit.diffusion.cycle import cycle_error
 from stereo_lit.diffusion.flow import blend, inversion_sigmas
 from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Repaint, X0Blend, shift_latent
-from stereo_lit.diffusion.loading import SCHEDULERS, WanComponents, load_wan, make_scheduler
+from stereo_lit.diffusion.loading import SCHEDULERS, WanComponents, check_wan_folder, load_wan, make_scheduler
 from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert
 from stereo_lit.diffusion.training import LoRATrainingObjective, prepare_lora
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
@@ -197,6 +197,14 @@ class WanStereoGenerator(StereoGenerator):
             )
             prepare_lora(self._components.pipe, **self.lora)
         return self._components
+
+    def check_paths(self) -> None:
+        """Fail at setup, before any depth or sampling, when the checkpoint folder (or LoRA) is missing."""
+        if self._components is None:
+            check_wan_folder(self.checkpoint)
+        lora = self.lora.get("path")
+        if lora and not Path(str(lora)).exists():
+            raise FileNotFoundError(f"generator lora_path {lora} does not exist (a diffusers LoRA folder or file)")
 
     def use_components(self, components: WanComponents) -> "WanStereoGenerator":
         """Share models already loaded (e.g. by another generator: compare strategies on one GPU)."""

@@ -68,6 +68,12 @@ class StereoGenerator(ABC):
                 must reproduce them so that there is no seam.
         """
 
+    def check_paths(self) -> None:
+        """Raise a clear error now when a checkpoint or other input path is missing.
+
+        Called at setup, before any depth or sampling (no-op for model-free generators).
+        """
+
     def to(self, device: torch.device | str) -> "StereoGenerator":
         """Move any models to ``device`` (no-op for model-free generators)."""
         return self
