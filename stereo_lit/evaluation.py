@@ -17,6 +17,13 @@ video and the cycle masks.
 Seams: window seam frames (first frame of each new window inside the clip) are read
 from ``out.extras["seam_frames"]`` or ``batch["seam_frames"]`` (list or tensor of
 frame indices); without them the seam columns are absent.
+
+Padding never counts: the batch and every method's output are unpadded
+(:func:`unpad_batch`, from ``batch["padding"]``, see
+:func:`stereo_lit.depth_source.batch_padding`) before anything is scored, so masks,
+flows, SGBM matches and the disoccluded region are those of the source frames.
+Precision: every metric runs in float32 with autocast off, so the table under a
+``bf16-mixed`` trainer is the one of ``32-true``.
 """
 
 from __future__ import annotations
@@ -30,11 +37,69 @@ from typing import Any
 import torch
 from torch import nn
 
+from stereo_lit.depth_source import batch_padding
 from stereo_lit.generators.base import StereoOutput
 from stereo_lit.geometry import occlusion_mask, right_disparity_from_left
+from stereo_lit.metrics._video import autocast_off
+from stereo_lit.padding import Padding, unpad_video
 
 #: name of the row holding the true right view's metrics (matcher / flow / warp floors)
 REFERENCE_ROW = "true_right"
+
+#: footer line of every table: what the SGBM columns are computed over
+SGBM_FOOTNOTE = (
+    "sgbm_epe, sgbm_d1_pct and sgbm_bad*_pct are over the pixels SGBM matched (valid, finite true "
+    "disparity, an SGBM value after its left-right and speckle checks); sgbm_density_pct is the share "
+    "of valid pixels matched. Read them together."
+)
+
+
+def _unpad_tensor(x: torch.Tensor, padding: Padding, grid: tuple[int, int, int]) -> torch.Tensor:
+    if x.ndim == 5 and tuple(x.shape[-3:]) == grid:
+        return unpad_video(x, padding)
+    return x
+
+
+def _trim_seams(seams: Any, num_frames: int) -> Any:
+    """Seam indices of the unpadded clip (those at or beyond its last frame are padding)."""
+    flat = _seam_list(seams)
+    return None if flat is None else [s for s in flat if s < num_frames]
+
+
+def unpad_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch without its ``padding`` (bottom / right / trailing frames), float tensors in float32.
+
+    Every 5-D tensor on the left view's ``(T, H, W)`` grid is cropped; ``seam_frames``
+    inside the padded frames are dropped. A batch without padding is returned with
+    its tensors cast only.
+    """
+    padding = batch_padding(batch)
+    grid = tuple(batch["left"].shape[-3:])
+    out: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, torch.Tensor):
+            value = _unpad_tensor(value, padding, grid)
+            if value.is_floating_point():
+                value = value.float()
+        out[key] = value
+    if padding.frames and batch.get("seam_frames") is not None:
+        out["seam_frames"] = _trim_seams(batch["seam_frames"], grid[0] - padding.frames)
+    return out
+
+
+def unpad_output(out: StereoOutput, batch: dict[str, Any]) -> StereoOutput:
+    """A method's output on the unpadded grid of ``batch`` (see :func:`unpad_batch`), right view in float32."""
+    padding = batch_padding(batch)
+    grid = tuple(batch["left"].shape[-3:])
+    extras = {k: (_unpad_tensor(v, padding, grid) if isinstance(v, torch.Tensor) else v) for k, v in out.extras.items()}
+    if padding.frames and extras.get("seam_frames") is not None:
+        extras["seam_frames"] = _trim_seams(extras["seam_frames"], grid[0] - padding.frames)
+    return StereoOutput(
+        right=_unpad_tensor(out.right, padding, grid).float(),
+        known_mask=_unpad_tensor(out.known_mask, padding, grid),
+        extras=extras,
+        carry=out.carry,
+    )
 
 
 def region_masks(batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,6 +136,7 @@ class BatchContext:
         self.cycle_mask = occlusion_mask(self.disparity_left, direction=-1).to(left) * self.valid_left
         self.source = right  # true right view: the flow source for the warping error
         self._flows = None
+        self.batch = batch  # the (unpadded) batch these quantities belong to
         self.batch_seams = _seam_list(batch.get("seam_frames"))
 
     @property
@@ -115,7 +181,8 @@ class MethodMetrics(nn.Module):
         self.right_view = RightViewMetrics()
         self.stereo = StereoMatchError()
         self.temporal = WarpingError()
-        self.siou = SIoU()
+        self.siou = SIoU(variant="rgb")  # column siou_rgb
+        self.siou_m2s = SIoU(variant="m2s_release")  # column siou_m2s_release (Mono2Stereo's released code)
         self.cycle = CycleConsistencyError()
 
     @torch.no_grad()
@@ -129,11 +196,12 @@ class MethodMetrics(nn.Module):
         seams = seams if seams is not None else ctx.batch_seams
         self.temporal.update(pred, ctx.source, seam_frames=seams, flows=ctx.flows)
         self.siou.update(pred, right_true, left)
+        self.siou_m2s.update(pred, right_true, left)
         self.cycle.update(pred, left, ctx.disparity_right, ctx.cycle_mask)
 
     def compute(self) -> dict[str, float]:
         row: dict[str, float] = {}
-        for name in ("right_view", "stereo", "temporal", "siou", "cycle"):
+        for name in ("right_view", "stereo", "temporal", "siou", "siou_m2s", "cycle"):
             value = getattr(self, name).compute()
             if isinstance(value, dict):
                 row.update({k: float(v) for k, v in value.items()})
@@ -161,24 +229,30 @@ class EvaluationSuite(nn.Module):
         self._context_key: torch.Tensor | None = None  # held so its id cannot be reused
         self._context: BatchContext | None = None
 
-    def _context_for(self, batch: dict[str, Any]) -> BatchContext:
+    def _context_for(self, batch: dict[str, Any]) -> tuple[dict[str, Any], BatchContext]:
+        """``(unpadded float32 batch, its BatchContext)``, cached while the same ``batch["left"]`` is passed."""
         if self._context is None or self._context_key is not batch["left"]:
-            self._context = BatchContext(batch)
+            unpadded = unpad_batch(batch)
+            self._context = BatchContext(unpadded)
             self._context_key = batch["left"]
             if self.reference:  # a new batch: the true right view goes through the same metrics once
-                true_out = StereoOutput(right=batch["right"], known_mask=self._context.visible_right)
-                self.per_method[REFERENCE_ROW].update(batch, true_out, self._context)
-        return self._context
+                true_out = StereoOutput(right=unpadded["right"], known_mask=self._context.visible_right)
+                self.per_method[REFERENCE_ROW].update(unpadded, true_out, self._context)
+        return self._context.batch, self._context
 
     def update(self, method: str, batch: dict[str, Any], out: StereoOutput) -> None:
+        """Score ``out`` (on ``batch``'s padded grid or not) on the unpadded batch, in float32."""
         if method not in self.method_names:
             raise KeyError(f"unknown method {method!r}; the suite was built for {self.method_names}")
-        self.per_method[method].update(batch, out, self._context_for(batch))
+        with autocast_off():
+            unpadded, context = self._context_for(batch)
+            self.per_method[method].update(unpadded, unpad_output(out, batch), context)
 
     def compute(self) -> dict[str, dict[str, float]]:
         self._context, self._context_key = None, None
         rows = self.method_names + ([REFERENCE_ROW] if self.reference else [])
-        return {name: self.per_method[name].compute() for name in rows}
+        with autocast_off():
+            return {name: self.per_method[name].compute() for name in rows}
 
     @staticmethod
     def format_table(
@@ -200,6 +274,8 @@ class EvaluationSuite(nn.Module):
                 f"\nRow `{REFERENCE_ROW}`: the true right view through the same metrics; its sgbm_*, "
                 "warp_error and cycle_error are the floors of the matcher, the flow and the warp."
             )
+        if any(c.startswith("sgbm_") for c in columns):
+            lines.append(f"\n{SGBM_FOOTNOTE}")
         if skipped:
             lines.append(f"\nskipped: {len(skipped)} clip(s) not scored (unreadable):")
             lines += [f"- {name}: {reason}" for name, reason in skipped]
@@ -236,6 +312,7 @@ class EvaluationSuite(nn.Module):
             "reference_row": REFERENCE_ROW if REFERENCE_ROW in table else None,
             "columns": columns,
             "methods": {m: {k: _json_number(v) for k, v in row.items()} for m, row in table.items()},
+            "notes": [SGBM_FOOTNOTE] if any(c.startswith("sgbm_") for c in columns) else [],
             "skipped": [{"clip": name, "reason": reason} for name, reason in skipped or []],
         }
         _atomic_write(js, json.dumps(payload, indent=2, allow_nan=False) + "\n")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.evaluation import REFERENCE_ROW, EvaluationSuite
+from stereo_lit.evaluation import REFERENCE_ROW, SGBM_FOOTNOTE, EvaluationSuite
 from stereo_lit.generators.base import StereoOutput
 from stereo_lit.generators.geometric import CopyLeft, WarpFill, WarpOnly
 
@@ -52,7 +52,7 @@ def test_rows_and_columns(table) -> None:
     expected = {
         "psnr_all", "psnr_visible", "psnr_disoccluded", "ssim_all", "ssim_visible", "ssim_disoccluded",
         "sgbm_epe", "sgbm_d1_pct", "sgbm_bad1_pct", "sgbm_bad2_pct", "sgbm_bad3_pct", "sgbm_density_pct",
-        "warp_error", "siou", "cycle_error", "cycle_coverage_pct",
+        "warp_error", "siou_rgb", "siou_m2s_release", "cycle_error", "cycle_coverage_pct",
     }
     for row in table.values():
         assert expected <= set(row)
@@ -61,12 +61,13 @@ def test_rows_and_columns(table) -> None:
 
 def test_methods_rank_as_expected(table) -> None:
     reference, copy_left, warp_fill = table[REFERENCE_ROW], table["copy_left"], table["warp_fill"]
-    assert reference["psnr_all"] == math.inf and reference["siou"] == pytest.approx(1.0)
+    assert reference["psnr_all"] == math.inf and reference["siou_rgb"] == pytest.approx(1.0)
     # the matcher floor is the true pair; copy-left (zero disparity) is far worse geometrically
     assert max(reference["sgbm_epe"], warp_fill["sgbm_epe"]) < 0.5 * copy_left["sgbm_epe"]
     assert warp_fill["psnr_visible"] > copy_left["psnr_visible"]
     assert warp_fill["psnr_visible"] > warp_fill["psnr_disoccluded"]
-    assert warp_fill["siou"] > copy_left["siou"]
+    assert warp_fill["siou_rgb"] > copy_left["siou_rgb"]
+    assert reference["siou_m2s_release"] == pytest.approx(1.0)
     assert warp_fill["cycle_error"] < copy_left["cycle_error"]
 
 
@@ -91,7 +92,9 @@ def test_tables_are_written_and_readable(table, tmp_path) -> None:
 
     payload = json.loads(paths[2].read_text(), parse_constant=no_constants)
     assert payload["depth"] == "data (ground truth)" and payload["reference_row"] == REFERENCE_ROW
-    assert payload["methods"]["warp_fill"]["siou"] == pytest.approx(table["warp_fill"]["siou"])
+    assert payload["methods"]["warp_fill"]["siou_rgb"] == pytest.approx(table["warp_fill"]["siou_rgb"])
+    assert "matched" in markdown and "sgbm_density_pct" in markdown.split("matched", 1)[1]
+    assert payload["notes"] == [SGBM_FOOTNOTE]
     assert payload["methods"][REFERENCE_ROW]["psnr_all"] == "inf"
 
 
@@ -112,3 +115,61 @@ def test_seam_lists_from_collated_batches() -> None:
     assert _seam_list(None) is None
     assert _seam_list([[4, 8], [4], None]) == [4, 8]
     assert _seam_list(torch.tensor([[8], [4]])) == [4, 8]
+
+
+def _same_table(a: dict, b: dict) -> None:
+    assert list(a) == list(b)
+    for method in a:
+        assert list(a[method]) == list(b[method]), method
+        for key, value in a[method].items():
+            other = b[method][key]
+            assert (math.isnan(value) and math.isnan(other)) or value == other, (method, key, value, other)
+
+
+def _score(batch: dict, outputs: dict) -> dict:
+    suite = EvaluationSuite(list(outputs))
+    for name, out in outputs.items():
+        suite.update(name, batch, out)
+    return suite.compute()
+
+
+def test_padding_never_counts() -> None:
+    """A clip of 7 frames of 40x56 padded to 9 frames of 48x64 (as Wan needs) gives exactly
+    the table of the unpadded clip, every column; the padded area holds garbage."""
+    from stereo_lit.padding import Padding, pad_video
+
+    batch = synthetic_batch(num_frames=7, height=40, width=56)
+    padding = Padding(bottom=8, right=8, frames=2)
+    padded = {k: pad_video(v, padding) for k, v in batch.items()}
+    padded["padding"] = {"bottom": torch.tensor([8]), "right": torch.tensor([8]), "frames": torch.tensor([2])}
+    gen = torch.Generator().manual_seed(0)
+
+    def garbage_padded(x: torch.Tensor) -> torch.Tensor:
+        noise = torch.rand(pad_video(x, padding).shape, generator=gen)
+        noise[..., :7, :40, :56] = x
+        return noise
+
+    plain, padded_outs = {}, {}
+    for method in (CopyLeft(), WarpFill()):
+        out = method.generate(batch["left"], batch["disparity_left_px"])
+        out.extras["seam_frames"] = [3]
+        plain[method.name] = out
+        padded_outs[method.name] = StereoOutput(
+            right=garbage_padded(out.right),
+            known_mask=pad_video(out.known_mask, padding),
+            extras={"seam_frames": [3, 8]},  # frame 8 is padding: no seam of the clip
+        )
+    expected, got = _score(batch, plain), _score(padded, padded_outs)
+    assert "seam_jump_ratio" in expected["warp_fill"]
+    _same_table(got, expected)
+
+
+def test_table_under_bf16_autocast_equals_fp32() -> None:
+    """Lightning's bf16-mixed runs validation under autocast: the metrics must not notice."""
+    batch = synthetic_batch(num_frames=3, height=48, width=64)
+    outputs = {m.name: m.generate(batch["left"], batch["disparity_left_px"]) for m in (CopyLeft(), WarpFill())}
+    expected = _score(batch, outputs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = _score(batch, outputs)
+    _same_table(got, expected)
+    assert got[REFERENCE_ROW]["ssim_all"] == pytest.approx(1.0, abs=1e-6)
