@@ -126,8 +126,8 @@ def _same_table(a: dict, b: dict) -> None:
             assert (math.isnan(value) and math.isnan(other)) or value == other, (method, key, value, other)
 
 
-def _score(batch: dict, outputs: dict) -> dict:
-    suite = EvaluationSuite(list(outputs))
+def _score(batch: dict, outputs: dict, device: str = "cpu") -> dict:
+    suite = EvaluationSuite(list(outputs)).to(device)
     for name, out in outputs.items():
         suite.update(name, batch, out)
     return suite.compute()
@@ -164,12 +164,17 @@ def test_padding_never_counts() -> None:
     _same_table(got, expected)
 
 
-def test_table_under_bf16_autocast_equals_fp32() -> None:
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+)
+def test_table_under_bf16_autocast_equals_fp32(device: str) -> None:
     """Lightning's bf16-mixed runs validation under autocast: the metrics must not notice."""
     batch = synthetic_batch(num_frames=3, height=48, width=64)
     outputs = {m.name: m.generate(batch["left"], batch["disparity_left_px"]) for m in (CopyLeft(), WarpFill())}
-    expected = _score(batch, outputs)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = _score(batch, outputs)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    outputs = {k: StereoOutput(right=o.right.to(device), known_mask=o.known_mask.to(device)) for k, o in outputs.items()}
+    expected = _score(batch, outputs, device)
+    with torch.autocast(device, dtype=torch.bfloat16):
+        got = _score(batch, outputs, device)
     _same_table(got, expected)
     assert got[REFERENCE_ROW]["ssim_all"] == pytest.approx(1.0, abs=1e-6)
