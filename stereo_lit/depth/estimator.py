@@ -109,7 +109,7 @@ class VDAEstimator:
         self.autocast = autocast
         self.windows_per_batch = int(windows_per_batch)
         self.cache = DepthCache(cache_dir or default_cache_dir()) if cache else None
-        self.cache_clips = bool(cache and cache_dir)  # in-memory clips only into a folder the config names
+        self._cache_clips = bool(cache and cache_dir)  # in-memory clips only into a folder the config names
         self.progress = progress
         self._model: VideoDepthAnything | None = None
         self._model_id: str | None = None
@@ -215,7 +215,7 @@ class VDAEstimator:
         _check_video(video)
         per_clip = []
         for clip in video:
-            if self.cache_clips:
+            if self._cache_clips:
                 depth = self.video_depth(lambda clip=clip: video_frames(clip), key=tensor_content_hash(clip))
             else:
                 depth = self._estimate_in_memory(lambda clip=clip: video_frames(clip))
