@@ -230,3 +230,21 @@ def test_mono_footage_and_bad_options_are_clear(tmp_path, eyes) -> None:
         StereoVideoDataModule(tmp_path, layout="anaglyph")
     with pytest.raises(ValueError, match="layout='separate'"):
         StereoVideoDataModule(write_frames(tmp_path / "packed", np.concatenate([left, left], 2)), layout="separate", window=5, overlap=0).setup()
+
+
+def test_converged_clip_reference_has_the_known_zero_parallax_shift(tmp_path) -> None:
+    import cv2
+
+    from stereo_lit.reference_disparity import zero_parallax_shift
+
+    noise = np.random.default_rng(4).uniform(0, 255, (48, 160, 3)).astype(np.float32)
+    texture = np.clip(cv2.GaussianBlur(noise, (0, 0), 1.2) * 1.8 - 100, 0, 255).astype(np.uint8)
+    x = np.arange(96)
+    disparity, convergence = 2, 5  # a plane at 2 px, then the right view moved 5 px right: -3 px
+    left, right = texture[:, x + 20], texture[:, x + 20 + disparity - convergence]
+    folder = write_frames(tmp_path / "film_LRF_Full_SBS", np.concatenate([left, right], axis=1)[None])
+    (batch,) = batches(folder, rig="converged", reference_disparity=True, reference_max_disparity_pct=10.0)
+    assert batch["rig"] == ["converged"]
+    d, valid = batch["disparity_left_px"][0, 0, 0], batch["valid_left"][0, 0, 0]
+    assert float(valid.mean()) > 0.8
+    assert zero_parallax_shift(d, valid) == pytest.approx(disparity - convergence, abs=0.25)

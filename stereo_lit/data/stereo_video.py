@@ -172,9 +172,10 @@ class StereoVideoWindows(Dataset):
     def __init__(
         self, items: list[tuple[StereoClip, Window]], projection: ProjectionSpec, pad_mode: str = "replicate",
         rig: str = "unknown", reference_disparity: bool = False, on_error: str = "raise",
+        reference_max_disparity_pct: float = 10.0,
     ) -> None:
         self.items, self.projection, self.pad_mode, self.rig = items, projection, pad_mode, rig
-        self.reference_disparity = reference_disparity
+        self.reference_disparity, self.reference_max_disparity_pct = reference_disparity, reference_max_disparity_pct
         self.on_error = check_on_error(on_error)
 
     def __len__(self) -> int:
@@ -208,7 +209,10 @@ class StereoVideoWindows(Dataset):
         if self.reference_disparity:
             from stereo_lit.reference_disparity import reference_disparity_video
 
-            disparity, valid, failed = reference_disparity_video(left, right)
+            parallel = clip.layout == "vr180_sbs" or self.rig == "parallel"
+            # converged (or unknown) footage has disparities of both signs: search both
+            low = 0.0 if parallel else -self.reference_max_disparity_pct
+            disparity, valid, failed = reference_disparity_video(left, right, low, self.reference_max_disparity_pct)
         sample = build_stereo_sample(left, right, next_wan_length(window.num_frames), self.pad_mode, disparity, valid, clip.entry.path)
         height, width = left.shape[-2:]
         sample.update(
@@ -244,7 +248,9 @@ class StereoVideoDataModule(LightningDataModule):
         vr180_hfov_deg, vr180_size, vr180_yaw_deg, vr180_pitch_deg, vr180_baseline_m: the
             pinhole view of VR180 clips (:class:`ProjectionSpec`).
         rig: ``unknown``, ``parallel`` or ``converged`` for non-VR180 clips (the ``rig`` key).
-        reference_disparity: add SGBM disparity of the true pair (slow; for evaluation).
+        reference_disparity: add SGBM disparity of the true pair (slow; for evaluation),
+            searched over ``[0, max]`` for parallel clips (VR180, ``rig="parallel"``) and
+            ``[-max, max]`` otherwise, ``max`` = ``reference_max_disparity_pct`` % of the width.
         on_error: ``"raise"`` or ``"skip"`` (log a warning naming the file and go on).
     """
 
@@ -266,6 +272,7 @@ class StereoVideoDataModule(LightningDataModule):
         vr180_baseline_m: float = 0.064,
         rig: str = "unknown",
         reference_disparity: bool = False,
+        reference_max_disparity_pct: float = 10.0,
         path_column: str | None = None,
         caption_column: str | None = None,
         split: str | None = None,
@@ -293,7 +300,7 @@ class StereoVideoDataModule(LightningDataModule):
             vr180_hfov_deg, None if vr180_size is None else (int(vr180_size[0]), int(vr180_size[1])),
             vr180_yaw_deg, vr180_pitch_deg, vr180_baseline_m,
         )
-        self.reference_disparity = reference_disparity
+        self.reference_disparity, self.reference_max_disparity_pct = reference_disparity, float(reference_max_disparity_pct)
         self.path_column, self.caption_column, self.split = path_column, caption_column, split
         self.batch_size, self.num_workers = batch_size, num_workers
         self.on_error = check_on_error(on_error)
@@ -328,7 +335,10 @@ class StereoVideoDataModule(LightningDataModule):
         return [(c, w) for c in self._active() for w in plan_windows(c.num_frames, self.window, self.overlap)]
 
     def dataset(self) -> StereoVideoWindows:
-        return StereoVideoWindows(self.items(), self.projection, self.pad_mode, self.rig, self.reference_disparity, self.on_error)
+        return StereoVideoWindows(
+            self.items(), self.projection, self.pad_mode, self.rig, self.reference_disparity, self.on_error,
+            self.reference_max_disparity_pct,
+        )
 
     def _loader(self) -> DataLoader:
         data = self.dataset()
