@@ -61,7 +61,8 @@ def test_each_variant_has_its_own_column_and_known_answers() -> None:
     darker = left - np.uint8(3)
     red = left.copy()
     red[..., 0] += 20
-    for pred, expected in ((darker, {"siou_rgb": 1.0, "siou_m2s_release": 0.75}), (red, {"siou_rgb": 0.75, "siou_m2s_release": 1.0})):
+    cases = ((darker, {"siou_rgb": 1.0, "siou_m2s_release": 0.75}), (red, {"siou_rgb": 0.75, "siou_m2s_release": 1.0}))
+    for pred, expected in cases:
         for variant, column in SIOU_VARIANTS.items():
             metric = SIoU(variant=variant)
             # flat frames (no Canny edges in either): the edge term is an empty union, IoU 1

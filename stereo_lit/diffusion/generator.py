@@ -31,7 +31,17 @@ from stereo_lit.diffusion.codec import decode_latents, encode_video
 from stereo_lit.diffusion.cycle import cycle_error
 from stereo_lit.diffusion.flow import blend, inversion_sigmas
 from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Repaint, X0Blend, shift_latent
-from stereo_lit.diffusion.loading import SCHEDULERS, WanComponents, check_wan_folder, load_wan, make_scheduler
+from stereo_lit.diffusion.loading import (
+    SCHEDULERS,
+    SharedComponents,
+    WanComponents,
+    check_positional_range,
+    check_wan_folder,
+    load_wan,
+    make_scheduler,
+    parse_dtype,
+    positional_range,
+)
 from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert
 from stereo_lit.diffusion.training import LoRATrainingObjective, prepare_lora
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
@@ -65,7 +75,9 @@ class WanStereoGenerator(StereoGenerator):
     """Left video + disparity -> right video with Wan2.1 filling what the warp cannot see.
 
     Args:
-        checkpoint: local Wan2.1 Diffusers folder (loaded on first use).
+        checkpoint: local Wan2.1 Diffusers folder (loaded on first use). Leave it unset in a
+            config and set ``model.wan_checkpoint`` once: it fills every Wan method, and the
+            methods of one module that agree on folder, dtype, device and LoRA share one load.
         strategy: ``"x0_blend"`` (default), ``"repaint"`` (needs ``scheduler="euler"``),
             ``"latent_shift"`` (the original scheme) or ``"none"`` (plain Wan sampling).
         num_inference_steps, guidance_scale, flow_shift: as in ``WanPipeline``.
@@ -102,7 +114,7 @@ class WanStereoGenerator(StereoGenerator):
 
     def __init__(
         self,
-        checkpoint: str | Path,
+        checkpoint: str | Path | None = None,
         strategy: str = "x0_blend",
         num_inference_steps: int = 50,
         guidance_scale: float = 5.0,
@@ -152,7 +164,7 @@ class WanStereoGenerator(StereoGenerator):
         if shift_every < 1:
             raise ValueError(f"shift_every must be >= 1, got {shift_every}")
         plan_windows(window, window, overlap)  # validates window / overlap
-        self.checkpoint = Path(checkpoint)
+        self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.strategy = strategy
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = guidance_scale
@@ -184,6 +196,7 @@ class WanStereoGenerator(StereoGenerator):
         )
         self.name = f"wan_{strategy}"
         self._components: WanComponents | None = None
+        self._shared: SharedComponents | None = None
         self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     # ------------------------------------------------------------------ models
@@ -191,12 +204,45 @@ class WanStereoGenerator(StereoGenerator):
     def components(self) -> WanComponents:
         """The loaded Wan parts (loaded on first access)."""
         if self._components is None:
-            self._components = load_wan(
-                self.checkpoint, dtype=self.dtype, device=self.device, offload=self.offload,
-                vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing,
-            )
-            prepare_lora(self._components.pipe, **self.lora)
+            if self._shared is not None:
+                self._components = self._shared.get(self.components_key(), self._load)
+            else:
+                self._components = self._load()
         return self._components
+
+    def _load(self) -> WanComponents:
+        components = load_wan(
+            self.checkpoint, dtype=self.dtype, device=self.device, offload=self.offload,
+            vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing,
+        )
+        prepare_lora(components.pipe, **self.lora)
+        return components
+
+    def components_key(self) -> tuple:
+        """What two generators must agree on to share loaded components (see :class:`SharedComponents`)."""
+        folder = str(check_wan_folder(self.checkpoint).resolve())
+        lora = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.lora.items()))
+        return (folder, str(parse_dtype(self.dtype)), str(torch.device(self.device)), self.offload,
+                self.vae_tiling, self.vae_slicing, lora)
+
+    def share_loads(self, shared: SharedComponents) -> "WanStereoGenerator":
+        """Load through ``shared``: generators with equal :meth:`components_key` get one set of models."""
+        self._shared = shared
+        return self
+
+    def fill_checkpoint(self, checkpoint: str | Path) -> None:
+        """Use ``checkpoint`` when none was given (the module's ``wan_checkpoint``)."""
+        if self.checkpoint is None:
+            self.checkpoint = Path(checkpoint)
+
+    def check_frame_size(self, height: int, width: int, num_frames: int | None = None, option: str | None = None) -> None:
+        """Raise before any work when ``height x width`` px (or ``num_frames``) exceeds the
+        transformer's positional range (:func:`~stereo_lit.diffusion.loading.check_positional_range`)."""
+        if self._components is not None:  # models given or loaded: their own configs
+            limits = positional_range(dict(self._components.transformer.config), dict(self._components.vae.config))
+        else:
+            limits = positional_range(self.checkpoint if self.checkpoint is not None else check_wan_folder(None))
+        check_positional_range(limits, height, width, num_frames, option=option)
 
     def check_paths(self) -> None:
         """Fail at setup, before any depth or sampling, when the checkpoint folder (or LoRA) is missing."""
@@ -392,6 +438,7 @@ class WanStereoGenerator(StereoGenerator):
                 f"num_overlap={num_overlap} must be in [0, min(T={t}, carried frames={carry['right'].shape[2]})]"
             )
         out_device = left.device
+        self.check_frame_size(h, w, min(t, self.window), option="the frame size")
         space = padding_for(h, w)
         left_p = pad_video(left.float(), space)
         disp_p = pad_video(disparity_px.float(), space)
