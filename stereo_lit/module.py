@@ -56,6 +56,10 @@ class StereoLitModule(LightningModule):
         lora_every_n_steps: ``fit`` saves the LoRA adapter to ``output_dir/lora/step_N`` every
             N steps (0: only at the end, to ``output_dir/lora/final``), in the diffusers format
             that ``WanPipeline.load_lora_weights`` and ``generator.lora_path`` read.
+        wan_checkpoint: the Wan2.1 Diffusers folder of every Wan method (generator and
+            baselines) that names none itself: written once per config, changed for every
+            row with ``--model.wan_checkpoint DIR``. Wan methods that agree on folder, dtype,
+            device and LoRA settings share one loaded text encoder / transformer / VAE.
     """
 
     def __init__(
@@ -73,10 +77,13 @@ class StereoLitModule(LightningModule):
         learning_rate: float = 1e-4,
         weight_decay: float = 0.0,
         lora_every_n_steps: int = 0,
+        wan_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else WarpFill()
         self.baselines = list(baselines or [])
+        self.wan_checkpoint = wan_checkpoint
+        _share_wan_models(self.methods, wan_checkpoint)
         self.depth = depth
         self._window_depth = WindowDepth(depth) if depth is not None else None
         self.align_estimated_depth = align_estimated_depth
@@ -136,6 +143,7 @@ class StereoLitModule(LightningModule):
         if stage in ("predict", "test", "validate", "fit"):
             check_output_dir(self.output_dir)
         datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
+        self._check_frame_sizes(datamodule)
         generator_window = getattr(self.generator, "window", None)
         overlap = getattr(datamodule, "overlap", None)
         if stage == "predict" and isinstance(generator_window, int) and isinstance(overlap, int) and overlap > 0:
@@ -147,6 +155,14 @@ class StereoLitModule(LightningModule):
                     f"{generator_window} (or data.window <= {generator_window}, or a larger generator window)"
                 )
 
+    def _check_frame_sizes(self, datamodule: Any) -> None:
+        """Frame sizes the datamodule will produce against each model's positional range."""
+        from stereo_lit.diffusion.loading import planned_frame_sizes
+
+        checks = [m.check_frame_size for m in self.methods if hasattr(m, "check_frame_size")]
+        for height, width, option in planned_frame_sizes(datamodule) if checks else []:
+            for check in checks:
+                check(height, width, option=option)
 
     def on_error_policy(self) -> str:
         """The datamodule's ``on_error`` (``"raise"`` when it has none)."""
@@ -422,6 +438,16 @@ class StereoLitModule(LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in state.items() if k in trainable}
 
 
+def _share_wan_models(methods: list[StereoGenerator], wan_checkpoint: str | None) -> None:
+    """Fill unset Wan checkpoints with ``wan_checkpoint`` and let equal Wan set-ups load once."""
+    from stereo_lit.diffusion.loading import SharedComponents
+
+    shared = SharedComponents()
+    for method in methods:
+        if wan_checkpoint is not None and hasattr(method, "fill_checkpoint"):
+            method.fill_checkpoint(wan_checkpoint)
+        if hasattr(method, "share_loads"):
+            method.share_loads(shared)
 
 
 def check_output_dir(output_dir: Path) -> None:

@@ -13,6 +13,7 @@ import av
 import pytest
 
 from stereo_lit.cli import build_cli
+from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
 from test_video_reader import write_test_clip
 
@@ -55,7 +56,41 @@ def test_predict_wild_with_wan_and_vda_keeps_audio(tiny_checkpoints: Path, tmp_p
     assert list((tmp_path / "cache").rglob("*")), "whole-video depth was cached"
 
 
-def test_eval_config_runs_every_method_including_each_wan_strategy(tiny_checkpoints: Path, tmp_path: Path) -> None:
+def _count_wan_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the folder of every ``WanPipeline.from_pretrained`` call (the real loader still runs)."""
+    from diffusers import WanPipeline
+
+    calls: list[str] = []
+    original = WanPipeline.from_pretrained
+
+    def counting(folder, *args, **kwargs):
+        calls.append(str(folder))
+        return original(folder, *args, **kwargs)
+
+    monkeypatch.setattr(WanPipeline, "from_pretrained", staticmethod(counting))
+    return calls
+
+
+def test_eval_config_names_the_wan_checkpoint_once_and_the_override_reaches_every_row(tmp_path: Path) -> None:
+    config = REPO / "configs" / "eval_tartanair.yaml"
+    text = config.read_text()
+    assert text.count(WAN_REAL) == 1 and "wan_checkpoint: " + WAN_REAL in text
+    other = str(tmp_path / "my-wan")
+    cli = build_cli(["-c", str(config), "--model.wan_checkpoint", other], run=False)
+    wan = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator)]
+    assert [m.name for m in wan] == ["wan_x0_blend", "wan_latent_shift", "wan_repaint"]
+    assert all(m.checkpoint == Path(other) for m in wan)
+    # a row that names its own checkpoint keeps it
+    own = str(tmp_path / "wan-14b")
+    cli = build_cli(["-c", str(config), "--model.wan_checkpoint", other, "--model.generator.init_args.checkpoint", own],
+                    run=False)
+    assert cli.model.generator.checkpoint == Path(own)
+    assert all(m.checkpoint == Path(other) for m in cli.model.baselines if isinstance(m, WanStereoGenerator))
+
+
+def test_eval_config_runs_every_method_including_each_wan_strategy(
+    tiny_checkpoints: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "tartanair"
     write_tartanair_sequence(render_sequence(9, 32, 48, seed=1), root / "EnvA" / "Easy" / "P000")
     config = _tiny_config(
@@ -64,10 +99,15 @@ def test_eval_config_runs_every_method_including_each_wan_strategy(tiny_checkpoi
            "size: [480, 640]": "size: null"},
     )
     out = tmp_path / "out"
-    build_cli(
+    loads = _count_wan_loads(monkeypatch)
+    cli = build_cli(
         ["test", "-c", str(config), "--data.init_args.root", str(root), "--model.output_dir", str(out),
          "--trainer.logger", "false"]
     )
+    # three Wan rows naming one checkpoint: one text encoder / transformer / VAE, loaded once
+    wan = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator)]
+    assert len(wan) == 3 and loads == [str(tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers")]
+    assert all(m.components is wan[0].components for m in wan)
     table = json.loads((out / "eval" / "test_metrics.json").read_text())
     assert {"wan_x0_blend", "wan_latent_shift", "wan_repaint", "copy_left", "warp_only", "warp_fill", "warp_fill_telea"} <= set(
         table["methods"]

@@ -13,7 +13,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -48,8 +48,13 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return _DTYPES[key]
 
 
-def check_wan_folder(folder: str | Path) -> Path:
+def check_wan_folder(folder: str | Path | None) -> Path:
     """Raise a clear error unless ``folder`` is a complete Wan2.1 Diffusers folder; return it."""
+    if folder is None:
+        raise ValueError(
+            "no Wan2.1 checkpoint folder given: set model.wan_checkpoint (fills every Wan method of the config) "
+            "or the generator's init_args.checkpoint"
+        )
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(
@@ -108,6 +113,26 @@ def make_scheduler(name: str, flow_shift: float = 3.0, base_config: dict | None 
             solver_order=2,
         )
     raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {name!r}")
+
+
+class SharedComponents:
+    """Loads each distinct Wan set-up once for every generator it is handed to.
+
+    :class:`~stereo_lit.module.StereoLitModule` gives one to all its Wan methods, so that an
+    evaluation comparing strategies holds one text encoder, transformer and VAE. ``key``
+    is what must agree for two generators to share (resolved folder, dtypes, device,
+    offload, VAE savers, LoRA settings); ``loads`` counts the loads made.
+    """
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple, "WanComponents"] = {}
+        self.loads = 0
+
+    def get(self, key: tuple, load: "Callable[[], WanComponents]") -> "WanComponents":
+        if key not in self._loaded:
+            self._loaded[key] = load()
+            self.loads += 1
+        return self._loaded[key]
 
 
 @dataclass
@@ -175,3 +200,100 @@ def load_wan(
     if vae_slicing:
         pipe.vae.enable_slicing()
     return WanComponents(pipe=pipe, folder=folder)
+
+
+# ---------------------------------------------------------------------------- positional range
+@dataclass(frozen=True)
+class PositionalRange:
+    """How large a video a Wan transformer can place: its RoPE table covers ``rope_max_seq_len``
+    patches per axis, i.e. ``max_side_px`` pixels per side and ``max_frames`` frames."""
+
+    rope_max_seq_len: int
+    max_side_px: int
+    max_frames: int
+    config_path: Path
+
+
+def positional_range(checkpoint: str | Path | dict, vae_config: dict | None = None) -> PositionalRange:
+    """A Wan model's positional range, from its folder (``transformer/config.json`` and
+    ``vae/config.json``: cheap, no weights) or from loaded configs (``checkpoint`` = the
+    transformer's config dict, ``vae_config`` the VAE's).
+
+    Per axis the transformer sees ``size / (vae x patch)`` positions; diffusers'
+    ``WanRotaryPosEmbed`` has ``rope_max_seq_len`` of them (Wan2.1: 1024, i.e. 16384 px
+    with patch 2 and the 8x VAE).
+    """
+    if isinstance(checkpoint, dict):
+        config, vae_config, config_path = checkpoint, vae_config or {}, Path("transformer config")
+    else:
+        folder = Path(checkpoint).expanduser()
+        config_path = folder / "transformer" / "config.json"
+        if not config_path.is_file():
+            check_wan_folder(folder)  # raises the folder's own, clearer error
+        config = json.loads(config_path.read_text())
+        vae_config_path = folder / "vae" / "config.json"
+        vae_config = json.loads(vae_config_path.read_text()) if vae_config_path.is_file() else {}
+    downsample = vae_config.get("temperal_downsample", [False, True, True])
+    spatial, temporal = 2 ** len(downsample), 2 ** sum(bool(d) for d in downsample)
+    patch_t, patch_h, _ = config.get("patch_size", [1, 2, 2])
+    rope = int(config.get("rope_max_seq_len", 1024))
+    return PositionalRange(
+        rope_max_seq_len=rope,
+        max_side_px=rope * patch_h * spatial,
+        max_frames=temporal * (rope * patch_t - 1) + 1,
+        config_path=config_path,
+    )
+
+
+def check_positional_range(
+    limits: PositionalRange | str | Path, height: int, width: int, num_frames: int | None = None, *,
+    option: str | None = None,
+) -> None:
+    """Raise ``ValueError`` when ``height x width`` (px, before padding to 16) or ``num_frames``
+    exceeds a transformer's positional range (``limits``, or a checkpoint folder to read it
+    from); the message names the size, the limit and ``option`` (the setting to change,
+    e.g. ``data.init_args.size``)."""
+    if not isinstance(limits, PositionalRange):
+        limits = positional_range(limits)
+    change = f"lower {option}" if option else "use smaller frames"
+    hint = (
+        f"{change}, or use a checkpoint with a larger rope_max_seq_len (Wan2.1's own: 1024; re-create old tiny "
+        "checkpoints with `python data_prep/make_tiny_checkpoints.py --out DIR`)"
+    )
+    padded = max(-(-height // 16) * 16, -(-width // 16) * 16)
+    if padded > limits.max_side_px:
+        raise ValueError(
+            f"frames of {height}x{width} px (padded to multiples of 16) exceed the Wan transformer's positional range "
+            f"of {limits.max_side_px} px per side (rope_max_seq_len={limits.rope_max_seq_len} in {limits.config_path}): {hint}"
+        )
+    if num_frames is not None and num_frames > limits.max_frames:
+        raise ValueError(
+            f"{num_frames} frames exceed the Wan transformer's positional range of {limits.max_frames} frames "
+            f"(rope_max_seq_len={limits.rope_max_seq_len} in {limits.config_path}): use a shorter window, or {hint}"
+        )
+
+
+def planned_frame_sizes(datamodule: Any) -> list[tuple[int, int, str]]:
+    """``(height, width, option)`` of the frames a (set-up) datamodule will produce, as far as it
+    says before any frame is decoded: probed videos (``videos``), a fixed ``size`` or a prompt
+    datamodule's ``height``/``width``. ``option`` names the setting that changes the size."""
+    out: list[tuple[int, int, str]] = []
+    if datamodule is None:
+        return out
+    videos = getattr(datamodule, "videos", None)
+    if videos:
+        for video in videos:
+            size = getattr(video, "size", None)
+            info = getattr(video, "info", None)
+            if size is None and info is not None:
+                size = (info.height, info.width)
+            if size is not None:
+                out.append((int(size[0]), int(size[1]), "data.init_args.max_side (or data.init_args.size)"))
+        return out
+    size = getattr(datamodule, "size", None)
+    if size is not None:
+        out.append((int(size[0]), int(size[1]), "data.init_args.size"))
+    height, width = getattr(datamodule, "height", None), getattr(datamodule, "width", None)
+    if isinstance(height, int) and isinstance(width, int):
+        out.append((height, width, "data.init_args.height / data.init_args.width"))
+    return out

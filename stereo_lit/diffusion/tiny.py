@@ -24,6 +24,9 @@ import torch
 TINY_WAN_DIRNAME = "Wan2.1-T2V-tiny-Diffusers"
 #: Width of the tiny text encoder; the transformer's ``text_dim`` must match it.
 TINY_TEXT_DIM = 32
+#: RoPE positions per axis, as Wan2.1's own transformers (``rope_max_seq_len`` 1024): with
+#: patch 2 and the VAE's 8x, frames up to 16384 px per side (and 1024 latent frames).
+TINY_ROPE_MAX_SEQ_LEN = 1024
 
 _TOKENIZER_CORPUS = [
     "a cat walks on a wooden table in the kitchen",
@@ -91,7 +94,7 @@ def tiny_wan_components(seed: int = 0, flow_shift: float = 3.0) -> dict:
         num_layers=2,
         cross_attn_norm=True,
         qk_norm="rms_norm_across_heads",
-        rope_max_seq_len=32,
+        rope_max_seq_len=TINY_ROPE_MAX_SEQ_LEN,
     )
     torch.manual_seed(seed + 2)
     text_config = UMT5Config(
@@ -123,15 +126,24 @@ def tiny_wan_components(seed: int = 0, flow_shift: float = 3.0) -> dict:
 
 
 def _is_complete(folder: Path) -> bool:
+    """True when ``folder`` holds every part, written with the current settings.
+
+    Folders from older versions (``rope_max_seq_len`` 32: nothing above 512 px per side)
+    count as incomplete, so they are rewritten.
+    """
     needed = ["model_index.json", "vae/config.json", "transformer/config.json", "scheduler/scheduler_config.json",
               "text_encoder/config.json", "tokenizer/tokenizer.json"]
-    return all((folder / name).is_file() for name in needed)
+    if not all((folder / name).is_file() for name in needed):
+        return False
+    config = json.loads((folder / "transformer" / "config.json").read_text())
+    return config.get("rope_max_seq_len") == TINY_ROPE_MAX_SEQ_LEN
 
 
 def write_tiny_wan(out_dir: Path, seed: int = 0) -> Path:
     """Write ``out_dir/Wan2.1-T2V-tiny-Diffusers`` (atomically) and return its path.
 
-    Skips the work when a complete folder is already there. Nothing is downloaded.
+    Skips the work when a complete, current folder is already there (an outdated one is
+    replaced). Nothing is downloaded.
     """
     out_dir = Path(out_dir)
     folder = out_dir / TINY_WAN_DIRNAME
