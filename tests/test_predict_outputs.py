@@ -197,3 +197,15 @@ def test_odd_sizes_repeat_the_edge_never_black(tmp_path: Path) -> None:
         assert np.abs(decoded[:, 61, :97] - decoded[:, 60, :97]).mean() < 6
         assert np.abs(decoded[:, :61, 97] - decoded[:, :61, 96]).mean() < 6
         assert decoded[:, 61].min() > 100 and decoded[:, :, 97].min() > 100  # no black line
+
+
+def test_reader_leaves_out_files_this_package_wrote(tmp_path: Path) -> None:
+    videos = tmp_path / "videos"
+    _clip(videos / "clip.mp4")
+    with StreamingVideoWriter(videos / "moved_sbs.mp4", 10) as writer:  # an output moved next to its source
+        writer.write(np.zeros((2, 32, 96, 3), np.uint8))
+    (videos / "old_outputs").mkdir()
+    write_test_clip(videos / "old_outputs" / "x.mp4", num_frames=3, height=32, width=48)
+    (videos / "old_outputs" / MANIFEST_NAME).write_text("{}")  # a folder holding a manifest is an output folder
+    assert [Path(e.path).name for e in resolve_videos(videos)] == ["clip.mp4"]
+    assert [Path(e.path).name for e in resolve_videos(videos / "moved_sbs.mp4")] == ["moved_sbs.mp4"]  # named: taken
