@@ -147,6 +147,11 @@ def test_separate_eye_files_and_folders(tmp_path, eyes) -> None:
     (batch,) = batches(listing)
     assert batch["caption"] == ["an actor walks"]
     assert_exact_eyes(batch, left, right)
+    table = tmp_path / "clips.csv"  # a `datasets` table naming one eye file of a pair
+    table.write_text(f"path,caption\n{tmp_path / 'pairs' / 'shot_R.mkv'},a shot\n")
+    (batch,) = batches(table)
+    assert batch["caption"] == ["a shot"] and batch["video_path"][0].endswith("shot_L.mkv")
+    assert_exact_eyes(batch, left, right)
 
 
 def _scene_colour(origin: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
@@ -216,6 +221,10 @@ def test_mismatched_eyes_name_both_files(tmp_path, eyes) -> None:
     write_frames(tmp_path / "b" / "right", right[:, :-2])
     with pytest.raises(ValueError, match=r"different sizes.*left.*right"):
         StereoVideoDataModule(tmp_path / "b", window=5, overlap=0).setup()
+    write_lossless(tmp_path / "f" / "shot_L.mkv", left, fps=10)
+    write_lossless(tmp_path / "f" / "shot_R.mkv", right, fps=12)
+    with pytest.raises(ValueError, match=r"frame rates.*shot_L.mkv.*shot_R.mkv"):
+        StereoVideoDataModule(tmp_path / "f", window=5, overlap=0).setup()
     write_lossless(tmp_path / "c" / "lonely_L.mkv", left)
     with pytest.raises(ValueError, match="lonely_L.mkv.*partner"):
         StereoVideoDataModule(tmp_path / "c", window=5, overlap=0).setup()

@@ -150,6 +150,8 @@ def probe_clip(
             raise ValueError(
                 f"eyes of different sizes: {left.path} is {left.height}x{left.width}, {right.path} is {right.height}x{right.width}"
             )
+        if abs(left.fps - right.fps) > 1e-3 * max(left.fps, right.fps):
+            raise ValueError(f"eyes at different frame rates: {left.path} at {left.fps:g} fps, {right.path} at {right.fps:g} fps")
         if left.num_frames != right.num_frames:
             raise ValueError(f"eyes of different lengths: {left.path} has {left.num_frames} frames, {right.path} has {right.num_frames}")
         resolved, hw = "separate", (left.height, left.width)
