@@ -28,6 +28,21 @@ class StereoLitCLI(LightningCLI):
         (``--return_predictions true`` restores that)."""
         return self.trainer.predict(model, return_predictions=bool(return_predictions), **kwargs)
 
+    # Fail before heavy work (and before any callback touches output_dir): checkpoints and
+    # the output folder are checked when the subcommand starts; module.setup checks again
+    # with the datamodule attached (data window vs generator window).
+    def before_fit(self) -> None:
+        self.model.check_before_work("fit")
+
+    def before_validate(self) -> None:
+        self.model.check_before_work("validate")
+
+    def before_test(self) -> None:
+        self.model.check_before_work("test")
+
+    def before_predict(self) -> None:
+        self.model.check_before_work("predict")
+
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> StereoLitCLI:
     """The CLI object (``args``/``run`` for tests and scripts)."""
