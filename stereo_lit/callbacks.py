@@ -192,7 +192,7 @@ class StereoPredictionWriter(BasePredictionWriter):
         self.token = trainer.strategy.broadcast(self.token)  # the ranks of one run share their locks
         datamodule = getattr(trainer, "datamodule", None)
         self.settings = output_settings(pl_module, datamodule)
-        videos = getattr(datamodule, "videos", None) or []
+        videos = [v for v in getattr(datamodule, "videos", None) or [] if hasattr(v, "info") and hasattr(v, "entry")]
         self.names = {v.info.path: v.entry.name for v in videos if getattr(v.entry, "name", "")}
         self.frames = {v.info.path: int(v.num_frames) for v in videos}
         self.depth_files = {v.info.path: v.depth_path for v in videos}
