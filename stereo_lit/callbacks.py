@@ -40,7 +40,8 @@ from stereo_lit.io.video_writer import StreamingVideoWriter
 
 log = logging.getLogger(__name__)
 
-_SKIP_OPTIONS = {"device", "cache_dir", "training", "calls", "verbose", "progress"}
+# attributes that do not change the pixels (or change during a run)
+_SKIP_OPTIONS = {"device", "cache_dir", "training", "calls", "verbose", "progress", "offload", "windows_per_batch"}
 
 
 def output_folder(video_path: str | Path, output_dir: str | Path, name: str | None = None) -> Path:
@@ -63,11 +64,19 @@ def public_options(obj: Any) -> dict[str, Any]:
     if obj is None:
         return {}
     plain = (bool, int, float, str, Path, type(None))
+
+    def is_plain(value: Any, depth: int = 0) -> bool:
+        if isinstance(value, plain):
+            return True
+        if depth < 2 and isinstance(value, (tuple, list)):
+            return all(is_plain(v, depth + 1) for v in value)
+        if depth < 2 and isinstance(value, dict):
+            return all(isinstance(k, str) and is_plain(v, depth + 1) for k, v in value.items())
+        return False
+
     options: dict[str, Any] = {"class": f"{type(obj).__module__}.{type(obj).__qualname__}"}
     for key, value in sorted(vars(obj).items()):
-        if key.startswith("_") or key in _SKIP_OPTIONS:
-            continue
-        if isinstance(value, plain) or (isinstance(value, (tuple, list)) and all(isinstance(v, plain) for v in value)):
+        if not key.startswith("_") and key not in _SKIP_OPTIONS and is_plain(value):
             options[key] = value
     return options
 
