@@ -36,6 +36,16 @@ class FailOnVideo(WarpFill):
         return super().generate(left, disparity_px, **kwargs)
 
 
+class BadShapeOnVideo(WarpFill):
+    """WarpFill whose right view of the all-white clip has half the height: the writer fails."""
+
+    def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, **kwargs: Any) -> StereoOutput:
+        out = super().generate(left, disparity_px, **kwargs)
+        if float(left[:, :, 0].mean()) > 0.9:
+            out.right = out.right[..., : out.right.shape[-2] // 2, :]
+        return out
+
+
 def write_faststart_clip(path: Path, num_frames: int, height: int = 32, width: int = 48, white: bool = False) -> None:
     """An mp4 with its index (moov) first, so cutting its tail keeps a header that counts every frame."""
     container = av.open(str(path), mode="w", options={"movflags": "faststart"})
@@ -196,3 +206,17 @@ def test_a_trajectory_without_a_right_view_is_named(tmp_path: Path) -> None:
             "test", "-c", str(REPO / "configs/demo.yaml"), "--data.init_args.root", str(root),
             "--data.init_args.clip_frames", "5", "--model.output_dir", str(tmp_path / "out"),
         ])
+
+
+def test_a_writer_error_skips_only_its_video(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, white in (("a_white", True), ("b", False)):
+        write_faststart_clip(videos / f"{name}.mp4", 9, white=white)
+        _depth_file(videos / f"{name}.mp4", 9)
+    out = tmp_path / "out"
+    main(_predict(videos, out, "--model.generator", "test_errors_skip.BadShapeOnVideo"))
+    printed = capsys.readouterr().out
+    assert _decoded_frames(out / "b" / "sbs.mp4") == 9
+    assert not (out / "a_white" / "sbs.mp4").exists()
+    assert "2 video(s): 1 finished, 1 skipped" in printed and f"skipped {videos / 'a_white.mp4'}" in printed
