@@ -47,6 +47,7 @@ CONFIGS = [  # (strategy, scheduler, noise, batch_mode): every strategy with eve
     ("latent_shift", "unipc", "shared", "shared"),
     ("latent_shift", "euler", "inverted", "separate"),
     ("x0_blend", "dpmpp", "shared", "separate"),
+    ("repaint", "unipc", "inverted", "shared"),
 ]
 # single window (5 frames) and two windows (13 frames = two windows of 9); the CPU budget of
 # the default suite is small, so the remaining combinations are marked slow.
@@ -72,7 +73,7 @@ def test_generator_is_a_stereo_generator_with_validated_options(tiny_wan):
     gen = WanStereoGenerator(tiny_wan, device="cpu")
     assert isinstance(gen, StereoGenerator) and gen.name == "wan_x0_blend"
     for bad in (dict(strategy="blend"), dict(scheduler="ddim"), dict(noise="fresh"), dict(batch_mode="joint"),
-                dict(window=10), dict(overlap=4), dict(guidance_stop=1.5), dict(strategy="repaint", scheduler="unipc")):
+                dict(window=10), dict(overlap=4), dict(guidance_stop=1.5)):
         with pytest.raises(ValueError):
             WanStereoGenerator(tiny_wan, **bad)
 
@@ -116,6 +117,59 @@ def test_carry_chains_windows_without_a_seam(tiny_wan, components):
     assert not torch.equal(second.right[:, :, 5:], second.right[:, :, 4:5].expand(-1, -1, 4, -1, -1))
     with pytest.raises(ValueError, match="num_overlap"):
         gen.generate(left[:, :, 4:], disparity[:, :, 4:], carry=first.carry, num_overlap=20)
+
+
+def test_inverted_noise_is_the_cfg_inversion_shifted_with_fresh_noise_in_the_holes(tiny_wan, components, monkeypatch):
+    """noise='inverted': invert with the sampler's CFG, shift to the nearest latent cell, seed noise elsewhere."""
+    import stereo_lit.diffusion.generator as generator
+    from stereo_lit.geometry import disparity_to_latent_grid, shift_noise
+
+    gen = _generator(tiny_wan, components, strategy="none", noise="inverted", seed=3)
+    seen: dict[str, object] = {}
+    real_invert, real_denoise = generator.invert, generator.denoise
+
+    def spy_invert(*args, **kwargs):
+        seen["invert"] = (args, kwargs)
+        seen["inverted"] = real_invert(*args, **kwargs)
+        return seen["inverted"]
+
+    def spy_denoise(transformer, scheduler, latents, *args, **kwargs):
+        seen["initial"] = latents.clone()
+        return real_denoise(transformer, scheduler, latents, *args, **kwargs)
+
+    monkeypatch.setattr(generator, "invert", spy_invert)
+    monkeypatch.setattr(generator, "denoise", spy_denoise)
+    left = torch.rand(1, 3, 5, 16, 32, generator=torch.Generator().manual_seed(0))
+    disparity = torch.full((1, 1, 5, 16, 32), 12.0)  # 1.5 latent cells
+    gen.sample_window(left, disparity)
+    args, kwargs = seen["invert"]
+    assert kwargs["guidance_scale"] == 5.0 and args[4] is not None  # negative prompt embeddings: CFG
+    fresh = gen.initial_noise(tuple(seen["initial"].shape), 3)
+    expected, covered = shift_noise(seen["inverted"], disparity_to_latent_grid(disparity), fresh)
+    assert torch.equal(seen["initial"], expected)
+    assert 0 < covered.mean() < 1  # the right edge is a hole: fresh noise there
+
+
+@pytest.mark.parametrize("scheduler", ["unipc", "euler"])
+def test_carried_overlap_is_enforced_inside_sampling(tiny_wan, components, scheduler):
+    """The carried frames' latent cells leave the denoising loop as encoded, before any pixel overwrite.
+
+    Stereo guidance is off (``guidance_stop=0``), so only the carry constraint acts; the
+    sampled latents (``WindowResult.latents``, taken before decoding and before the carried
+    pixels are written back) must equal the encoded carried frames on their cells.
+    """
+    gen = _generator(tiny_wan, components, scheduler=scheduler, guidance_stop=0.0)
+    g = torch.Generator().manual_seed(5)
+    left, fixed = torch.rand(1, 3, 9, 16, 48, generator=g), torch.rand(1, 3, 5, 16, 48, generator=g)
+    disparity = torch.full((1, 1, 9, 16, 48), 3.0)
+    carried = gen.sample_window(left, disparity, fixed_right=fixed)
+    # pixel frames 0-4 are latent frames 0 and 1 (causal VAE)
+    assert carried.fixed_latent_mask[:, :, :2].eq(1).all() and carried.fixed_latent_mask[:, :, 2:].eq(0).all()
+    torch.testing.assert_close(carried.latents[:, :, :2], carried.known_latent[:, :, :2], atol=1e-4, rtol=0)
+    # without the carry the same window samples something else there
+    free = gen.sample_window(left, disparity)
+    assert (free.latents[:, :, :2] - carried.known_latent[:, :, :2]).abs().max() > 0.1
+    assert torch.equal(carried.right[:, :, :5], fixed)
 
 
 def test_same_seed_same_output_and_seed_matters(tiny_wan, components):

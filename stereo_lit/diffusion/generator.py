@@ -9,7 +9,10 @@ Per window of ``4k+1`` frames (:meth:`WanStereoGenerator.sample_window`):
    pixel it covers is covered by the warp; carried frames are fully known;
 3. initial noise: the seeded Gaussian (``noise="shared"``: what the left view would get,
    and what ``WanPipeline`` draws for that seed) or the flow-matching inversion of the
-   left latent shifted to the right view, fresh noise in the holes (``"inverted"``);
+   left latent shifted to the right view, fresh noise in the holes (``"inverted"``); when
+   the left's own noise is known (text-to-stereo, ``left_noise=``) the right starts from
+   it shifted, fresh noise in the holes. Noise is shifted to the nearest latent cell
+   (:func:`~stereo_lit.geometry.shift_noise`), so it stays unit-variance;
 4. denoise (:func:`~stereo_lit.diffusion.sampler.denoise`) with the strategy on the first
    ``guidance_stop`` fraction of steps and the carried overlap enforced on every step;
 5. decode; carried frames are returned exactly as given.
@@ -29,8 +32,8 @@ import torch
 
 from stereo_lit.diffusion.codec import decode_latents, encode_video
 from stereo_lit.diffusion.cycle import cycle_error
-from stereo_lit.diffusion.flow import blend, inversion_sigmas
-from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Repaint, X0Blend, shift_latent
+from stereo_lit.diffusion.flow import inversion_sigmas
+from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Repaint, X0Blend
 from stereo_lit.diffusion.loading import (
     SCHEDULERS,
     SharedComponents,
@@ -46,7 +49,7 @@ from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert
 from stereo_lit.diffusion.training import LoRATrainingObjective, prepare_lora
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
 from stereo_lit.generators.geometric import WarpFill
-from stereo_lit.geometry import disparity_to_latent_grid, mask_to_latent_grid
+from stereo_lit.geometry import disparity_to_latent_grid, mask_to_latent_grid, shift_noise
 from stereo_lit.padding import Padding, pad_video, padding_for, unpad_video
 from stereo_lit.windows import is_wan_length, plan_windows
 
@@ -78,13 +81,14 @@ class WanStereoGenerator(StereoGenerator):
         checkpoint: local Wan2.1 Diffusers folder (loaded on first use). Leave it unset in a
             config and set ``model.wan_checkpoint`` once: it fills every Wan method, and the
             methods of one module that agree on folder, dtype, device and LoRA share one load.
-        strategy: ``"x0_blend"`` (default), ``"repaint"`` (needs ``scheduler="euler"``),
+        strategy: ``"x0_blend"`` (default), ``"repaint"``,
             ``"latent_shift"`` (the original scheme) or ``"none"`` (plain Wan sampling).
         num_inference_steps, guidance_scale, flow_shift: as in ``WanPipeline``.
         guidance_stop: fraction of the steps that are guided (the rest harmonise seams).
         scheduler: ``"unipc"`` (Wan's default), ``"euler"`` or ``"dpmpp"``.
         noise: right-view initial noise: ``"shared"`` with the left (the seed's noise) or
-            ``"inverted"`` (left latent inverted to noise, shifted to the right view).
+            ``"inverted"`` (left latent inverted to noise with the sampler's CFG, shifted to
+            the right view).
         batch_mode: ``"separate"`` transformer calls per prompt (as WanPipeline) or one
             ``"shared"`` batch for conditional and unconditional inputs.
         shift_every: ``latent_shift`` only: shift every k-th step.
@@ -155,8 +159,6 @@ class WanStereoGenerator(StereoGenerator):
         ):
             if value not in allowed:
                 raise ValueError(f"{arg} must be one of {allowed}, got {value!r}")
-        if strategy == "repaint" and scheduler != "euler":
-            raise ValueError("strategy='repaint' overwrites x_t and needs scheduler='euler' (first order)")
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
         if not 0.0 <= guidance_stop <= 1.0:
@@ -339,6 +341,7 @@ class WanStereoGenerator(StereoGenerator):
         prompt: str | None = None,
         fixed_right: torch.Tensor | None = None,
         seed: int | None = None,
+        left_noise: torch.Tensor | None = None,
     ) -> WindowResult:
         """Sample the right view of one window (``T = 4k+1``, ``H, W`` multiples of 16).
 
@@ -347,6 +350,9 @@ class WanStereoGenerator(StereoGenerator):
             fixed_right: ``[B, 3, n, H, W]``: the first ``n`` right frames, already produced
                 (carried overlap); they are enforced on every step and returned unchanged.
             seed: noise seed (default: the generator's).
+            left_noise: the noise the left view was sampled from (text-to-stereo), latent
+                shape: the right view starts from it shifted onto the known cells, with
+                fresh noise (from ``seed``) in the holes; overrides ``noise``.
         """
         b, _, t, h, w = left.shape
         if not is_wan_length(t) or h % 16 or w % 16:
@@ -371,21 +377,27 @@ class WanStereoGenerator(StereoGenerator):
         fixed_mask = mask_to_latent_grid(fixed_pixels)
         warp_mask = mask_to_latent_grid(covered) * (1.0 - fixed_mask)
 
-        # 3. Initial noise.
+        # 3. Initial noise: fresh from the seed, or the left's noise shifted (fresh in the holes).
         noise = self.initial_noise(tuple(known_latent.shape), seed)
-        left_noise = noise
         disparity_latent = disparity_to_latent_grid(disparity_px)
-        if self.strategy == "latent_shift" or self.noise == "inverted":
+        inverting = self.noise == "inverted" and left_noise is None
+        if self.strategy == "latent_shift" or inverting:
             left_latent = encode_video(vae, left).to(device)
-        if self.noise == "inverted":
+        if inverting:
             scheduler = self.new_scheduler()
             scheduler.set_timesteps(self.num_inference_steps, device=device)
             left_noise = invert(
-                transformer, left_latent, inversion_sigmas(scheduler.sigmas), cond,
+                transformer, left_latent, inversion_sigmas(scheduler.sigmas), cond, uncond,
+                guidance_scale=self.guidance_scale,
                 num_train_timesteps=scheduler.config.num_train_timesteps, batch_mode=self.batch_mode,
             )
-            shifted, shifted_cover = shift_latent(left_noise, disparity_latent)
-            noise = blend(noise, shifted, shifted_cover)
+        if left_noise is None:
+            left_noise = noise  # video-to-stereo, shared: latent_shift's left trajectory noise
+        else:
+            if tuple(left_noise.shape) != tuple(noise.shape):
+                raise ValueError(f"left_noise must have the latent shape {tuple(noise.shape)}, got {tuple(left_noise.shape)}")
+            left_noise = left_noise.to(device, torch.float32)
+            noise, _ = shift_noise(left_noise, disparity_latent, noise)
 
         # 4. Denoise with the strategy, enforcing the carried frames on every step.
         guidance: Guidance | None

@@ -5,20 +5,30 @@ at two points, both on latents ``[B, 16, f, h, w]`` with masks ``[B, 1, f, h, w]
 (1 = known latent cell):
 
 - :meth:`Guidance.edit_velocity` between the model and the scheduler: edit the model's
-  prediction. Any scheduler then integrates the edited prediction *and* stores it in its
-  history, so multistep solvers (UniPC, DPM++) stay consistent;
+  prediction. Any scheduler then integrates the edited prediction and stores it in its
+  history;
 - :meth:`Guidance.edit_sample` after the scheduler step: overwrite the sample itself
-  (the latent ``x`` at the next sigma). A multistep solver's history then still holds
-  predictions made from the unedited trajectory, which is why the original
-  ``latent_shift`` lost its effect under UniPC and why :class:`Repaint` asks for a
-  first-order scheduler.
+  (the latent ``x`` at the next sigma), i.e. before the next model call.
+
+What is known about the original ``latent_shift`` failure (DESIGN.md section 4, checked
+with an exact posterior-mean denoiser in place of the network): UniPC's corrector does
+discard a sample edit made after a step, but an edit re-applied before *every* model call
+still holds the known region exactly under UniPC, Euler and DPM++ (the last edit is at
+sigma 0); "multistep history" alone does not explain the failure, and every strategy here
+runs with every scheduler (``tests/test_diffusion_sampler.py`` checks ``repaint`` under
+UniPC). What reproduces the symptom (the right view comes back as a copy of the left) is
+starting the right view from the left view's *unshifted* noise while the left itself was
+generated from that noise (text-to-stereo), with guidance stopped early. The right view's
+noise is therefore the left's noise shifted onto the known cells with
+:func:`~stereo_lit.geometry.shift_noise` (nearest cell, unit variance kept), fresh noise in the
+holes.
 
 Strategies:
 
 - :class:`X0Blend` (default): ``x0_hat = x_t - sigma*v``; known cells of ``x0_hat`` <- the
   VAE latent of the pixel-space warp; ``v <- (x_t - x0_edit) / sigma``.
 - :class:`Repaint`: known cells of ``x_t`` <- a freshly noised copy of the warp latent at
-  the current sigma (first-order scheduler only).
+  the current sigma.
 - :class:`LatentShift`: the original experiment: known cells of the right ``x_t`` <- the
   left view's ``x_t`` forward-warped on the latent grid with the latent-grid disparity,
   every ``every`` steps.
@@ -29,7 +39,7 @@ from __future__ import annotations
 import torch
 
 from stereo_lit.diffusion.flow import add_noise, blend, velocity_from_x0, x0_from_velocity
-from stereo_lit.geometry import forward_warp
+from stereo_lit.geometry import forward_warp, shift_noise
 
 STRATEGIES = ("x0_blend", "repaint", "latent_shift", "none")
 
@@ -38,8 +48,6 @@ class Guidance:
     """No guidance (plain Wan sampling); the base every strategy overrides."""
 
     name = "none"
-    #: True when the strategy overwrites the sample and so needs a first-order scheduler.
-    first_order_only = False
 
     def prepare(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:
         """Edit the initial latents (at the first sigma) before the first model call."""
@@ -84,7 +92,6 @@ class Repaint(Guidance):
     """Replace the known cells of ``x_t`` with the known latent freshly noised to the current sigma."""
 
     name = "repaint"
-    first_order_only = True
 
     def __init__(self, known_latent: torch.Tensor, mask: torch.Tensor, generator: torch.Generator | None = None) -> None:
         self.known_latent = known_latent
@@ -108,6 +115,8 @@ def shift_latent(latent: torch.Tensor, disparity_latent: torch.Tensor) -> tuple[
     """Forward-warp a latent ``[B, C, f, h, w]`` to the right view with latent-grid disparity ``[B, 1, f, h, w]``.
 
     Returns ``(shifted, covered)``, covered ``[B, 1, f, h, w]`` (z-buffered splat, see geometry).
+    For content (latents) only: a sub-pixel splat averages neighbours, so it shrinks noise;
+    shift noise with :func:`shift_noise`.
     """
     return forward_warp(latent, disparity_latent.to(latent.dtype), direction=-1)
 
@@ -116,8 +125,10 @@ class LatentShift(Guidance):
     """The original scheme: the right ``x_t`` takes the left ``x_t`` shifted on the latent grid.
 
     The left view is given (video-to-stereo) or already generated (text-to-stereo), so its
-    trajectory at any sigma is ``(1 - sigma) * z_left + sigma * noise_left``; the warp is
-    linear, so latent and noise are shifted once and mixed per step.
+    trajectory at any sigma is ``(1 - sigma) * z_left + sigma * noise_left``; latent and
+    noise are shifted once and mixed per step: the latent with the sub-pixel splat
+    (:func:`shift_latent`), the noise to the nearest cell (:func:`shift_noise`) so that the
+    shifted ``x_t`` carries unit-variance noise for its sigma. Known cells: covered by both.
 
     Args:
         left_latent: normalised left latent ``[B, 16, f, h, w]``.
@@ -132,8 +143,9 @@ class LatentShift(Guidance):
     def __init__(self, left_latent: torch.Tensor, left_noise: torch.Tensor, disparity_latent: torch.Tensor, every: int = 1) -> None:
         if every < 1:
             raise ValueError(f"shift_every must be >= 1, got {every}")
-        self.shifted_latent, self.mask = shift_latent(left_latent, disparity_latent)
-        self.shifted_noise, _ = shift_latent(left_noise, disparity_latent)
+        self.shifted_latent, latent_cover = shift_latent(left_latent, disparity_latent)
+        self.shifted_noise, noise_cover = shift_noise(left_noise, disparity_latent.to(left_noise.dtype))
+        self.mask = latent_cover * noise_cover
         self.every = every
 
     def prepare(self, latents: torch.Tensor, sigma: float) -> torch.Tensor:

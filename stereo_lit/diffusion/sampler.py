@@ -21,11 +21,6 @@ from stereo_lit.diffusion.guidance import Guidance
 BATCH_MODES = ("separate", "shared")
 
 
-def is_first_order(scheduler: Any) -> bool:
-    """True for schedulers without a multistep history (flow-match Euler)."""
-    return type(scheduler).__name__ == "FlowMatchEulerDiscreteScheduler"
-
-
 def num_guided_steps(num_inference_steps: int, guidance_stop: float) -> int:
     """Steps ``0 .. n-1`` that are guided: the first ``ceil(guidance_stop * steps)``."""
     if not 0.0 <= guidance_stop <= 1.0:
@@ -129,12 +124,6 @@ def denoise(
     Returns:
         clean latents ``[B, 16, f, h, w]``, float32.
     """
-    for hook in (guidance, constraint):
-        if hook is not None and hook.first_order_only and not is_first_order(scheduler):
-            raise ValueError(
-                f"strategy {hook.name!r} overwrites x_t and needs a first-order scheduler ('euler'); "
-                f"{type(scheduler).__name__} keeps a multistep history that the overwrite would contradict"
-            )
     guidance = guidance or Guidance()
     constraint = constraint or Guidance()
     device = latents.device
@@ -171,7 +160,9 @@ def denoise(
         # 3c. The scheduler's step (UniPC / DPM++ / Euler), unchanged.
         latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
 
-        # 3d. Edit the sample at the next sigma (repaint, latent_shift).
+        # 3d. Edit the sample at the next sigma (repaint, latent_shift), i.e. before the next
+        # model call: a multistep corrector may rewrite the edited cells from its history, but
+        # the model always sees the edited sample and the last edit (sigma 0) is exact.
         if guiding:
             latents = guidance.edit_sample(latents, sigmas[i + 1], i)
         latents = constraint.edit_sample(latents, sigmas[i + 1], i)
@@ -185,23 +176,32 @@ def invert(
     clean_latents: torch.Tensor,
     sigmas: torch.Tensor,
     prompt_embeds: torch.Tensor,
+    negative_prompt_embeds: torch.Tensor | None = None,
     *,
+    guidance_scale: float = 1.0,
     num_train_timesteps: int = 1000,
     batch_mode: str = "separate",
 ) -> torch.Tensor:
     """Flow-matching inversion: integrate the ODE from ``sigma = 0`` up to the largest sigma.
 
-    Euler steps along the (ascending) ``sigmas`` using the conditional velocity only (no
-    CFG: guidance makes inversion unstable). Returns the noise-like latent that the
-    sampler would map back to ``clean_latents``.
+    Euler steps along the (ascending) ``sigmas`` with the sampler's own velocity
+    (classifier-free guidance at ``guidance_scale``, as :func:`denoise` computes it), so
+    that sampling back from the result with the same prompt, scale and schedule retraces
+    the path. Returns the noise-like latent that the sampler maps back to about
+    ``clean_latents`` (each step evaluates the velocity at the lower sigma, sampling at
+    the higher: the round trip is exact only as the steps shrink).
 
     Args:
         clean_latents: ``[B, 16, f, h, w]`` normalised latents.
         sigmas: ascending, starting at 0 (:func:`~stereo_lit.diffusion.flow.inversion_sigmas`).
+        negative_prompt_embeds: needed when ``guidance_scale > 1``.
     """
     x = clean_latents.float()
     for sigma, sigma_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
         timestep = torch.tensor(sigma * num_train_timesteps, device=x.device)
-        velocity = predict_velocity(transformer, x, timestep, prompt_embeds, batch_mode=batch_mode)
+        velocity = predict_velocity(
+            transformer, x, timestep, prompt_embeds, negative_prompt_embeds,
+            guidance_scale=guidance_scale, batch_mode=batch_mode,
+        )
         x = euler_step(x, velocity, sigma, sigma_next)
     return x
