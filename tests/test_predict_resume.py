@@ -3,6 +3,7 @@ looks finished, re-runs resume, a corrupt file among many is reported by name.""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -54,6 +55,7 @@ def test_crash_leaves_no_finished_file_and_rerun_completes(tmp_path: Path, tiny_
     folder = out / "clip"
     assert folder.is_dir()  # the writer had started on this video ...
     assert not list(folder.glob("*.mp4"))  # ... and nothing looks finished (only hidden .partial names, if any)
+    assert (folder / ".stereo-lit.lock").is_file() and not (folder / "stereo-lit.json").exists()  # the dead run's lock
 
     done = _run(_predict_args(video, out, tiny_checkpoints), tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -61,6 +63,8 @@ def test_crash_leaves_no_finished_file_and_rerun_completes(tmp_path: Path, tiny_
         frames, has_audio = _frames_and_audio(folder / f"{layout}.mp4")
         assert frames == 17 and has_audio, layout
     assert not list(folder.glob(".*partial*"))
+    assert not (folder / ".stereo-lit.lock").exists()  # taken over from the killed run, released when done
+    assert json.loads((folder / "stereo-lit.json").read_text())["frames"] == 17  # the manifest, written last
 
     stamp = (folder / "sbs.mp4").stat().st_mtime_ns
     again = _run(_predict_args(video, out, tiny_checkpoints), tmp_path)
