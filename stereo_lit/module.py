@@ -27,6 +27,7 @@ from stereo_lit.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.padding import Padding, unpad_video
+from stereo_lit.real_footage import RIG_KINDS, EvalRun, RealFootageEval, is_real_footage, is_real_footage_data, translate_output
 from stereo_lit.run_summary import SKIPPED_KEY, RunFailures
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,10 @@ class StereoLitModule(LightningModule):
             baselines) that names none itself: written once per config, changed for every
             row with ``--model.wan_checkpoint DIR``. Wan methods that agree on folder, dtype,
             device and LoRA settings share one loaded text encoder / transformer / VAE.
+        eval_protocol: real footage (stereo videos / images) in validate/test: ``aligned``
+            (estimated depth fitted to the reference disparity), ``blind`` (the strength and
+            convergence above) or ``both`` (rows ``NAME:aligned``, ``NAME:blind``); see
+            :mod:`stereo_lit.real_footage`.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class StereoLitModule(LightningModule):
         weight_decay: float = 0.0,
         lora_every_n_steps: int = 0,
         wan_checkpoint: str | None = None,
+        eval_protocol: str = "aligned",
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else WarpFill()
@@ -96,6 +102,7 @@ class StereoLitModule(LightningModule):
         self.lora_every_n_steps = lora_every_n_steps
         self.strict_loading = False  # Lightning checkpoints hold only the LoRA weights
         self._suites: dict[str, Any] = {}
+        self.real_footage = RealFootageEval(eval_protocol)  # rig-separated tables of real stereo footage
         self._carry: dict[tuple[str, ...], Any] = {}  # videos of a batch -> generator state for their next window
         self._carry_warned = False
         self.failures = RunFailures()  # per-video errors under on_error=skip, summarised at the end
@@ -339,16 +346,23 @@ class StereoLitModule(LightningModule):
         }
 
     # ------------------------------------------------------------------ evaluate
-    def _suite(self, stage: str) -> Any:
+    def _suite(self, stage: str, real: bool = False) -> Any:
+        """The suite of table ``stage`` (``test``, or ``test_parallel`` / ``test_converged`` for real footage)."""
         if stage not in self._suites:
             from stereo_lit.evaluation import EvaluationSuite
 
-            methods = self.methods if (stage == "test" or self.eval_methods_on_val) else [self.generator]
-            self._suites[stage] = EvaluationSuite([m.name for m in methods]).to(self.device)
+            methods = self.methods if (stage.startswith("test") or self.eval_methods_on_val) else [self.generator]
+            names = [m.name for m in methods]
+            rows = self.real_footage.row_names(names, self.depth is not None) if real else names
+            self._suites[stage] = EvaluationSuite(rows).to(self.device)
         return self._suites[stage]
 
     def _eval_step(self, batch: dict[str, Any] | None, stage: str) -> dict[str, Any] | None:
-        suite = self._suite(stage)
+        real = is_real_footage_data(getattr(self._trainer, "datamodule", None) if self._trainer else None)
+        for key in [f"{stage}_{rig}" for rig in RIG_KINDS] if real else [stage]:
+            suite = self._suite(key, real)  # created up front: every rank holds the same suites
+            if real:
+                self.real_footage.prepare(key, self.device)
         batch = self._take_skipped(batch)
         if batch is None:
             return None
@@ -357,15 +371,23 @@ class StereoLitModule(LightningModule):
                 f"{', '.join(str(p) for p in batch.get('video_path', ['?']))}: no true right view (image_right/) to "
                 "score against: validate/test need stereo trajectories (use `predict` for a left view only)"
             )
-        disparity, _ = self.disparity_for(batch)
+        if is_real_footage(batch):  # matched reference, rig-separated tables, protocols
+            key, scored, runs = self.real_footage.plan(self, batch, stage)
+            suite = self._suite(key, real=True)
+        else:
+            scored, runs = batch, [EvalRun("", self.disparity_for(batch)[0], 0.0)]
+        width = batch["left"].shape[-1] - batch_padding(batch).right
         outputs: dict[str, torch.Tensor] = {}
         for method in self.methods:
-            if method.name not in suite.method_names:
-                continue
-            out = method.generate(batch["left"], disparity, prompt=(batch.get("caption") or [None])[0])
-            suite.update(method.name, batch, out)
-            outputs[method.name] = out.right
-        return {"left": batch["left"], "right_true": batch.get("right"), "right": outputs}
+            for run in runs:
+                name = method.name + run.suffix
+                if name not in suite.method_names:
+                    continue
+                out = method.generate(batch["left"], run.disparity, prompt=(batch.get("caption") or [None])[0])
+                out = translate_output(out, run.translate_px, width)  # blind convergence on converged footage
+                suite.update(name, scored, out)
+                outputs[name] = out.right
+        return {"left": batch["left"], "right_true": scored.get("right"), "right": outputs}
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
         return self._eval_step(batch, "validate")
@@ -384,6 +406,10 @@ class StereoLitModule(LightningModule):
             self.logger.log_metrics({k: v for k, v in scalars.items() if math.isfinite(v)}, step=self.global_step)
         if self.trainer.is_global_zero:
             depth_source = self.depth_source
+            notes = self.real_footage.notes(stage, self) if stage in self.real_footage.tallies else []
+            if notes:  # real footage: the protocol line says where the methods' disparity came from
+                depth_source = "model.depth (see the protocol below)" if self.depth is not None else "the reference disparity"
+            suite.notes = [*getattr(suite, "notes", []), *notes]  # real footage: reference, shifts, protocol
             datamodule = getattr(self.trainer, "datamodule", None)
             skipped = [*getattr(datamodule, "skipped", []), *self.failures.failed.items()]
             self.failures = RunFailures()
@@ -391,11 +417,20 @@ class StereoLitModule(LightningModule):
             print(suite.format_table(table, depth_source=depth_source, skipped=skipped))
             print(f"tables written: {', '.join(str(p) for p in paths)}")
 
+    def _eval_tables_end(self, stage: str) -> None:
+        """Every table of ``stage``: ``stage`` itself, or one per rig kind for real footage (empty ones dropped)."""
+        for key in [k for k in list(self._suites) if k == stage or k.startswith(f"{stage}_")]:
+            if key != stage and self.real_footage.finish(key)["windows"] == 0:  # (a collective: all ranks)
+                self._suites.pop(key)
+                continue
+            self._eval_epoch_end(key)
+            self.real_footage.reset(key)
+
     def on_validation_epoch_end(self) -> None:
-        self._eval_epoch_end("validate")
+        self._eval_tables_end("validate")
 
     def on_test_epoch_end(self) -> None:
-        self._eval_epoch_end("test")
+        self._eval_tables_end("test")
 
     # ------------------------------------------------------------------ fit
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
