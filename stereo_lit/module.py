@@ -332,7 +332,7 @@ class StereoLitModule(LightningModule):
         prompt = str(batch["prompt"][0])
         num_frames, height, width = (int(_as_list(batch[k])[0]) for k in ("num_frames", "height", "width"))
         result = TextToStereo(self.generator, self.depth, self.policy)(
-            prompt, num_frames=num_frames, height=height, width=width
+            prompt, num_frames=num_frames, height=height, width=width, seed=int(self.generator.seed)
         )
         return {
             "video_path": [str(batch["video_path"][0])],

@@ -5,7 +5,14 @@
    where ``result.values`` is ``[B, 1, T, H, W]`` and ``result.kind`` is ``"metric_m"``
    or ``"inverse_relative"``, e.g. :mod:`stereo_lit.depth`'s Video-Depth-Anything);
 3. depth -> disparity with :class:`~stereo_lit.disparity.DisparityPolicy`;
-4. :meth:`WanStereoGenerator.generate` -> right video (same model, prompt and settings).
+4. :meth:`WanStereoGenerator.sample_window` -> right video (same model, prompt and
+   settings, one window like the left). The right view starts from the noise that made
+   the left, shifted onto the known latent cells (:func:`~stereo_lit.geometry.shift_noise`),
+   with fresh noise (seed + 1) in the holes: starting it from the left's *unshifted* noise
+   pulls it towards a copy of the left (DESIGN.md section 4).
+
+Seeds: the left uses ``seed`` (default: the generator's), so it is exactly
+``WanPipeline``'s video for that seed; the right's fresh noise uses ``seed + 1``.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Any
 import torch
 
 from stereo_lit.diffusion.codec import decode_latents
+from stereo_lit.diffusion.cycle import cycle_error
 from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.diffusion.sampler import denoise
 from stereo_lit.disparity import DisparityPolicy
@@ -52,6 +60,13 @@ class TextToStereo:
     @torch.no_grad()
     def generate_left(self, prompt: str, *, num_frames: int = 81, height: int = 480, width: int = 832, seed: int | None = None) -> torch.Tensor:
         """Wan text-to-video: ``[1, 3, num_frames, height, width]`` in [0, 1]."""
+        return self.sample_left(prompt, num_frames=num_frames, height=height, width=width, seed=seed)[0]
+
+    @torch.no_grad()
+    def sample_left(
+        self, prompt: str, *, num_frames: int = 81, height: int = 480, width: int = 832, seed: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(left video [1, 3, T, H, W], its initial noise [1, 16, 1+(T-1)//4, H/8, W/8])``."""
         if not is_wan_length(num_frames) or height % 16 or width % 16:
             raise ValueError(f"need num_frames = 4k+1 and height, width multiples of 16, got {num_frames}, {height}x{width}")
         gen = self.generator
@@ -64,16 +79,24 @@ class TextToStereo:
             num_inference_steps=gen.num_inference_steps, guidance_scale=gen.guidance_scale, batch_mode=gen.batch_mode,
             progress="sampling (left view)" if gen.progress else None,
         )
-        return decode_latents(gen.components.vae, latents)
+        return decode_latents(gen.components.vae, latents), noise
 
     def __call__(
         self, prompt: str, *, num_frames: int = 81, height: int = 480, width: int = 832, seed: int | None = None
     ) -> TextToStereoResult:
-        left = self.generate_left(prompt, num_frames=num_frames, height=height, width=width, seed=seed)
+        seed = self.generator.seed if seed is None else seed
+        left, left_noise = self.sample_left(prompt, num_frames=num_frames, height=height, width=width, seed=seed)
         depth = self.depth_estimator.estimate(left)
         values = depth.values.to(left.device)
         if values.shape[0] != left.shape[0] or values.shape[1] != 1 or values.shape[2:] != left.shape[2:]:
             raise ValueError(f"depth estimator returned values {tuple(values.shape)} for a video {tuple(left.shape)}")
         disparity_px = self.disparity_policy.from_depth(values, depth.kind, key=f"text:{prompt}:{seed}")
-        stereo = self.generator.generate(left, disparity_px, prompt=prompt)
-        return TextToStereoResult(left, stereo.right, values, depth.kind, disparity_px, stereo)
+        window = self.generator.sample_window(left, disparity_px, prompt=prompt, seed=seed + 1, left_noise=left_noise)
+        right = window.right.to(left.device)
+        stereo = StereoOutput(
+            right=right,
+            known_mask=window.known_mask.to(left.device),
+            extras={"cycle_error": cycle_error(left.float(), right, disparity_px.float()),
+                    "seam_frames": torch.zeros(0, dtype=torch.long)},
+        )
+        return TextToStereoResult(left, right, values, depth.kind, disparity_px, stereo)
