@@ -18,6 +18,13 @@ Seams: window seam frames (first frame of each new window inside the clip) are r
 from ``out.extras["seam_frames"]`` or ``batch["seam_frames"]`` (list or tensor of
 frame indices); without them the seam columns are absent.
 
+Cost: ``update(..., cost=CallCost)`` (from :func:`stereo_lit.metrics.timed_generate`) adds
+the columns ``sec_per_81f`` / ``nfe_per_81f`` (:mod:`stereo_lit.metrics.cost`); the
+reference row has none. Notes the metrics leave (MS-SSIM on frames too small, LPIPS not
+available, what the cost columns measure) are the table's footer (:attr:`EvaluationSuite.notes`).
+:attr:`EvaluationSuite.report_data` collects per-frame metrics and sample frames for
+:meth:`EvaluationSuite.write_report` (``{stage}_report.html``, :mod:`stereo_lit.report`).
+
 Padding never counts: the batch and every method's output are unpadded
 (:func:`unpad_batch`, from ``batch["padding"]``, see
 :func:`stereo_lit.depth_source.batch_padding`) before anything is scored, so masks,
@@ -31,6 +38,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +49,9 @@ from stereo_lit.depth_source import batch_padding
 from stereo_lit.generators.base import StereoOutput
 from stereo_lit.geometry import occlusion_mask, right_disparity_from_left
 from stereo_lit.metrics._video import autocast_off
+from stereo_lit.metrics.cost import COST_FOOTNOTE, CallCost
 from stereo_lit.padding import Padding, unpad_video
+from stereo_lit.report import ReportData, render_report, write_report
 
 #: name of the row holding the true right view's metrics (matcher / flow / warp floors)
 REFERENCE_ROW = "true_right"
@@ -166,12 +176,14 @@ def _seam_list(seams: Any) -> list[int] | None:
 
 
 class MethodMetrics(nn.Module):
-    """All metrics of one method."""
+    """All metrics of one method (``cost``: with the time / NFE columns)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cost: bool = True) -> None:
         super().__init__()
         from stereo_lit.metrics import (
             CycleConsistencyError,
+            GenerationCost,
+            MultiScaleSSIM,
             RightViewMetrics,
             SIoU,
             StereoMatchError,
@@ -179,18 +191,25 @@ class MethodMetrics(nn.Module):
         )
 
         self.right_view = RightViewMetrics()
+        self.ms_ssim = MultiScaleSSIM()
         self.stereo = StereoMatchError()
         self.temporal = WarpingError()
         self.siou = SIoU(variant="rgb")  # column siou_rgb
         self.siou_m2s = SIoU(variant="m2s_release")  # column siou_m2s_release (Mono2Stereo's released code)
         self.cycle = CycleConsistencyError()
+        self.cost = GenerationCost() if cost else None
+        self.notes: list[str] = []
 
     @torch.no_grad()
-    def update(self, batch: dict[str, Any], out: StereoOutput, context: BatchContext | None = None) -> None:
+    def update(
+        self, batch: dict[str, Any], out: StereoOutput, context: BatchContext | None = None, cost: CallCost | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Score ``out`` on the (unpadded) ``batch``; returns per-frame ``psnr_all``, ``ssim_all``, ``ms_ssim`` ``[B*T]``."""
         ctx = context if context is not None else BatchContext(batch)
         left, right_true = batch["left"], batch["right"]
         pred = out.right.to(right_true)
         self.right_view.update(pred, right_true, valid=ctx.valid_right, visible=ctx.visible_right)
+        self.ms_ssim.update(pred, right_true)
         self.stereo.update(left, pred, ctx.disparity_left, ctx.valid_left)
         seams = _seam_list(out.extras.get("seam_frames")) if out.extras else None
         seams = seams if seams is not None else ctx.batch_seams
@@ -198,15 +217,25 @@ class MethodMetrics(nn.Module):
         self.siou.update(pred, right_true, left)
         self.siou_m2s.update(pred, right_true, left)
         self.cycle.update(pred, left, ctx.disparity_right, ctx.cycle_mask)
+        if self.cost is not None and cost is not None:
+            self.cost.update(cost.seconds, left.shape[0] * left.shape[2], cost.nfe)
+        return {**self.right_view.last_per_frame, "ms_ssim": self.ms_ssim.last_per_frame}
 
     def compute(self) -> dict[str, float]:
+        """The row; :attr:`notes` then holds the metrics' one-line footer notes (MS-SSIM, LPIPS)."""
         row: dict[str, float] = {}
-        for name in ("right_view", "stereo", "temporal", "siou", "siou_m2s", "cycle"):
-            value = getattr(self, name).compute()
+        names = ["right_view", "ms_ssim", "stereo", "temporal", "siou", "siou_m2s", "cycle"]
+        for name in names + (["cost"] if self.cost is not None else []):
+            with warnings.catch_warnings():  # an untimed method's cost is nan, not a mistake
+                warnings.filterwarnings("ignore", message=".*GenerationCost was called before the ``update``")
+                value = getattr(self, name).compute()
             if isinstance(value, dict):
                 row.update({k: float(v) for k, v in value.items()})
             else:
                 row[name] = float(value)
+        self.notes = [n for n in (self.ms_ssim.note, self.right_view.lpips_reason) if n]
+        if self.right_view.lpips_reason:
+            self.notes[-1] = f"lpips: not computed: {self.right_view.lpips_reason}."
         return row
 
 
@@ -225,7 +254,11 @@ class EvaluationSuite(nn.Module):
             raise ValueError(f"method name {REFERENCE_ROW!r} is reserved for the reference row")
         self.reference = bool(reference)
         rows = self.method_names + ([REFERENCE_ROW] if self.reference else [])
-        self.per_method = nn.ModuleDict({name: MethodMetrics() for name in rows})
+        self.per_method = nn.ModuleDict({name: MethodMetrics(cost=name != REFERENCE_ROW) for name in rows})
+        #: footer notes of the last :meth:`compute` (MS-SSIM frame size, LPIPS availability, cost columns)
+        self.notes: list[str] = []
+        #: per-frame metrics and sample frames for the HTML report (first clips only)
+        self.report_data = ReportData()
         self._context_key: torch.Tensor | None = None  # held so its id cannot be reused
         self._context: BatchContext | None = None
 
@@ -235,31 +268,43 @@ class EvaluationSuite(nn.Module):
             unpadded = unpad_batch(batch)
             self._context = BatchContext(unpadded)
             self._context_key = batch["left"]
+            self.report_data.new_batch(unpadded)
             if self.reference:  # a new batch: the true right view goes through the same metrics once
                 true_out = StereoOutput(right=unpadded["right"], known_mask=self._context.visible_right)
                 self.per_method[REFERENCE_ROW].update(unpadded, true_out, self._context)
         return self._context.batch, self._context
 
-    def update(self, method: str, batch: dict[str, Any], out: StereoOutput) -> None:
-        """Score ``out`` (on ``batch``'s padded grid or not) on the unpadded batch, in float32."""
+    def update(self, method: str, batch: dict[str, Any], out: StereoOutput, cost: CallCost | None = None) -> None:
+        """Score ``out`` (on ``batch``'s padded grid or not) on the unpadded batch, in float32;
+        ``cost``: the call's wall time and NFE (frames counted without padding)."""
         if method not in self.method_names:
             raise KeyError(f"unknown method {method!r}; the suite was built for {self.method_names}")
         with autocast_off():
             unpadded, context = self._context_for(batch)
-            self.per_method[method].update(unpadded, unpad_output(out, batch), context)
+            out = unpad_output(out, batch)
+            per_frame = self.per_method[method].update(unpadded, out, context, cost)
+            self.report_data.add(method, out.right, per_frame)
 
     def compute(self) -> dict[str, dict[str, float]]:
         self._context, self._context_key = None, None
         rows = self.method_names + ([REFERENCE_ROW] if self.reference else [])
         with autocast_off():
-            return {name: self.per_method[name].compute() for name in rows}
+            table = {name: self.per_method[name].compute() for name in rows}
+        notes: list[str] = []
+        for name in rows:
+            notes += [n for n in self.per_method[name].notes if n not in notes]
+        if any("sec_per_81f" in row for row in table.values()):
+            notes.append(COST_FOOTNOTE)
+        self.notes = notes
+        return table
 
-    @staticmethod
     def format_table(
-        table: dict[str, dict[str, float]], depth_source: str = "", skipped: list[tuple[str, str]] | None = None
+        self, table: dict[str, dict[str, float]], depth_source: str = "", skipped: list[tuple[str, str]] | None = None,
+        notes: list[str] | None = None,
     ) -> str:
         """Markdown table, one row per method (columns in the order metrics report them);
-        ``skipped`` = ``[(clip, reason)]`` dropped under ``on_error: skip`` (a footer names them)."""
+        ``skipped`` = ``[(clip, reason)]`` dropped under ``on_error: skip`` (a footer names them);
+        ``notes``: footer lines (default: :attr:`notes` of the last :meth:`compute`)."""
         columns = _columns(table)
         lines = []
         if depth_source:
@@ -276,6 +321,8 @@ class EvaluationSuite(nn.Module):
             )
         if any(c.startswith("sgbm_") for c in columns):
             lines.append(f"\n{SGBM_FOOTNOTE}")
+        for note in self.notes if notes is None else notes:
+            lines.append(f"\n{note}")
         if skipped:
             lines.append(f"\nskipped: {len(skipped)} clip(s) not scored (unreadable):")
             lines += [f"- {name}: {reason}" for name, reason in skipped]
@@ -312,12 +359,24 @@ class EvaluationSuite(nn.Module):
             "reference_row": REFERENCE_ROW if REFERENCE_ROW in table else None,
             "columns": columns,
             "methods": {m: {k: _json_number(v) for k, v in row.items()} for m, row in table.items()},
-            "notes": [SGBM_FOOTNOTE] if any(c.startswith("sgbm_") for c in columns) else [],
+            "notes": ([SGBM_FOOTNOTE] if any(c.startswith("sgbm_") for c in columns) else []) + self.notes,
             "skipped": [{"clip": name, "reason": reason} for name, reason in skipped or []],
         }
         _atomic_write(js, json.dumps(payload, indent=2, allow_nan=False) + "\n")
         paths.append(js)
         return paths
+
+    def write_report(
+        self, table: dict[str, dict[str, float]], out_dir: Path, stage: str, depth_source: str = "",
+        skipped: list[tuple[str, str]] | None = None,
+    ) -> Path:
+        """Write the self-contained ``{stage}_report.html`` into ``out_dir`` (:mod:`stereo_lit.report`)."""
+        notes = ([SGBM_FOOTNOTE] if any(c.startswith("sgbm_") for c in _columns(table)) else []) + self.notes
+        page = render_report(
+            table, _columns(table), title=f"stereo-lit {stage}", notes=notes, depth_source=depth_source,
+            skipped=skipped, data=self.report_data,
+        )
+        return write_report(Path(out_dir) / f"{stage}_report.html", page)
 
 
 def _columns(table: dict[str, dict[str, float]]) -> list[str]:

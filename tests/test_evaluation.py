@@ -14,6 +14,7 @@ from stereo_lit.data.synthetic import render_sequence
 from stereo_lit.evaluation import REFERENCE_ROW, SGBM_FOOTNOTE, EvaluationSuite
 from stereo_lit.generators.base import StereoOutput
 from stereo_lit.generators.geometric import CopyLeft, WarpFill, WarpOnly
+from stereo_lit.metrics import CallCost, lpips_unavailable_reason
 
 
 def _video(frames_u8: np.ndarray) -> torch.Tensor:
@@ -35,7 +36,8 @@ def synthetic_batch(num_frames: int = 5, height: int = 96, width: int = 128) -> 
 
 
 @pytest.fixture(scope="module")
-def table() -> dict:
+def scored() -> tuple:
+    """(suite, table) of three geometric methods on 5 frames of 96x128, each call costing 0.5 s."""
     batch = synthetic_batch()
     methods = [CopyLeft(), WarpOnly(), WarpFill()]
     suite = EvaluationSuite([m.name for m in methods])
@@ -43,8 +45,33 @@ def table() -> dict:
         out = method.generate(batch["left"], batch["disparity_left_px"])
         if method.name == "warp_fill":
             out.extras["seam_frames"] = [2]
-        suite.update(method.name, batch, out)
-    return suite.compute()
+        suite.update(method.name, batch, out, cost=CallCost(seconds=0.5, nfe=0))
+    table = suite.compute()
+    return suite, table
+
+
+@pytest.fixture(scope="module")
+def table(scored) -> dict:
+    return scored[1]
+
+
+def test_cost_columns_and_footer_notes(scored, tmp_path) -> None:
+    suite, table = scored
+    for name in ("copy_left", "warp_only", "warp_fill"):  # 0.5 s for 5 frames = 8.1 s per 81 frames
+        assert table[name]["sec_per_81f"] == pytest.approx(0.5 / 5 * 81) and table[name]["nfe_per_81f"] == 0
+    markdown = suite.format_table(table)
+    footer = markdown.split(f"| {REFERENCE_ROW} |", 1)[1]
+    # 96x128 frames are too small for 5-scale MS-SSIM: n/a, and the footer says why in one line
+    assert all(math.isnan(row["ms_ssim"]) for row in table.values())
+    assert "ms_ssim: 5 frame(s) with a side of 96 px are below the 176 px" in footer
+    reason = lpips_unavailable_reason()
+    if reason is None:
+        assert "lpips_all" in table["warp_fill"]
+    else:  # no torchvision / backbone weights here: no column, a one-line reason
+        assert "lpips_all" not in table["warp_fill"] and f"lpips: not computed: {reason}." in footer.splitlines()
+    assert "sec_per_81f: wall seconds" in footer and "padding frames not counted" in footer
+    payload = json.loads(suite.write_table(table, tmp_path, stage="test")[2].read_text())
+    assert payload["notes"] == [SGBM_FOOTNOTE, *suite.notes] and len(suite.notes) == 2 + (reason is not None)
 
 
 def test_rows_and_columns(table) -> None:
@@ -52,10 +79,13 @@ def test_rows_and_columns(table) -> None:
     expected = {
         "psnr_all", "psnr_visible", "psnr_disoccluded", "ssim_all", "ssim_visible", "ssim_disoccluded",
         "sgbm_epe", "sgbm_d1_pct", "sgbm_bad1_pct", "sgbm_bad2_pct", "sgbm_bad3_pct", "sgbm_density_pct",
-        "warp_error", "siou_rgb", "siou_m2s_release", "cycle_error", "cycle_coverage_pct",
+        "warp_error", "siou_rgb", "siou_m2s_release", "cycle_error", "cycle_coverage_pct", "ms_ssim",
     }
     for row in table.values():
         assert expected <= set(row)
+    for name in ("copy_left", "warp_only", "warp_fill"):  # the methods' cost columns; the reference has none
+        assert {"sec_per_81f", "nfe_per_81f"} <= set(table[name])
+    assert "sec_per_81f" not in table[REFERENCE_ROW]
     assert "seam_jump_ratio" in table["warp_fill"] and "seam_jump_ratio" not in table["copy_left"]
 
 
@@ -126,10 +156,10 @@ def _same_table(a: dict, b: dict) -> None:
             assert (math.isnan(value) and math.isnan(other)) or value == other, (method, key, value, other)
 
 
-def _score(batch: dict, outputs: dict, device: str = "cpu") -> dict:
+def _score(batch: dict, outputs: dict, device: str = "cpu", cost: CallCost | None = None) -> dict:
     suite = EvaluationSuite(list(outputs)).to(device)
     for name, out in outputs.items():
-        suite.update(name, batch, out)
+        suite.update(name, batch, out, cost=cost)
     return suite.compute()
 
 
@@ -159,8 +189,11 @@ def test_padding_never_counts() -> None:
             known_mask=pad_video(out.known_mask, padding),
             extras={"seam_frames": [3, 8]},  # frame 8 is padding: no seam of the clip
         )
-    expected, got = _score(batch, plain), _score(padded, padded_outs)
+    cost = CallCost(seconds=0.7, nfe=14)  # the same call on 9 padded frames: 7 source frames count
+    expected, got = _score(batch, plain, cost=cost), _score(padded, padded_outs, cost=cost)
     assert "seam_jump_ratio" in expected["warp_fill"]
+    assert got["warp_fill"]["sec_per_81f"] == pytest.approx(0.7 / 7 * 81)
+    assert got["warp_fill"]["nfe_per_81f"] == pytest.approx(14 / 7 * 81)
     _same_table(got, expected)
 
 

@@ -150,3 +150,27 @@ def test_ssim_is_float32_under_bf16_autocast() -> None:
         true_out = {k: float(v) for k, v in truth.compute().items()}
     assert out == expected
     assert true_out["ssim_all"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_per_frame_values_of_the_last_update() -> None:
+    """``last_per_frame`` (the report's curves): torchmetrics' PSNR / SSIM of each frame, invalid pixels left out."""
+    gen = torch.Generator().manual_seed(3)
+    target = torch.rand(2, 3, 3, 32, 40, generator=gen)
+    preds = (target + 0.03 * (1 + torch.arange(3.0)).view(1, 1, 3, 1, 1) * torch.randn(target.shape, generator=gen))
+    valid = torch.ones(2, 1, 3, 32, 40)
+    valid[1, :, 2] = 0  # last frame of clip 1 has no valid pixel: nan
+    metric = RightViewMetrics(lpips=False)
+    metric.update(preds, target, valid=valid)
+    per_frame = metric.last_per_frame
+    assert per_frame["psnr_all"].shape == per_frame["ssim_all"].shape == (6,)  # frame b*T + t
+    for b in range(2):
+        for t in range(3):
+            i = b * 3 + t
+            if b == 1 and t == 2:
+                assert math.isnan(float(per_frame["psnr_all"][i])) and math.isnan(float(per_frame["ssim_all"][i]))
+                continue
+            p, y = preds[b:b + 1, :, t], target[b:b + 1, :, t]
+            assert float(per_frame["psnr_all"][i]) == pytest.approx(float(peak_signal_noise_ratio(p, y, data_range=1.0)), abs=1e-4)
+            assert float(per_frame["ssim_all"][i]) == pytest.approx(
+                float(structural_similarity_index_measure(p, y, data_range=1.0)), abs=1e-5)
+    assert float(per_frame["psnr_all"][0]) > float(per_frame["psnr_all"][2])  # the noise grows with t

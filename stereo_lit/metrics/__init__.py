@@ -5,6 +5,9 @@ Every ``update``/``compute`` runs in float32 with autocast off (:func:`._video.f
 
 - :class:`RightViewMetrics`: PSNR / SSIM (/ LPIPS) against the true right view on all,
   visible and disoccluded pixels (:mod:`.image`);
+- :class:`MultiScaleSSIM`: torchmetrics' 5-scale MS-SSIM on whole frames (nan with a note
+  for frames under 176 px) (:mod:`.msssim`);
+- :class:`GenerationCost`: wall seconds and transformer evaluations per 81 frames (:mod:`.cost`);
 - :class:`StereoMatchError`: OpenCV SGBM disparity of (left, produced right) against
   the true disparity: EPE, D1, bad-1/2/3, density (:mod:`.stereo_match`);
 - :class:`WarpingError`: Lai et al. 2018 warping error and window-seam jump (:mod:`.temporal`);
@@ -12,6 +15,7 @@ Every ``update``/``compute`` runs in float32 with autocast off (:func:`._video.f
 - :class:`CycleConsistencyError`: right -> left cycle error (:mod:`.cycle`).
 """
 
+from stereo_lit.metrics.cost import COST_FOOTNOTE, CallCost, GenerationCost, method_nfe, timed_generate
 from stereo_lit.metrics.cycle import CycleConsistencyError
 from stereo_lit.metrics.image import (
     REGIONS,
@@ -21,6 +25,7 @@ from stereo_lit.metrics.image import (
     psnr_from_mse,
     ssim_map,
 )
+from stereo_lit.metrics.msssim import MultiScaleSSIM, ms_ssim_min_side
 from stereo_lit.metrics.siou import SIOU_VARIANTS, SIoU, binary_iou, siou_frame
 from stereo_lit.metrics.stereo_match import SGBMParams, StereoMatchError, num_disparities_for, sgbm_disparity
 from stereo_lit.metrics.temporal import (
@@ -33,6 +38,13 @@ from stereo_lit.metrics.temporal import (
 )
 
 __all__ = [
+    "COST_FOOTNOTE",
+    "CallCost",
+    "GenerationCost",
+    "MultiScaleSSIM",
+    "method_nfe",
+    "ms_ssim_min_side",
+    "timed_generate",
     "REGIONS",
     "SIOU_VARIANTS",
     "CycleConsistencyError",

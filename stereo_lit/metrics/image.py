@@ -168,6 +168,10 @@ class RightViewMetrics(Metric):
             self.add_state(f"ssim_sum_{region}", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
             self.add_state(f"pixels_{region}", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.lpips_metric = None
+        #: why LPIPS is not computed ("auto" and unavailable), else None
+        self.lpips_reason: str | None = None
+        #: ``{"psnr_all", "ssim_all"}`` -> ``[B*T]`` values of the last ``update`` (frame ``b*T + t``)
+        self.last_per_frame: dict[str, torch.Tensor] = {}
         if lpips not in (True, False, "auto"):
             raise ValueError(f"lpips must be True, False or 'auto', got {lpips!r}")
         if lpips:
@@ -179,6 +183,7 @@ class RightViewMetrics(Metric):
             elif lpips is True:
                 raise RuntimeError(f"LPIPS was required (lpips=True) but {reason}")
             else:
+                self.lpips_reason = reason
                 _log_once(reason)
 
     @full_precision
@@ -206,16 +211,26 @@ class RightViewMetrics(Metric):
         pred_frames, target_frames = to_frames(preds), to_frames(target)
         mask_frames = {name: to_frames(m) for name, m in masks.items()}
         ssim_sums = {name: torch.zeros((), dtype=torch.float64, device=preds.device) for name in masks}
+        ssim_frames = torch.full((pred_frames.shape[0],), math.nan, dtype=torch.float64, device=preds.device)
         for start in range(0, pred_frames.shape[0], self.frames_per_chunk):
             chunk = slice(start, start + self.frames_per_chunk)
             for name, m in mask_frames.items():
                 if not bool(m[chunk].any()):
                     continue
                 smap = masked_ssim_map(pred_frames[chunk], target_frames[chunk], m[chunk], data_range=self.data_range)
-                ssim_sums[name] += (smap.double() * m[chunk]).sum()
+                weighted = (smap.double() * m[chunk]).flatten(1).sum(1)
+                ssim_sums[name] += weighted.sum()
+                if name == "all":
+                    ssim_frames[chunk] = weighted / m[chunk].double().flatten(1).sum(1)
             if self.lpips_metric is not None:
                 self.lpips_metric.update(pred_frames[chunk].clamp(0, 1), target_frames[chunk].clamp(0, 1))
 
+        all_frames = to_frames(valid_m).double().flatten(1).sum(1) * channels
+        frame_mse = to_frames(sq_err.double() * valid_m).flatten(1).sum(1) / all_frames
+        self.last_per_frame = {
+            "psnr_all": torch.tensor([psnr_from_mse(float(v), self.data_range) for v in frame_mse.cpu()]),
+            "ssim_all": ssim_frames.float().cpu(),
+        }
         for name, m in masks.items():
             pixels = m.double().sum()
             setattr(self, f"sse_{name}", getattr(self, f"sse_{name}") + (sq_err.double() * m).sum())
