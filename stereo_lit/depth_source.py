@@ -5,6 +5,9 @@ window would give each window its own relative scale (and flicker at the seams),
 for a video *file* the estimator runs once over the whole video, streamed and cached
 on disk (:meth:`stereo_lit.depth.VDAEstimator.video_depth`), and each window takes its
 slice. In-memory clips (TartanAir, text-to-stereo) go through ``estimate`` directly.
+With ``shot_aware``, the shot cuts of a video file are found first (a decoding pass at
+low resolution, :func:`stereo_lit.shots.detect_cuts`), the depth windows restart at every
+cut, and the cuts go with the depth to the disparity policy (one range per shot).
 
 Also here: least-squares alignment of relative inverse depth to a reference
 disparity, used when an estimated depth is evaluated against ground truth.
@@ -12,6 +15,10 @@ disparity, used when an estimated depth is evaluated against ground truth.
 
 from __future__ import annotations
 
+import inspect
+import json
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,9 @@ import numpy as np
 import torch
 
 from stereo_lit.padding import Padding, pad_video
+
+log = logging.getLogger(__name__)
+CUT_DETECTION_WIDTH = 320  # frames are decoded this wide (even height, same aspect) for cut detection
 
 
 def _first(value: Any) -> Any:
@@ -79,17 +89,74 @@ def video_file_key(video_path: str) -> str:
 
 
 def whole_video_depth(
-    estimator: Any, video_path: str, fps: float, size: tuple[int, int], num_frames: int | None = None
+    estimator: Any,
+    video_path: str,
+    fps: float,
+    size: tuple[int, int],
+    num_frames: int | None = None,
+    cuts: list[int] | None = None,
 ) -> np.ndarray:
     """Depth ``[T, H, W]`` of a whole video file at ``size`` and ``fps`` (the datamodule's timeline).
 
     Uses ``estimator.video_depth`` (streamed; cached on disk when the estimator has a
-    cache) keyed by the file's content, the frame rate and the size.
+    cache) keyed by the file's content, the frame rate and the size. ``cuts``: shot cuts
+    where the depth windows restart (passed on when the estimator's ``video_depth`` takes them).
     """
     from stereo_lit.io.video_reader import iter_frames
 
     key = f"{video_file_key(video_path)}-{fps:.6f}-{size[0]}x{size[1]}"
-    return estimator.video_depth(lambda: iter_frames(video_path, fps=fps, size=size), key=key, total_frames=num_frames)
+    extra = {"cuts": cuts} if cuts and "cuts" in inspect.signature(estimator.video_depth).parameters else {}
+    return estimator.video_depth(
+        lambda: iter_frames(video_path, fps=fps, size=size), key=key, total_frames=num_frames, **extra
+    )
+
+
+def video_cuts(video_path: str, fps: float, size: tuple[int, int], cache_dir: Path | None = None) -> list[int]:
+    """Shot cuts of a video file on the datamodule's timeline (``fps``), memoised in ``cache_dir``.
+
+    Frames are decoded :data:`CUT_DETECTION_WIDTH` px wide; the cuts are those of
+    :func:`stereo_lit.shots.detect_cuts` (PySceneDetect ``ContentDetector``, defaults).
+    """
+    from stereo_lit.io.video_reader import iter_frames
+    from stereo_lit.shots import detect_cuts
+
+    height, width = size
+    small_w = min(width, CUT_DETECTION_WIDTH) // 2 * 2
+    small = (max(2, round(height * small_w / width / 2) * 2), max(2, small_w))
+    note = None
+    if cache_dir is not None:
+        note = Path(cache_dir) / f"cuts-{video_file_key(video_path)}-{fps:.6f}.json"
+        if note.is_file():
+            try:
+                return [int(c) for c in json.loads(note.read_text())["cuts"]]
+            except (ValueError, KeyError, TypeError):
+                pass
+    cuts = detect_cuts(iter_frames(video_path, fps=fps, size=small), fps=fps)
+    log.info("%s: %d shot cut(s) at frames %s", video_path, len(cuts), cuts[:20])
+    if note is not None:
+        try:
+            note.parent.mkdir(parents=True, exist_ok=True)
+            note.write_text(json.dumps({"video": str(video_path), "fps": fps, "cuts": cuts}))
+        except OSError:
+            pass
+    return cuts
+
+
+@dataclass
+class VideoDepth:
+    """What the disparity policy needs of one batch element's video.
+
+    Attributes:
+        sample: ``[T', H, W]`` evenly spaced frames (at most ~64) of the whole video's depth.
+        depth: ``[T, H, W]`` the whole video's depth (numpy array or memmap).
+        start: the window's first frame in the video.
+        cuts: first frame of each shot after the first (empty: not detected, or one shot).
+    """
+
+    sample: torch.Tensor
+    depth: Any
+    start: int
+    cuts: list[int] = field(default_factory=list)
 
 
 class WindowDepth:
@@ -102,12 +169,15 @@ class WindowDepth:
         estimator: a depth estimator (``estimate(video) -> DepthResult``; ``video_depth``
             for whole files when it has one).
         keep: whole-video depths kept in memory besides the current batch's videos.
+        shot_aware: detect each video file's shot cuts; depth windows restart at them.
     """
 
-    def __init__(self, estimator: Any, keep: int = 2) -> None:
+    def __init__(self, estimator: Any, keep: int = 2, shot_aware: bool = False) -> None:
         self.estimator = estimator
         self.keep = int(keep)
+        self.shot_aware = bool(shot_aware)
         self._depths: dict[tuple[str, float, tuple[int, int]], np.ndarray] = {}
+        self._cuts: dict[tuple[str, float, tuple[int, int]], list[int]] = {}
 
     @property
     def kind(self) -> str:
@@ -117,14 +187,25 @@ class WindowDepth:
         if video in self._depths:
             self._depths[video] = self._depths.pop(video)  # most recent last
         else:
-            self._depths[video] = whole_video_depth(self.estimator, *video, num_frames=num_frames)
+            cuts = self.cuts(video)
+            self._depths[video] = whole_video_depth(self.estimator, *video, num_frames=num_frames, cuts=cuts)
         return self._depths[video]
 
-    def for_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, str, list[torch.Tensor] | None]:
-        """``(depth [B,1,T,H,W] on the batch's padded grid, kind, per-video whole-video depth or None)``.
+    def cuts(self, video: tuple[str, float, tuple[int, int]]) -> list[int]:
+        """Shot cuts of ``(path, fps, size)`` (``[]`` unless ``shot_aware``), memoised."""
+        if not self.shot_aware:
+            return []
+        if video not in self._cuts:
+            cache = getattr(self.estimator, "cache", None)
+            self._cuts[video] = video_cuts(*video, cache_dir=getattr(cache, "dir", None))
+        return self._cuts[video]
 
-        The third item holds, for each batch element, a subsample of its whole video's depth
-        (``[T', H, W]``, at most ~64 frames); None for in-memory clips (depth from ``estimate``).
+    def for_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, str, list[VideoDepth] | None]:
+        """``(depth [B,1,T,H,W] on the batch's padded grid, kind, per-element :class:`VideoDepth` or None)``.
+
+        The third item holds, for each batch element, its whole video's depth (and a subsample
+        of at most ~64 frames), the window's start and the video's shot cuts; None for
+        in-memory clips (depth from ``estimate``).
         """
         left = batch["left"]
         paths = batch.get("video_path")
@@ -152,10 +233,12 @@ class WindowDepth:
             window = torch.from_numpy(np.array(depth[start:stop], dtype=np.float32))[None, None]
             grid = Padding(padding.bottom, padding.right, left.shape[2] - (stop - start))
             windows.append(pad_video(window, grid, "replicate"))
-            wholes.append(torch.from_numpy(np.array(depth[:: max(1, depth.shape[0] // 64)], dtype=np.float32)))
+            sample = torch.from_numpy(np.array(depth[:: max(1, depth.shape[0] // 64)], dtype=np.float32))
+            wholes.append(VideoDepth(sample, depth, start, list(self._cuts.get(video, []))))
         others = [v for v in self._depths if v not in current]  # oldest first; the batch's own stay
         for video in others[: max(0, len(others) - self.keep)]:
             del self._depths[video]
+            self._cuts.pop(video, None)
         return torch.cat(windows).to(left), self.kind, wholes
 
 

@@ -8,7 +8,9 @@ Two cases (DESIGN.md section 2):
   mapped to ``[0, max_disparity_px]`` where ``max_disparity_px`` is a percentage of the
   frame width. The mapping uses robust percentiles of the *whole video*, fixed the
   first time a video is seen, so consecutive windows of one video share one depth
-  scale and the 3D strength does not jump at window seams.
+  scale and the 3D strength does not jump at window seams. With ``shot_aware`` and the
+  video's shot cuts, each shot gets its own range (optionally smoothed over time inside
+  the shot, ``range_smoothing``): the rules are in :mod:`stereo_lit.shots`.
 
 The convergence (zero-parallax) plane is not part of the disparity (which stays
 >= 0 so that larger always means nearer); it is returned as a shift in pixels that
@@ -17,11 +19,15 @@ the output stage applies as a horizontal image translation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 
 from stereo_lit.geometry import metric_depth_to_disparity
+from stereo_lit.shots import frame_ranges, robust_range
 
 
 @dataclass
@@ -37,6 +43,10 @@ class DisparityPolicy:
             ``[0, max_disparity_px]``.
         focal_px, baseline_m: camera for metric depth (at the tensor's width); when
             None, metric depth is first turned into inverse depth and treated as relative.
+        shot_aware: one range per shot (given the video's cuts) instead of one per video.
+        range_smoothing: None: the range is constant inside a shot; ``tau`` (frames): it
+            follows each frame's range through a look-ahead mean and an EMA of time constant
+            ``tau`` (:func:`stereo_lit.shots.frame_ranges`).
     """
 
     max_disparity_pct: float = 2.0
@@ -45,7 +55,10 @@ class DisparityPolicy:
     high_percentile: float = 98.0
     focal_px: float | None = None
     baseline_m: float | None = None
+    shot_aware: bool = True
+    range_smoothing: float | None = None
     _ranges: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
+    _frame_ranges: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.max_disparity_pct <= 20.0:
@@ -56,6 +69,8 @@ class DisparityPolicy:
             raise ValueError(
                 f"need 0 <= low_percentile < high_percentile <= 100, got {self.low_percentile}, {self.high_percentile}"
             )
+        if self.range_smoothing is not None and self.range_smoothing < 0:
+            raise ValueError(f"range_smoothing must be None or >= 0 frames, got {self.range_smoothing}")
 
     def max_disparity_px(self, width_px: int) -> float:
         return self.max_disparity_pct / 100.0 * width_px
@@ -67,53 +82,91 @@ class DisparityPolicy:
     def relative_range(self, key: str, inv_depth: torch.Tensor) -> tuple[float, float]:
         """Robust ``(low, high)`` of inverse depth for video ``key``, fixed on first sight."""
         if key not in self._ranges:
-            values = inv_depth[torch.isfinite(inv_depth)].float().flatten()
-            if values.numel() == 0:
-                raise ValueError(f"depth of {key!r} has no finite value")
-            if values.numel() > 1_000_000:  # torch.quantile has an input size limit
-                step = values.numel() // 1_000_000 + 1
-                values = values[::step]
-            q = torch.tensor([self.low_percentile, self.high_percentile], dtype=values.dtype) / 100.0
-            low, high = torch.quantile(values, q.to(values.device)).tolist()
-            if not high > low:
-                high = low + 1e-6
-            self._ranges[key] = (low, high)
+            try:
+                self._ranges[key] = robust_range(inv_depth, self.low_percentile, self.high_percentile)
+            except ValueError:
+                raise ValueError(f"depth of {key!r} has no finite value") from None
         return self._ranges[key]
 
-    def fix_video_range(self, key: str, whole_depth: torch.Tensor, kind: str) -> None:
+    def fix_video_range(
+        self, key: str, whole_depth: torch.Tensor, kind: str, depth: Any = None, cuts: Sequence[int] = ()
+    ) -> None:
         """Fix video ``key``'s range from (a sample of) its whole-video depth ``[T, H, W]`` of ``kind``.
 
         Call before the video's first window so that every window, and every video of a
         batch, maps depth with its own whole-video range; a no-op for metric depth with a
-        known camera (no range is involved) and for a key already fixed.
+        known camera (no range is involved) and for a key already fixed. With ``shot_aware``,
+        the whole depth ``depth [T, H, W]`` and its shot ``cuts``, the range is fixed per frame
+        (per shot; smoothed with ``range_smoothing``); windows then pass ``start`` to
+        :meth:`from_depth`. One shot and no smoothing is exactly the whole-video range.
         """
-        if kind == "inverse_relative":
-            self.relative_range(key, whole_depth)
-        elif kind == "metric_m":
-            if self.focal_px is None or self.baseline_m is None:
-                self.relative_range(key, _metric_to_inverse(whole_depth))
-        else:
+        if kind not in ("inverse_relative", "metric_m"):
             raise ValueError(f"depth kind must be 'metric_m' or 'inverse_relative', got {kind!r}")
+        if kind == "metric_m" and self.focal_px is not None and self.baseline_m is not None:
+            return
+        per_frame = self.shot_aware and depth is not None and (len(cuts) > 0 or self.range_smoothing is not None)
+        if per_frame and key not in self._frame_ranges:
+            source = depth if kind == "inverse_relative" else _LazyInverse(depth)
+            self._frame_ranges[key] = frame_ranges(
+                source, cuts, self.low_percentile, self.high_percentile, self.range_smoothing
+            )
+        elif not per_frame:
+            self.relative_range(key, whole_depth if kind == "inverse_relative" else _metric_to_inverse(whole_depth))
 
-    def from_inverse_depth(self, inv_depth: torch.Tensor, key: str, width_px: int | None = None) -> torch.Tensor:
+    def window_range(self, key: str, start: int, num_frames: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Per-frame ``(low, high)`` ``[1,1,T,1,1]`` of frames ``start..start+T`` of video ``key``.
+
+        None when the video has no per-frame range (whole-video range). Frames past the
+        video's end (temporal padding) repeat the last frame's range.
+        """
+        ranges = self._frame_ranges.get(key)
+        if ranges is None:
+            return None
+        index = torch.arange(start, start + num_frames).clamp(0, ranges.shape[0] - 1)
+        chosen = ranges[index].float()
+        return chosen[:, 0].view(1, 1, -1, 1, 1), chosen[:, 1].view(1, 1, -1, 1, 1)
+
+    def from_inverse_depth(
+        self, inv_depth: torch.Tensor, key: str, width_px: int | None = None, start: int | None = None
+    ) -> torch.Tensor:
         """Relative inverse depth ``[B, 1, T, H, W]`` (larger = nearer) -> disparity_px.
 
         ``width_px``: the frame width the strength is a percentage of (the source width
-        when the tensor is padded); default the tensor's width.
+        when the tensor is padded); default the tensor's width. ``start``: the window's
+        first frame in its video, which selects the per-frame (per-shot) range when one is fixed.
         """
-        low, high = self.relative_range(key, inv_depth)
-        scaled = (torch.nan_to_num(inv_depth.float(), nan=low) - low) / (high - low)
+        window = self.window_range(key, start, inv_depth.shape[2]) if start is not None else None
+        if window is not None:
+            low, high = (v.to(inv_depth.device) for v in window)
+        else:
+            low, high = self.relative_range(key, inv_depth)
+        values = inv_depth.float()
+        scaled = (torch.where(torch.isnan(values), torch.as_tensor(low, dtype=values.dtype), values) - low) / (high - low)
         return scaled.clamp(0.0, 1.0) * self.max_disparity_px(width_px or inv_depth.shape[-1])
 
-    def from_depth(self, depth: torch.Tensor, kind: str, key: str, width_px: int | None = None) -> torch.Tensor:
+    def from_depth(
+        self, depth: torch.Tensor, kind: str, key: str, width_px: int | None = None, start: int | None = None
+    ) -> torch.Tensor:
         """Depth of ``kind`` ``'metric_m'`` or ``'inverse_relative'`` -> disparity_px ``[B,1,T,H,W]``."""
         if kind == "inverse_relative":
-            return self.from_inverse_depth(depth, key, width_px)
+            return self.from_inverse_depth(depth, key, width_px, start)
         if kind != "metric_m":
             raise ValueError(f"depth kind must be 'metric_m' or 'inverse_relative', got {kind!r}")
         if self.focal_px is not None and self.baseline_m is not None:
             return metric_depth_to_disparity(depth, self.focal_px, self.baseline_m)
-        return self.from_inverse_depth(_metric_to_inverse(depth), key, width_px)
+        return self.from_inverse_depth(_metric_to_inverse(depth), key, width_px, start)
+
+
+class _LazyInverse:
+    """Inverse of metric depth ``[T, H, W]`` computed per indexed slice (whole films stay on disk)."""
+
+    def __init__(self, depth_m: Any) -> None:
+        self.depth_m = depth_m
+        self.shape = tuple(depth_m.shape)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        depth = np.asarray(self.depth_m[index], dtype=np.float32)
+        return np.where(depth > 0, 1.0 / np.maximum(depth, 1e-6), 0.0).astype(np.float32)
 
 
 def _metric_to_inverse(depth_m: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,7 @@ from lightning.pytorch import LightningModule
 
 from stereo_lit.depth.estimator import DepthEstimator
 from stereo_lit.depth_source import WindowDepth, align_inverse_depth, batch_padding
+from stereo_lit.depth_edges import EdgeOptions
 from stereo_lit.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator
 from stereo_lit.generators.geometric import WarpFill
@@ -61,6 +62,13 @@ class StereoLitModule(LightningModule):
             baselines) that names none itself: written once per config, changed for every
             row with ``--model.wan_checkpoint DIR``. Wan methods that agree on folder, dtype,
             device and LoRA settings share one loaded text encoder / transformer / VAE.
+        shot_aware: for video files with an estimator, detect shot cuts, restart the depth
+            windows at them and take the relative-depth range per shot (README, 3D control).
+        range_smoothing: None: one range per shot; ``tau`` frames: the range follows the
+            content inside a shot (look-ahead mean + EMA, :mod:`stereo_lit.shots`).
+        edges: depth-edge options (:class:`~stereo_lit.depth_edges.EdgeOptions`: ``dilate_px``,
+            ``antialias``, ``foreground_scale``), applied to disparity made from depth (never to
+            a batch's true disparity).
         eval_protocol: real footage (stereo videos / images) in validate/test: ``aligned``
             (estimated depth fitted to the reference disparity), ``blind`` (the strength and
             convergence above) or ``both`` (rows ``NAME:aligned``, ``NAME:blind``); see
@@ -83,6 +91,9 @@ class StereoLitModule(LightningModule):
         weight_decay: float = 0.0,
         lora_every_n_steps: int = 0,
         wan_checkpoint: str | None = None,
+        shot_aware: bool = True,
+        range_smoothing: float | None = None,
+        edges: EdgeOptions | None = None,
         eval_protocol: str = "aligned",
     ) -> None:
         super().__init__()
@@ -91,9 +102,13 @@ class StereoLitModule(LightningModule):
         self.wan_checkpoint = wan_checkpoint
         _share_wan_models(self.methods, wan_checkpoint)
         self.depth = depth
-        self._window_depth = WindowDepth(depth) if depth is not None else None
+        self._window_depth = WindowDepth(depth, shot_aware=shot_aware) if depth is not None else None
         self.align_estimated_depth = align_estimated_depth
-        self.policy = DisparityPolicy(max_disparity_pct=max_disparity_pct, convergence=convergence)
+        self.policy = DisparityPolicy(
+            max_disparity_pct=max_disparity_pct, convergence=convergence, shot_aware=shot_aware,
+            range_smoothing=range_smoothing,
+        )
+        self.edges = edges if isinstance(edges, EdgeOptions) else EdgeOptions(**(edges or {}))
         self.output_dir = Path(output_dir)
         self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
         self.skip_finished = skip_finished
@@ -220,14 +235,17 @@ class StereoLitModule(LightningModule):
             if "disparity_left_px" in batch and self.align_estimated_depth and kind == "inverse_relative":
                 disparity = align_inverse_depth(depth, batch["disparity_left_px"], batch.get("valid_left"))
             else:
-                for key, video_depth in zip(keys, whole or []):  # each video its whole-video range
-                    self.policy.fix_video_range(key, video_depth, kind)  # (no jumps between windows)
-                disparity = self._policy_disparity(depth, kind, keys, width)
+                for key, video in zip(keys, whole or []):  # each video its whole-video (per-shot) range
+                    self.policy.fix_video_range(key, video.sample, kind, depth=video.depth, cuts=video.cuts)
+                starts = [video.start for video in whole] if whole else None
+                disparity = self._policy_disparity(depth, kind, keys, width, starts)
+            disparity = self.edges.apply(disparity, self.policy.convergence_px(width))
         elif "disparity_left_px" in batch:  # metric ground truth (TartanAir)
             disparity = batch["disparity_left_px"]
         elif batch.get("depth") is not None:  # depth file next to the video
             kinds = batch.get("depth_kind", ["inverse_relative"] * left.shape[0])
             disparity = self._policy_disparity(batch["depth"], kinds, keys, width)
+            disparity = self.edges.apply(disparity, self.policy.convergence_px(width))
         else:
             raise ValueError(
                 f"{', '.join(keys)}: no depth file next to the video and the model has no depth estimator: set "
@@ -235,10 +253,16 @@ class StereoLitModule(LightningModule):
             )
         return disparity.to(left), [self.policy.convergence_px(width)] * left.shape[0]
 
-    def _policy_disparity(self, depth: torch.Tensor, kinds: str | list[str], keys: list[str], width: int) -> torch.Tensor:
+    def _policy_disparity(
+        self, depth: torch.Tensor, kinds: str | list[str], keys: list[str], width: int, starts: list[int] | None = None
+    ) -> torch.Tensor:
         kinds = [kinds] * depth.shape[0] if isinstance(kinds, str) else list(kinds)
+        starts = starts or [None] * depth.shape[0]
         return torch.cat(
-            [self.policy.from_depth(depth[i : i + 1], kinds[i], keys[i], width_px=width) for i in range(depth.shape[0])]
+            [
+                self.policy.from_depth(depth[i : i + 1], kinds[i], keys[i], width_px=width, start=starts[i])
+                for i in range(depth.shape[0])
+            ]
         )
 
     @property

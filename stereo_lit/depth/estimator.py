@@ -164,8 +164,13 @@ class VDAEstimator:
         }
 
     # ------------------------------------------------------------------ streaming
-    def estimate_stream(self, frames: Iterable[np.ndarray], total_frames: int | None = None) -> Iterator[np.ndarray]:
-        """HxWx3 RGB frames (uint8, or float in [0,1]) -> float32 ``[H,W]`` depth per frame, in bounded memory."""
+    def estimate_stream(
+        self, frames: Iterable[np.ndarray], total_frames: int | None = None, cuts: list[int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """HxWx3 RGB frames (uint8, or float in [0,1]) -> float32 ``[H,W]`` depth per frame, in bounded memory.
+
+        ``cuts``: shot cuts (first frame of each later shot): the windows restart there.
+        """
         if total_frames is None and hasattr(frames, "__len__"):
             total_frames = len(frames)
         return stream_video_depth(
@@ -178,33 +183,45 @@ class VDAEstimator:
             progress=self.progress,
             total_frames=total_frames,
             metric=self.metric,
+            cuts=cuts,
         )
 
     def video_depth(
-        self, frames_factory: Callable[[], Iterable[np.ndarray]], key: str | None = None, total_frames: int | None = None
+        self,
+        frames_factory: Callable[[], Iterable[np.ndarray]],
+        key: str | None = None,
+        total_frames: int | None = None,
+        cuts: list[int] | None = None,
     ) -> np.ndarray | np.memmap:
         """Whole-video depth ``[T,H,W]`` float32, from the cache when this video/model/settings ran before.
 
         ``frames_factory()`` returns a fresh iterable of the frames (called once to hash when ``key`` is
         None, once more to compute). ``key`` identifies the video's content (e.g. ``file_content_hash``
         of the video file). With ``cache=False`` the result is an in-memory array. ``total_frames``
-        (when known) gives the progress bar its length.
+        (when known) gives the progress bar its length. ``cuts``: shot cuts at which the depth
+        windows restart (part of the cache key).
         """
+        cuts = sorted(int(c) for c in cuts) if cuts else None
         if self.cache is None:
-            return self._estimate_in_memory(frames_factory, total_frames)
+            return self._estimate_in_memory(frames_factory, total_frames, cuts)
         content = key if key is not None else frames_content_hash(frames_factory())
         settings = self.settings()
-        cache_key = settings_key(content=content, **settings)
+        cache_key = settings_key(content=content, **settings, **({"cuts": cuts} if cuts else {}))
         cached = self.cache.load(cache_key)
         if cached is not None:
             return cached
         meta = {"content": content, "checkpoint": str(Path(self.checkpoint).resolve()), "kind": self.kind, **settings}
-        return self.cache.write(cache_key, self.estimate_stream(frames_factory(), total_frames), meta)
+        if cuts:
+            meta["cuts"] = cuts
+        return self.cache.write(cache_key, self.estimate_stream(frames_factory(), total_frames, cuts), meta)
 
     def _estimate_in_memory(
-        self, frames_factory: Callable[[], Iterable[np.ndarray]], total_frames: int | None = None
+        self,
+        frames_factory: Callable[[], Iterable[np.ndarray]],
+        total_frames: int | None = None,
+        cuts: list[int] | None = None,
     ) -> np.ndarray:
-        depth = list(self.estimate_stream(frames_factory(), total_frames))
+        depth = list(self.estimate_stream(frames_factory(), total_frames, cuts))
         if not depth:
             raise ValueError("the video has no frames")
         return np.stack(depth)

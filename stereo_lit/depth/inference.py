@@ -5,13 +5,17 @@ first 10 frames of each window are the previous window's keyframes ``[0,12,24..3
 padded with its last frame; windows are aligned by least-squares scale/shift on two keyframes and
 cross-faded over 8 seam frames), but frames are read lazily and depth is yielded as soon as it is
 final, so memory is bounded by a few windows whatever the video length.
+
+With shot ``cuts``, every shot is streamed as a video of its own: windows restart at a cut, so
+no keyframe is carried, aligned or cross-faded across it (a new shot's depth scale owes nothing
+to the previous shot's).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -103,6 +107,7 @@ def stream_video_depth(
     progress: bool = False,
     total_frames: int | None = None,
     metric: bool | None = None,
+    cuts: Sequence[int] | None = None,
 ) -> Iterator[np.ndarray]:
     """Depth of each frame, in order, as float32 ``[H,W]`` arrays (same size as the frames).
 
@@ -111,9 +116,16 @@ def stream_video_depth(
     relative inverse depth otherwise. ``windows_per_batch`` runs that many windows per forward pass
     (their inputs do not depend on earlier outputs). At most about ``32 * (windows_per_batch + 1)``
     preprocessed frames and ``32 * windows_per_batch + 10`` depth frames are held at any time.
+    ``cuts``: first frame of each shot after the first; each shot is estimated independently.
     """
     if windows_per_batch < 1:
         raise ValueError(f"windows_per_batch must be >= 1, got {windows_per_batch}")
+    if cuts:
+        yield from _stream_shots(
+            model, frames, sorted({int(c) for c in cuts if int(c) > 0}), input_size, device, autocast_dtype,
+            windows_per_batch, progress, total_frames, metric,
+        )
+        return
     device = torch.device(device)
     dtype = _autocast_dtype(autocast_dtype)
     iterator = iter(frames)
@@ -161,6 +173,25 @@ def stream_video_depth(
         bar.close()
 
 
+def _stream_shots(
+    model: VideoDepthAnything, frames: Iterable[np.ndarray], cuts: list[int], input_size: int,
+    device: str | torch.device, autocast_dtype: str | torch.dtype | None, windows_per_batch: int, progress: bool,
+    total_frames: int | None, metric: bool | None,
+) -> Iterator[np.ndarray]:
+    """:func:`stream_video_depth` shot by shot (the frames between consecutive cuts)."""
+    iterator = iter(frames)
+    edges = [0, *cuts]
+    for i, start in enumerate(edges):
+        stop = edges[i + 1] if i + 1 < len(edges) else None
+        shot = itertools.islice(iterator, None if stop is None else stop - start)
+        length = None if stop is None else stop - start
+        if stop is None and total_frames:
+            length = max(1, total_frames - start)
+        yield from stream_video_depth(
+            model, shot, input_size, device, autocast_dtype, windows_per_batch, progress, length, metric
+        )
+
+
 def infer_video_depth(
     model: VideoDepthAnything,
     frames: Iterable[np.ndarray] | np.ndarray,
@@ -169,11 +200,17 @@ def infer_video_depth(
     autocast_dtype: str | torch.dtype | None = None,
     windows_per_batch: int = 1,
     progress: bool = False,
+    cuts: Sequence[int] | None = None,
 ) -> np.ndarray:
-    """Whole-video depth ``[T,H,W]`` float32 (the official ``infer_video_depth`` result, fp32 on CPU)."""
+    """Whole-video depth ``[T,H,W]`` float32 (the official ``infer_video_depth`` result, fp32 on CPU).
+
+    ``cuts``: shot cuts at which the windows restart (:func:`stream_video_depth`).
+    """
     total = len(frames) if hasattr(frames, "__len__") else None
     depth = list(
-        stream_video_depth(model, frames, input_size, device, autocast_dtype, windows_per_batch, progress, total)
+        stream_video_depth(
+            model, frames, input_size, device, autocast_dtype, windows_per_batch, progress, total, cuts=cuts
+        )
     )
     if not depth:
         raise ValueError("the video has no frames")
