@@ -75,6 +75,7 @@ def _frames(path: Path) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- item 1
+@pytest.mark.slow  # two CLI runs that overlap (one in a subprocess): about a minute on a busy CPU
 def test_a_second_run_skips_a_video_the_first_is_writing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     video = _clip(tmp_path / "clip.mp4")
     out, gate = tmp_path / "out", tmp_path / "gate"
@@ -106,6 +107,26 @@ def test_a_second_run_skips_a_video_the_first_is_writing(tmp_path: Path, caplog:
     assert manifest["frames"] == 9 and set(manifest["layouts"]) == {"right", "sbs", "anaglyph"}
     assert not (out / "clip" / LOCK_NAME).exists()  # released when the video finished
     assert not list((out / "clip").glob(".*partial*"))
+
+
+def test_a_run_skips_a_video_whose_folder_a_live_process_holds(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    _clip(tmp_path / "videos" / "held.mp4")
+    _clip(tmp_path / "videos" / "free.mp4", num_frames=5)
+    out = tmp_path / "out"
+    (out / "held").mkdir(parents=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # stands for another run
+    try:
+        (out / "held" / LOCK_NAME).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(), "token": "x"}))
+        with caplog.at_level(logging.WARNING):
+            build_cli(_args(tmp_path / "videos", out))
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert f"another stereo-lit run (pid {sleeper.pid}" in caplog.text and "held.mp4" in caplog.text
+    assert not list((out / "held").glob("*.mp4")) and (out / "held" / LOCK_NAME).is_file()  # untouched
+    assert len(_frames(out / "free" / "sbs.mp4")) == 5 and not (out / "free" / LOCK_NAME).exists()
 
 
 def test_temporary_names_are_unique_per_writer(tmp_path: Path) -> None:
