@@ -25,7 +25,7 @@ from stereo_lit.depth.estimator import DepthEstimator
 from stereo_lit.depth_source import WindowDepth, align_inverse_depth, batch_padding
 from stereo_lit.depth_edges import EdgeOptions
 from stereo_lit.disparity import DisparityPolicy
-from stereo_lit.generators.base import StereoGenerator
+from stereo_lit.generators.base import StereoGenerator, check_carry_window
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.padding import Padding, unpad_video
 from stereo_lit.real_footage import RIG_KINDS, EvalRun, RealFootageEval, is_real_footage, is_real_footage_data, translate_output
@@ -167,15 +167,8 @@ class StereoLitModule(LightningModule):
         datamodule = getattr(getattr(self, "_trainer", None), "datamodule", None)
         self._check_frame_sizes(datamodule)
         generator_window = getattr(self.generator, "window", None)
-        overlap = getattr(datamodule, "overlap", None)
-        if stage == "predict" and isinstance(generator_window, int) and isinstance(overlap, int) and overlap > 0:
-            # the next window continues from the generator's last `window` frames (its carry)
-            if overlap > generator_window:
-                raise ValueError(
-                    f"data.overlap={overlap} frames exceeds the generator's window={generator_window}: the generator "
-                    f"carries only its last {generator_window} frames to the next data window; set data.overlap <= "
-                    f"{generator_window} (or data.window <= {generator_window}, or a larger generator window)"
-                )
+        if stage == "predict" and isinstance(generator_window, int) and datamodule is not None:
+            check_carry_window(generator_window, *_predict_overlap(datamodule))
 
     def _check_frame_sizes(self, datamodule: Any) -> None:
         """Frame sizes the datamodule will produce against each model's positional range."""
@@ -507,6 +500,22 @@ def _share_wan_models(methods: list[StereoGenerator], wan_checkpoint: str | None
             method.fill_checkpoint(wan_checkpoint)
         if hasattr(method, "share_loads"):
             method.share_loads(shared)
+
+
+def _predict_overlap(datamodule: Any) -> tuple[int, str]:
+    """The largest overlap of any planned predict window (the last window of a video is
+    aligned to its end and may overlap more than ``overlap``), and where it comes from."""
+    items = getattr(datamodule, "predict_items", None)
+    if callable(items):
+        worst = max(items(), key=lambda item: item[1].num_overlap, default=None)
+        if worst is None:
+            return 0, "no window"
+        return worst[1].num_overlap, f"{worst[0].info.path} window [{worst[1].start}, {worst[1].stop})"
+    window, overlap = getattr(datamodule, "window", None), getattr(datamodule, "overlap", None)
+    if not isinstance(window, int):
+        return 0, "no window"
+    # without the plan: a video's last window may overlap up to window - 1 frames
+    return max(int(overlap or 0), window - 1), f"data.window={window} (its last window of a video)"
 
 
 def check_output_dir(output_dir: Path) -> None:

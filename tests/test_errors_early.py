@@ -111,14 +111,18 @@ def test_a_read_only_output_dir_fails_before_depth(clip: Path, tmp_path: Path) -
         out.chmod(stat.S_IRWXU)
 
 
-def test_a_generator_window_smaller_than_the_data_overlap_fails_at_setup(
-    clip: Path, tmp_path: Path, tiny_checkpoints: Path
+def test_a_generator_window_smaller_than_a_data_window_overlap_fails_at_setup(
+    tmp_path: Path, tiny_checkpoints: Path
 ) -> None:
+    """30 frames in data windows of 17 (overlap 9): [0,17) [8,25) [13,30); the last window is
+    aligned to the end and overlaps by 12 > the generator's 9 carried frames. Before, this
+    crashed after the first windows with ``num_overlap=12 must be in [0, ...9]``."""
+    video = tmp_path / "long.mp4"
+    write_test_clip(video, num_frames=30, height=32, width=48)
     wan = tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers"
-    assert wan.is_dir(), sorted(p.name for p in tiny_checkpoints.iterdir())
-    with pytest.raises(ValueError, match=r"data.overlap=9 frames exceeds the generator's window=5"):
-        main(_predict(clip, tmp_path / "out", "--model.wan_checkpoint", str(wan),
-                      "--model.generator.init_args.window", "5", "--model.generator.init_args.overlap", "1",
+    with pytest.raises(ValueError, match=r"overlaps the previous one by 12 frames \(.*long\.mp4 window \[13, 30\)\).*window=9"):
+        main(_predict(video, tmp_path / "out", "--model.wan_checkpoint", str(wan),
+                      "--model.generator.init_args.window", "9", "--model.generator.init_args.overlap", "1",
                       "--data.init_args.window", "17", "--data.init_args.overlap", "9"))
 
 

@@ -77,3 +77,15 @@ class StereoGenerator(ABC):
     def to(self, device: torch.device | str) -> "StereoGenerator":
         """Move any models to ``device`` (no-op for model-free generators)."""
         return self
+
+
+def check_carry_window(generator_window: int, max_overlap: int, where: str = "") -> None:
+    """A generator carries only its last ``generator_window`` frames to the next data window,
+    so no data window may overlap its predecessor by more (checked at setup, not after the
+    first window). ``where`` names the window that overlaps most."""
+    if max_overlap > generator_window:
+        raise ValueError(
+            f"a data window overlaps the previous one by {max_overlap} frames ({where}) but the generator "
+            f"carries only its last window={generator_window} frames: set data.window <= {generator_window} "
+            f"(the generator's window) or a generator window >= {max_overlap}"
+        )
