@@ -7,7 +7,8 @@ Writes (layout mirrors ``checkpoints/README.md``):
   DIR/video_depth_anything_tiny.pth        official VDA key names, reduced width
   DIR/Wan2.1-T2V-tiny-Diffusers/           a diffusers Wan2.1 folder (model_index.json, ...)
 
-Nothing is downloaded. Re-running skips what is already complete.
+Nothing is downloaded. Re-running skips what is already complete (a tiny Wan folder written by an
+older version, with a smaller positional range, is rewritten).
 """
 
 from __future__ import annotations

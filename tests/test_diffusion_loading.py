@@ -89,3 +89,40 @@ def test_schedulers_and_dtypes():
     assert parse_dtype("bf16") is torch.bfloat16
     with pytest.raises(ValueError, match="dtype"):
         parse_dtype("int8")
+
+
+def test_an_outdated_tiny_folder_is_rewritten_with_wans_positional_range(tiny_wan, tmp_path):
+    from stereo_lit.diffusion.loading import positional_range
+
+    old = tmp_path / TINY_WAN_DIRNAME
+    shutil.copytree(tiny_wan, old)
+    config_path = old / "transformer" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["rope_max_seq_len"] = 32  # what older versions wrote: 512 px per side
+    config_path.write_text(json.dumps(config))
+    assert positional_range(old).max_side_px == 512
+    assert write_tiny_wan(tmp_path, seed=0) == old
+    limits = positional_range(old)
+    assert limits.rope_max_seq_len == 1024 and limits.max_side_px == 16384 and limits.max_frames == 4093
+
+
+def test_positional_range_check_names_size_limit_and_option(tiny_wan):
+    from types import SimpleNamespace
+
+    from stereo_lit.diffusion.loading import check_positional_range, planned_frame_sizes, positional_range
+
+    check_positional_range(tiny_wan, 1280, 1280, 81)
+    check_positional_range(tiny_wan, 16384, 16370)  # pads to 16384
+    with pytest.raises(ValueError, match=r"16400x64 px .* 16384 px per side .*rope_max_seq_len=1024.*data\.init_args\.size"):
+        check_positional_range(tiny_wan, 16400, 64, option="data.init_args.size")
+    with pytest.raises(ValueError, match="4097 frames"):
+        check_positional_range(tiny_wan, 64, 64, 4097)
+    loaded = load_wan(tiny_wan, dtype="float32", device="cpu")
+    assert positional_range(dict(loaded.transformer.config), dict(loaded.vae.config)).max_side_px == 16384
+    # what datamodules announce before decoding a frame
+    wild = SimpleNamespace(videos=[SimpleNamespace(size=None, info=SimpleNamespace(height=540, width=960)),
+                                   SimpleNamespace(size=(468, 832), info=None)])
+    assert [s[:2] for s in planned_frame_sizes(wild)] == [(540, 960), (468, 832)]
+    assert planned_frame_sizes(SimpleNamespace(size=[480, 640]))[0][:2] == (480, 640)
+    assert planned_frame_sizes(SimpleNamespace(height=480, width=832))[0] == (480, 832, "data.init_args.height / data.init_args.width")
+    assert planned_frame_sizes(None) == [] and planned_frame_sizes(SimpleNamespace(size=None)) == []
