@@ -393,6 +393,8 @@ class StereoLitModule(LightningModule):
             suite = self._suite(key, real=True)
         else:
             scored, runs = batch, [EvalRun("", self.disparity_for(batch)[0], 0.0)]
+        from stereo_lit.metrics.cost import timed_generate
+
         width = batch["left"].shape[-1] - batch_padding(batch).right
         outputs: dict[str, torch.Tensor] = {}
         for method in self.methods:
@@ -400,9 +402,10 @@ class StereoLitModule(LightningModule):
                 name = method.name + run.suffix
                 if name not in suite.method_names:
                     continue
-                out = method.generate(batch["left"], run.disparity, prompt=(batch.get("caption") or [None])[0])
+                prompt = (batch.get("caption") or [None])[0]
+                out, cost = timed_generate(method, batch["left"], run.disparity, prompt=prompt)  # + wall time, NFE
                 out = translate_output(out, run.translate_px, width)  # blind convergence on converged footage
-                suite.update(name, scored, out)
+                suite.update(name, scored, out, cost=cost)
                 outputs[name] = out.right
         return {"left": batch["left"], "right_true": scored.get("right"), "right": outputs}
 
@@ -431,6 +434,7 @@ class StereoLitModule(LightningModule):
             skipped = [*getattr(datamodule, "skipped", []), *self.failures.failed.items()]
             self.failures = RunFailures()
             paths = suite.write_table(table, self.output_dir / "eval", stage=stage, depth_source=depth_source, skipped=skipped)
+            paths.append(suite.write_report(table, self.output_dir / "eval", stage, depth_source, skipped))
             print(suite.format_table(table, depth_source=depth_source, skipped=skipped))
             print(f"tables written: {', '.join(str(p) for p in paths)}")
 

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -38,13 +39,15 @@ def _batch(seed: int) -> dict:
 def _evaluate(seeds: list[int]) -> dict:
     from stereo_lit.evaluation import EvaluationSuite
     from stereo_lit.generators.geometric import CopyLeft, WarpFill
+    from stereo_lit.metrics import CallCost
 
     methods = [CopyLeft(), WarpFill()]
     suite = EvaluationSuite([m.name for m in methods])
     for seed in seeds:
         batch = _batch(seed)
-        for method in methods:
-            suite.update(method.name, batch, method.generate(batch["left"], batch["disparity_left_px"]))
+        for method in methods:  # known costs: rank 1's clip took 3x as long with 2x the NFE
+            cost = CallCost(seconds=1.0 + 2.0 * seed, nfe=10 * (1 + seed))
+            suite.update(method.name, batch, method.generate(batch["left"], batch["disparity_left_px"]), cost=cost)
     return suite.compute()
 
 
@@ -78,3 +81,7 @@ def test_two_gloo_processes_match_one_process(tmp_path) -> None:
     # and the halves differ from the whole, so the test would catch a missing reduction
     alone = _evaluate([0])
     assert not _same(alone["copy_left"]["sgbm_epe"], expected["copy_left"]["sgbm_epe"])
+    # time and NFE pool sums: (1 + 3) s and (10 + 20) NFE over 2 x 3 frames
+    assert expected["warp_fill"]["sec_per_81f"] == pytest.approx(4.0 / 6 * 81)
+    assert alone["warp_fill"]["sec_per_81f"] == pytest.approx(1.0 / 3 * 81)
+    assert expected["warp_fill"]["nfe_per_81f"] == pytest.approx(30.0 / 6 * 81)

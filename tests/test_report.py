@@ -157,7 +157,9 @@ def test_error_map_scale_and_large_frames_are_downscaled() -> None:
     assert sample_strip(big, big, big).shape == (45, 4 * PANEL_WIDTH + 12, 3)
 
 
+@pytest.mark.slow
 def test_stereo_lit_test_writes_the_report(tmp_path: Path) -> None:
+    """The real CLI (configs/demo.yaml): the report sits next to the tables, one row and one strip per method."""
     from stereo_lit.cli import build_cli
     from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
 
