@@ -63,3 +63,17 @@ def test_nfe_of_methods() -> None:
     counter = type("Counted", (), {"last_nfe": type("NFECount", (), {"count": 42})()})()
     assert method_nfe(counter) == 42
     assert isinstance(cost, CallCost)
+
+
+@pytest.mark.slow
+def test_wan_generator_nfe_is_counted_on_its_transformer(tmp_path) -> None:
+    """The tiny random Wan, 2 steps with CFG: 4 transformer calls; its load is not timed."""
+    from stereo_lit.diffusion.generator import WanStereoGenerator
+    from stereo_lit.diffusion.tiny import write_tiny_wan
+
+    gen = WanStereoGenerator(write_tiny_wan(tmp_path / "ckpt", seed=0), num_inference_steps=2, guidance_scale=5.0,
+                             window=5, overlap=1, device="cpu", dtype="float32", prompt="a red ball", progress=False)
+    left = torch.rand(1, 3, 5, 16, 32, generator=torch.Generator().manual_seed(0))
+    out, cost = timed_generate(gen, left, torch.full((1, 1, 5, 16, 32), 3.0))
+    assert cost.nfe == 2 * 2 and out.right.shape == left.shape
+    assert gen._components is not None  # loaded by timed_generate before the clock started
