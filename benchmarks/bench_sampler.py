@@ -2,7 +2,7 @@
 """Cost of stereo sampling, measured: stereo vs plain Wan sampling, and a table of sampling presets.
 
     python benchmarks/bench_sampler.py                           # CPU, mid-size random transformer
-    python benchmarks/bench_sampler.py --repeats 3 --steps 4     # quick CPU run (about a minute)
+    python benchmarks/bench_sampler.py --repeats 3 --steps 4     # quick CPU run (about a minute of CPU time)
     python benchmarks/bench_sampler.py --real-size               # GPU: Wan2.1-1.3B architecture, 81x480x832
 
 Every side uses the same random model, size and precomputed prompt embeddings.
@@ -16,8 +16,9 @@ Every side uses the same random model, size and precomputed prompt embeddings.
 2. **Cost table** (CPU default; ``--no-cost-table`` skips it): the stereo generator with
    ``--steps``-step CFG, the same with ``noise: inverted``, ``--fast-steps``-step CFG-free
    (guidance 1) and, when diffusers has ``FirstBlockCacheConfig``, CFG-free with that block
-   cache; NFE (transformer calls), full evaluations (calls whose last block ran) and median
-   wall time, each as a ratio to the first row. Rows are interleaved as in 1.
+   cache, and plain WanPipeline for reference; NFE (transformer calls), full evaluations
+   (calls whose last block ran) and median wall time, each as a ratio to the first row. All
+   loops of 1 and 2 run in one interleaved group.
 
 NFE is counted with :func:`stereo_lit.diffusion.nfe.count_nfe` (forward hooks, no sampler
 change). The load average (``os.getloadavg``) is printed at start and end: a shared or busy
@@ -218,12 +219,12 @@ def print_comparison(plain: Loop, stereo: Loop, strategy: str, cpu: bool) -> Non
 def print_cost_table(rows: list[Loop]) -> None:
     base = rows[0]
     base_t, base_nfe, base_full = statistics.median(base.seconds), nfe_of(base), nfe_of(base, "full")
-    print(f"\n{'preset':<34} {'steps':>5} {'NFE':>5} {'full':>5} {'NFE x':>6} {'full x':>6} "
+    print(f"\n{'preset':<42} {'steps':>5} {'NFE':>5} {'full':>5} {'NFE x':>6} {'full x':>6} "
           f"{'median s':>9} {'min-max s':>15} {'time x':>7}")
     for row in rows:
         t = summary(row.seconds)
         nfe, full = nfe_of(row), nfe_of(row, "full")
-        print(f"{row.label:<34} {row.steps:>5} {nfe:>5} {full:>5} {nfe / base_nfe:>6.3f} {full / base_full:>6.3f} "
+        print(f"{row.label:<42} {row.steps:>5} {nfe:>5} {full:>5} {nfe / base_nfe:>6.3f} {full / base_full:>6.3f} "
               f"{t['median']:>9.3f} {t['min']:>7.3f}-{t['max']:<7.3f} {t['median'] / base_t:>7.3f}")
     print("NFE: transformer calls; full: calls whose last block ran (a block cache skips the rest); "
           "x: ratio to the first row")
@@ -264,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
         if not device.startswith("cuda"):
             print("warning: --real-size on CPU will take hours; pass a CUDA device")
     else:
-        frames, height, width = args.frames or 17, args.height or 128, args.width or 192
+        frames, height, width = args.frames or 9, args.height or 128, args.width or 192
         repeats, dtype = args.repeats or 5, torch.float32
     if not device.startswith("cuda") and args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -306,26 +307,26 @@ def main(argv: list[str] | None = None) -> None:
           f"torch_threads={torch.get_num_threads()} transformer_params="
           f"{sum(p.numel() for p in transformer.parameters()) / 1e6:.1f}M")
     print(f"load average at start: {load_start}")
-    with torch.no_grad():
-        loops = [Loop("plain", plain, args.steps), Loop("stereo", lambda: stereo_gen.generate(left, disparity), args.steps)]
+    plain_loop = Loop(f"plain WanPipeline CFG {args.guidance_scale:g}", plain, args.steps)
+    stereo_loop = Loop(f"stereo CFG {args.guidance_scale:g}", lambda: stereo_gen.generate(left, disparity), args.steps)
+    loops = [plain_loop, stereo_loop]
+    if cost_table:
+        inverted = generator(args.steps, args.guidance_scale, noise="inverted")
+        free = generator(fast_steps, 1.0)
+        loops += [
+            Loop(f"stereo CFG {args.guidance_scale:g} + inversion", lambda: inverted.generate(left, disparity), args.steps),
+            Loop("stereo CFG-free (guidance 1)", lambda: free.generate(left, disparity), fast_steps),
+        ]
+        if has_first_block_cache(transformer):
+            loops.append(Loop(f"stereo CFG-free + FirstBlockCache {args.cache_threshold:g}", cached_call(
+                transformer, args.cache_threshold, lambda: free.generate(left, disparity)), fast_steps))
+        else:
+            print("(this diffusers has no FirstBlockCacheConfig: no cache row)")
+    with torch.no_grad():  # one interleaved group: every ratio compares runs of the same rounds
         measure(loops, transformer, device, repeats, args.warmup)
-        print_comparison(*loops, args.strategy, cpu=not device.startswith("cuda"))
-
-        if cost_table:
-            rows = [
-                Loop(f"CFG {args.guidance_scale:g}", loops[1].fn, args.steps),
-                Loop(f"CFG {args.guidance_scale:g} + inversion", (lambda g: lambda: g.generate(left, disparity))(
-                    generator(args.steps, args.guidance_scale, noise="inverted")), args.steps),
-            ]
-            free = generator(fast_steps, 1.0)
-            rows.append(Loop("CFG-free (guidance 1)", lambda: free.generate(left, disparity), fast_steps))
-            if has_first_block_cache(transformer):
-                rows.append(Loop(f"CFG-free + FirstBlockCache {args.cache_threshold:g}", cached_call(
-                    transformer, args.cache_threshold, lambda: free.generate(left, disparity)), fast_steps))
-            else:
-                print("(this diffusers has no FirstBlockCacheConfig: no cache row)")
-            measure(rows, transformer, device, repeats, args.warmup)
-            print_cost_table(rows)
+    print_comparison(plain_loop, stereo_loop, args.strategy, cpu=not device.startswith("cuda"))
+    if cost_table:
+        print_cost_table(loops[1:] + loops[:1])
     print(f"\nload average at end: {load_average()}")
 
 
