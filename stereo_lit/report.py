@@ -49,12 +49,16 @@ class ReportData:
     """Per-frame metrics of the first ``max_clips`` clips and sample frames of the first clip.
 
     Call :meth:`new_batch` with each (unpadded) batch, then :meth:`add` once per method.
+    One-frame clips (stereo image pairs) share one record, a point per pair (up to
+    ``max_pairs``), instead of a curve each. Under DDP each process collects its own
+    clips; the report (process 0) shows those of process 0.
     """
 
-    def __init__(self, max_clips: int = 4, sample_frames: int = 3) -> None:
+    def __init__(self, max_clips: int = 4, sample_frames: int = 3, max_pairs: int = 500) -> None:
         self.max_clips = int(max_clips)
+        self.max_pairs = int(max_pairs)
         self.sample_frames = int(sample_frames)
-        #: ``[{"name", "num_frames", "per_frame": {method: {metric: np.ndarray [T]}}}]``
+        #: ``[{"name", "num_frames", "axis" ("frame" / "pair"), "per_frame": {method: {metric: np.ndarray}}}]``
         self.clips: list[dict[str, Any]] = []
         #: first clip: ``{"name", "frames", "left", "right_true", "produced": {method: uint8 [k,H,W,3]}}``
         self.samples: dict[str, Any] | None = None
@@ -67,10 +71,19 @@ class ReportData:
         count, self._num_frames = int(left.shape[0]), int(left.shape[2])
         names = _clip_names(batch, count)
         self._current = []
-        for b in range(count):
+        if self._num_frames == 1:  # image pairs: one shared record, a point per pair
+            pairs = next((c for c in self.clips if c["axis"] == "pair"), None)
+            if pairs is None:
+                pairs = {"name": "image pairs", "num_frames": 0, "axis": "pair", "per_frame": {}}
+                self.clips.append(pairs)
+            for b in range(min(count, self.max_pairs - pairs["num_frames"])):
+                pairs["num_frames"] += 1
+                self._current.append((b, pairs))
+        for b in range(count if self._num_frames > 1 else 0):
             if len(self.clips) >= self.max_clips:
                 break
-            record = {"name": names[b] or f"clip {len(self.clips)}", "num_frames": self._num_frames, "per_frame": {}}
+            record = {"name": names[b] or f"clip {len(self.clips)}", "num_frames": self._num_frames, "axis": "frame",
+                      "per_frame": {}}
             self.clips.append(record)
             self._current.append((b, record))
         self._sampling = self.samples is None
@@ -78,7 +91,7 @@ class ReportData:
             t = self._num_frames
             frames = sorted({int(round(i)) for i in np.linspace(0, t - 1, min(self.sample_frames, t))})
             self.samples = {
-                "name": self._current[0][1]["name"] if self._current else (names[0] or "clip 0"),
+                "name": names[0] or (self._current[0][1]["name"] if self._current and t > 1 else "clip 0"),
                 "frames": frames,
                 "left": _u8_frames(left, 0, frames),
                 "right_true": _u8_frames(batch["right"], 0, frames),
@@ -90,6 +103,9 @@ class ReportData:
         t = self._num_frames
         for b, record in self._current:
             values = {k: v.detach().float().cpu().numpy()[b * t:(b + 1) * t] for k, v in per_frame.items()}
+            if record["axis"] == "pair":  # append this pair's point to the method's series
+                old = record["per_frame"].get(method, {})
+                values = {k: np.concatenate([old.get(k, np.zeros(0, np.float32)), v]) for k, v in values.items()}
             record["per_frame"][method] = values
         if self._sampling and self.samples is not None and method not in self.samples["produced"]:
             self.samples["produced"][method] = _u8_frames(pred, 0, self.samples["frames"])
@@ -153,7 +169,7 @@ def per_frame_plot(clip: dict[str, Any]) -> str | None:
                 y = np.where(np.isfinite(y), y, np.nan)  # a perfect frame (inf dB) is not drawn
                 ax.plot(np.arange(y.size), y, marker="." if y.size < 40 else None, label=method)
         ax.set_title(metric)
-        ax.set_xlabel("frame")
+        ax.set_xlabel(clip.get("axis", "frame"))
         ax.grid(alpha=0.3)
     fig.axes[0].legend(fontsize="small")
     buffer = io.BytesIO()
@@ -222,7 +238,8 @@ def render_report(
         for clip in data.clips:
             uri = per_frame_plot(clip)
             if uri is not None:
-                parts.append(f"<figure><figcaption>{esc(clip['name'])} ({clip['num_frames']} frames)</figcaption>"
+                count = f"{clip['num_frames']} {clip.get('axis', 'frame')}s"
+                parts.append(f"<figure><figcaption>{esc(clip['name'])} ({count})</figcaption>"
                              f"<img alt='per-frame metrics of {esc(clip['name'])}' src='{uri}'></figure>")
     parts.append("</body></html>")
     return "\n".join(parts)

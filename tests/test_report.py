@@ -175,3 +175,27 @@ def test_stereo_lit_test_writes_the_report(tmp_path: Path) -> None:
     for src in page.images:
         decode_image(src, out / "eval")
     assert len(page.figures) == len(rows) - 1
+
+
+def test_collector_bounds_clips_and_pools_image_pairs() -> None:
+    """Videos: the first ``max_clips`` clips, a curve each; one-frame clips (image pairs): one series, a point per pair."""
+    from stereo_lit.report import ReportData
+
+    data = ReportData(max_clips=2, sample_frames=3)
+    for clip in range(3):  # 3 video clips of 5 frames, batch of 1: only 2 are kept
+        video = torch.full((1, 3, 5, 8, 8), clip / 4)
+        data.new_batch({"left": video, "right": video, "video_path": [f"v{clip}"]})
+        data.add("m", video, {"psnr_all": torch.arange(5.0) + 10 * clip})
+    assert [c["name"] for c in data.clips] == ["v0", "v1"]
+    np.testing.assert_array_equal(data.clips[1]["per_frame"]["m"]["psnr_all"], np.arange(5.0) + 10)
+    assert data.samples["name"] == "v0" and data.samples["frames"] == [0, 2, 4]
+
+    pairs = ReportData(max_clips=2, max_pairs=4)
+    for pair in range(3):  # batches of two one-frame clips: 6 pairs, the first 4 kept, in order
+        image = torch.rand(2, 3, 1, 8, 8)
+        pairs.new_batch({"left": image, "right": image, "video_path": [f"p{2 * pair}", f"p{2 * pair + 1}"]})
+        pairs.add("m", image, {"psnr_all": torch.tensor([2.0 * pair, 2.0 * pair + 1])})
+    (record,) = pairs.clips
+    assert record["axis"] == "pair" and record["num_frames"] == 4
+    np.testing.assert_array_equal(record["per_frame"]["m"]["psnr_all"], [0, 1, 2, 3])
+    assert pairs.samples["name"] == "p0" and pairs.samples["frames"] == [0]
