@@ -20,6 +20,7 @@ def _step(width: int = 20, height: int = 9, edge: int = 10) -> torch.Tensor:
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_step_edge_dilates_by_exactly_n_px_on_the_near_side(n: int) -> None:
     out = dilate_foreground(_step(), (n, 0))
+    assert out.shape == _step().shape
     row = out[0, 0, 0, 4]
     assert row[: 10 + n].eq(NEAR).all() and row[10 + n :].eq(FAR).all()  # near side grew by n columns
     torch.testing.assert_close(out, out[:, :, :, :1].expand_as(out))  # x only: rows unchanged in y
@@ -52,8 +53,10 @@ def test_foreground_scale_moves_only_what_is_in_front_of_the_screen() -> None:
 
 def test_defaults_are_the_identity() -> None:
     disparity = torch.rand(2, 1, 3, 8, 10) * 5
-    assert EdgeOptions().identity
-    assert EdgeOptions().apply(disparity, 1.0) is disparity
+    off = EdgeOptions(dilate_px=(0, 0))
+    assert off.identity and not EdgeOptions().identity  # the shipped default dilates 1 px in x
+    assert off.apply(disparity, 1.0) is disparity
+    torch.testing.assert_close(EdgeOptions().apply(disparity), dilate_foreground(disparity, (1, 0)))
     for out in (dilate_foreground(disparity, (0, 0)), antialias(disparity, 0.0), scale_foreground(disparity, 1.0, 2.0)):
         torch.testing.assert_close(out, disparity, rtol=0, atol=0)
 
@@ -81,13 +84,27 @@ def test_module_applies_edges_to_disparity_from_depth_but_not_to_true_disparity(
     inv_depth = _step(width=40, edge=20)  # inverse depth, its 2..98% range maps to [0, max]
     batch = {"left": torch.zeros(1, 3, 2, 9, 40), "depth": inv_depth, "depth_kind": ["inverse_relative"],
              "video_path": ["v.mp4"]}
-    plain, _ = StereoLitModule(max_disparity_pct=10.0).disparity_for(dict(batch))
+    plain, _ = StereoLitModule(max_disparity_pct=10.0, edges={"dilate_px": [0, 0]}).disparity_for(dict(batch))
     module = StereoLitModule(max_disparity_pct=10.0, edges={"dilate_px": [3, 0]})
     dilated, _ = module.disparity_for(dict(batch))
     torch.testing.assert_close(dilated, dilate_foreground(plain, (3, 0)))
     assert dilated[0, 0, 0, 4, 22] == 4.0 and plain[0, 0, 0, 4, 22] == 0.0  # 10% of 40 px at the near side
     truth = {"left": batch["left"], "disparity_left_px": plain.clone()}
     torch.testing.assert_close(module.disparity_for(truth)[0], plain)  # ground truth is left alone
+    estimated = StereoLitModule(max_disparity_pct=10.0, depth=_Estimator(inv_depth), edges={"dilate_px": [3, 0]})
+    torch.testing.assert_close(estimated.disparity_for({"left": batch["left"]})[0], dilated)  # estimator path too
+
+
+class _Estimator:
+    kind = "inverse_relative"
+
+    def __init__(self, inv_depth: torch.Tensor) -> None:
+        self.inv_depth = inv_depth
+
+    def estimate(self, video: torch.Tensor):
+        from stereo_lit.depth.estimator import DepthResult
+
+        return DepthResult(values=self.inv_depth.clone(), kind=self.kind)
 
 
 def test_edges_parse_as_grouped_cli_options() -> None:
