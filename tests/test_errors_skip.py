@@ -179,6 +179,13 @@ def _test_table(root: Path, out: Path) -> dict[str, Any]:
     return json.loads((out / "eval" / "test_metrics.json").read_text())
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal table cells (JSON: null for nan, strings for inf)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-6)
+    return a == b
+
+
 def test_a_skipped_clip_is_dropped_not_replaced_and_the_table_names_it(tmp_path: Path) -> None:
     root = tmp_path / "tartanair"
     _three_trajectories(root)
@@ -194,7 +201,12 @@ def test_a_skipped_clip_is_dropped_not_replaced_and_the_table_names_it(tmp_path:
     shutil.rmtree(clean / "env" / "Easy" / "P001")
     expected = _test_table(clean, tmp_path / "out_clean")
     assert expected["skipped"] == []
-    assert table["methods"] == expected["methods"]
+    differ = {
+        (method, key): (value, expected["methods"][method][key])
+        for method, row in table["methods"].items() for key, value in row.items()
+        if not key.startswith("sec_") and not _same(value, expected["methods"][method][key])  # sec_*: run time
+    }
+    assert not differ
 
 
 def test_a_trajectory_without_a_right_view_is_named(tmp_path: Path) -> None:
