@@ -119,10 +119,16 @@ def test_converged_shift_applied_is_the_known_one(film_run) -> None:
     assert rows["warp_only"]["psnr_visible"] > rows["copy_left"]["psnr_visible"] + 10
 
 
-def test_excluded_reference_pixels_are_counted(film_run) -> None:
-    cli, folder = film_run
+def test_excluded_reference_pixels_are_counted(film_run, films) -> None:
+    from stereo_lit.data.stereo_video import StereoVideoDataModule
+
+    _, folder = film_run
+    data = StereoVideoDataModule(films[1], layout="sbs", window=5, overlap=0, reference_disparity=True)
+    (batch,) = list(data.test_dataloader())
+    failed = int(batch["reference_failed_px"])
+    assert 0 < failed == int((batch["valid_left"][0, 0, :T, :H, :W] == 0).sum())
     notes = " ".join(_table(folder, "test_converged")["notes"])
-    assert f"of {T * H * W} content pixels" in notes
+    assert f"; {failed} of {T * H * W} content pixels ({100 * failed / (T * H * W):.2f}%)" in notes
 
 
 def test_translate_right_is_exact_for_integer_shifts() -> None:
@@ -199,3 +205,30 @@ def test_middlebury_and_kitti_folders_give_one_parallel_table(tmp_path: Path) ->
     )
     both = json.loads((out2 / "eval" / "test_parallel_metrics.json").read_text())
     assert any("Parallel footage (2 window" in n and "pseudo ground truth" in n for n in both["notes"])
+
+
+@pytest.mark.slow
+def test_eval_stereo_video_config_with_wan_and_vda_gives_both_protocol_rows(films, tiny_checkpoints, tmp_path) -> None:
+    """The shipped config as a user runs it (tiny Wan + tiny VDA): every method, both protocols."""
+    from test_cli_wan import _tiny_config
+
+    config = _tiny_config(
+        "eval_stereo_video.yaml", tiny_checkpoints, tmp_path,
+        **{"window: 33": "window: 5", "overlap: 9": "overlap: 1", "window: 81": "window: 5", "max_side: 832": "max_side: null"},
+    )
+    out = tmp_path / "out"
+    build_cli(
+        ["test", "-c", str(config), "--data.init_args.source", json.dumps([str(p) for p in films]),
+         "--data.init_args.layout", "sbs", "--model.output_dir", str(out), "--trainer.logger", "false",
+         "--model.depth.input_size", "28", "--model.depth.cache_dir", str(tmp_path / "cache")]
+    )
+    for name in ("test_parallel", "test_converged"):
+        table = _table(out / "eval", name)
+        methods = ["wan_x0_blend", "copy_left", "warp_only", "warp_fill", "warp_fill_telea", "wan_latent_shift", "wan_repaint"]
+        assert set(table["methods"]) == {f"{m}:{p}" for m in methods for p in ("aligned", "blind")} | {"true_right"}
+        assert any(n.startswith("Protocol aligned: depth from VDAEstimator") and "blind:" in n for n in table["notes"])
+    # copy-left ignores depth: on parallel footage both protocols score it alike; on converged
+    # footage blind translates every produced right view by the policy's convergence minus k
+    parallel, converged = (_table(out / "eval", n)["methods"] for n in ("test_parallel", "test_converged"))
+    assert parallel["copy_left:aligned"]["psnr_all"] == parallel["copy_left:blind"]["psnr_all"] == "inf"
+    assert converged["copy_left:blind"]["psnr_all"] < converged["copy_left:aligned"]["psnr_all"]
