@@ -141,7 +141,8 @@ class DisparityPolicy:
         else:
             low, high = self.relative_range(key, inv_depth)
         values = inv_depth.float()
-        scaled = (torch.where(torch.isnan(values), torch.as_tensor(low, dtype=values.dtype), values) - low) / (high - low)
+        values = torch.where(torch.isnan(values), torch.as_tensor(low, dtype=values.dtype), values)
+        scaled = (values - low) / (high - low)
         return scaled.clamp(0.0, 1.0) * self.max_disparity_px(width_px or inv_depth.shape[-1])
 
     def from_depth(

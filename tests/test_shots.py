@@ -124,8 +124,11 @@ def test_smooth_shot_is_an_ema_of_look_ahead_means() -> None:
 
 
 def test_a_single_shot_clip_keeps_the_whole_video_range() -> None:
-    depth = _two_shot_depth()[:CUT] * torch.linspace(1, 3, CUT).view(-1, 1, 1)  # range grows in the shot
-    sample = depth[:: max(1, CUT // 64)]
+    n = 130  # > 64 frames: the whole-video sample is every 2nd frame
+    ramp = torch.linspace(0, 1, 16).expand(12, 16)
+    wobble = torch.rand(n, 1, 1, generator=torch.Generator().manual_seed(3))
+    depth = (0.1 + 0.1 * ramp) * torch.linspace(1, 3, n).view(-1, 1, 1) + 0.2 * wobble * ramp  # range grows
+    sample = depth[:: max(1, n // 64)]
     shots = DisparityPolicy(shot_aware=True)
     shots.fix_video_range("clip", sample, "inverse_relative", depth=depth, cuts=[])
     whole = DisparityPolicy(shot_aware=False)
@@ -133,7 +136,8 @@ def test_a_single_shot_clip_keeps_the_whole_video_range() -> None:
     a = shots.from_depth(depth[None, None, 5:15], "inverse_relative", "clip", 64, start=5)
     b = whole.from_depth(depth[None, None, 5:15], "inverse_relative", "clip", 64, start=5)
     torch.testing.assert_close(a, b, rtol=0, atol=0)
-    torch.testing.assert_close(frame_ranges(depth, []), torch.tensor([robust_range(sample, 2.0, 98.0)] * CUT, dtype=torch.float64))
+    expected = torch.tensor([robust_range(sample, 2.0, 98.0)] * n, dtype=torch.float64)
+    torch.testing.assert_close(frame_ranges(depth, []), expected)
 
 
 def test_each_shot_runs_its_own_windows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,7 +166,7 @@ def test_depth_windows_restart_at_cuts() -> None:
     model.eval()
     frames = _two_shot_frames(num_frames=30, h=14, w=14)
     cut_depth = infer_video_depth(model, frames, input_size=14, cuts=[CUT])
-    alone = [infer_video_depth(model, frames[:CUT], input_size=14), infer_video_depth(model, frames[CUT:], input_size=14)]
+    alone = [infer_video_depth(model, part, input_size=14) for part in (frames[:CUT], frames[CUT:])]
     np.testing.assert_array_equal(cut_depth, np.concatenate(alone))
     assert not np.array_equal(infer_video_depth(model, frames, input_size=14)[CUT:], alone[1])  # carried otherwise
 
