@@ -12,11 +12,13 @@ Sign convention (DESIGN.md): the left pixel at column ``x`` is seen in the right
 films) has both signs: search ``[min_disparity_px, max_disparity_px]`` with a negative
 minimum, and estimate the clip's zero-parallax shift with :func:`zero_parallax_shift`.
 
-SGBM only searches ``d >= 0``; a negative minimum is handled by shifting the right image
-by ``-min_disparity_px`` columns (``d' = d - min``) and subtracting it again; with a
-negative minimum, matches on the range's lower bound are excluded (the true disparity may
-lie below it). Both images are padded on the left by the search range so the left border
-gets candidates too; matches that land outside the right view are excluded.
+SGBM only searches ``d >= 0``; a negative minimum ``-m`` is handled on a canvas ``m``
+columns wider: the left image padded by ``m`` columns on its left, the right image on its
+right, so the left pixel ``x`` (canvas ``x + m``) matches the real right column ``x - d`` at
+canvas disparity ``d + m >= 0`` (no right-view column is lost to a shift); with a negative
+minimum, matches on the range's lower bound are excluded (the true disparity may lie below
+it). Both images are also padded on the left by the search range so the left border gets
+candidates too; matches that land outside the right view are excluded.
 """
 
 from __future__ import annotations
@@ -45,15 +47,6 @@ class ReferenceDisparity:
     valid: np.ndarray
     failed: int
     lr_failed: int
-
-
-def _shift_columns(image: np.ndarray, shift: int) -> np.ndarray:
-    """``out[:, y] = image[:, y + shift]`` (edge columns replicated)."""
-    if shift == 0:
-        return image
-    width = image.shape[1]
-    index = np.clip(np.arange(width) + shift, 0, width - 1)
-    return np.ascontiguousarray(image[:, index])
 
 
 def _match(left: np.ndarray, right: np.ndarray, num_disparities: int, params: SGBMParams) -> np.ndarray:
@@ -86,20 +79,25 @@ def reference_disparity(
     min_d = int(math.floor(min_disparity_px))
     if max_d <= min_d:
         raise ValueError(f"max_disparity_px ({max_d}) must be above min_disparity_px ({min_d})")
-    n = num_disparities_for(max_d - min_d, cap=max(256, 16 * math.ceil((max_d - min_d + 1) / 16)))
-    right_s = _shift_columns(right_rgb_u8, -min_d)  # d' = d - min_d >= 0
-    d_left = _match(left_rgb_u8, right_s, n, params)
-    d_right = _match(right_s[:, ::-1], left_rgb_u8[:, ::-1], n, params)[:, ::-1]  # right-view disparity (d')
+    # negative disparities: the left view sits m = -min_d columns further right on a wider canvas
+    # (left padded on its left, right on its right), so d_c = d + m >= 0 and every right column is real
+    m = max(0, -min_d)
+    n = num_disparities_for(max_d + m, cap=max(256, 16 * math.ceil((max_d + m + 1) / 16)))
+    left_c = np.pad(left_rgb_u8, ((0, 0), (m, 0), (0, 0)), mode="edge")
+    right_c = np.pad(right_rgb_u8, ((0, 0), (0, m), (0, 0)), mode="edge")
+    d_left = _match(left_c, right_c, n, params)[:, m:]  # canvas disparity d_c of each left pixel
+    d_right = _match(right_c[:, ::-1], left_c[:, ::-1], n, params)[:, ::-1]  # right-view canvas disparity
     matched = np.isfinite(d_left)
     x = np.arange(width)[None, :].repeat(height, 0)
-    target = np.rint(x - np.nan_to_num(d_left, nan=0.0)).astype(np.int64)
-    seen_at = target - min_d  # column in the unshifted right view
-    inside = matched & (target >= 0) & (target < width) & (seen_at >= 0) & (seen_at < width)
+    target = np.rint(x + m - np.nan_to_num(d_left, nan=0.0)).astype(np.int64)  # column in the right view
+    inside = matched & (target >= 0) & (target < width)
     if min_d < 0:  # a match on the search range's lower bound may be a disparity below the range
         inside &= np.nan_to_num(d_left, nan=0.0) > 0.0
     back = np.take_along_axis(d_right, np.clip(target, 0, width - 1), axis=1)
     consistent = inside & np.isfinite(back) & (np.abs(back - np.nan_to_num(d_left, nan=0.0)) <= max_diff_px)
-    disparity = np.where(consistent, d_left + min_d, np.nan).astype(np.float32)
+    if min_d > 0:
+        consistent &= np.nan_to_num(d_left, nan=0.0) >= min_d
+    disparity = np.where(consistent, d_left - m, np.nan).astype(np.float32)
     failed = int(consistent.size - consistent.sum())
     return ReferenceDisparity(disparity, consistent, failed, int((inside & ~consistent).sum()))
 

@@ -232,3 +232,15 @@ def test_eval_stereo_video_config_with_wan_and_vda_gives_both_protocol_rows(film
     parallel, converged = (_table(out / "eval", n)["methods"] for n in ("test_parallel", "test_converged"))
     assert parallel["copy_left:aligned"]["psnr_all"] == parallel["copy_left:blind"]["psnr_all"] == "inf"
     assert converged["copy_left:blind"]["psnr_all"] < converged["copy_left:aligned"]["psnr_all"]
+
+
+def test_negative_search_keeps_every_column_whose_match_is_in_the_right_view() -> None:
+    """Searching [-10, 10] px on a pair at d = -3: only the 3 last columns (seen beyond the right
+    edge) may fail for lack of a match; the first columns are not lost to the negative range."""
+    from stereo_lit.reference_disparity import reference_disparity
+
+    texture = _texture(4, H, W + 40)
+    x = np.arange(W)
+    ref = reference_disparity(texture[:, x + 20], texture[:, x + 20 - 3], -10, 10)
+    assert ref.valid[:, : W - 3].mean() > 0.99 and not ref.valid[:, W - 3 :].any()
+    assert np.median(ref.disparity_px[ref.valid]) == -3.0 and np.abs(ref.disparity_px[ref.valid] + 3).max() <= 0.5
