@@ -17,6 +17,7 @@ a trajectory with val or test.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import logging
 import random
@@ -34,7 +35,7 @@ from stereo_lit.run_summary import skip_marker
 from stereo_lit.data.shards import iter_trajectory_frames, load_manifest, manifest_path
 from stereo_lit.data.tartanair_layout import Trajectory, find_trajectories, open_trajectory, read_depth, read_image
 from stereo_lit.data.tartanair_sample import ClipSpec, build_sample, plan_clips, plan_predict
-from stereo_lit.windows import is_wan_length
+from stereo_lit.windows import is_wan_length, next_wan_length
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,7 @@ class TartanAirDataModule(LightningDataModule):
             raise ValueError(f"invalid_depth must be 'raise' or 'mask', got {invalid_depth!r}")
         self.root, self.lists = root, {"train": train, "val": val, "test": test, "predict": predict}
         self.clip_frames, self.stride = clip_frames, stride or clip_frames
+        self._short_warned: set[str] = set()  # trajectories shorter than one clip, warned once
         self.eval_stride, self.frame_step = eval_stride or self.stride, frame_step
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.window, self.overlap = window, overlap
@@ -335,8 +337,25 @@ class TartanAirDataModule(LightningDataModule):
                 plans[traj_id] = plan_predict(n, self.window, self.overlap)
             else:
                 stride = self.stride if stage == "train" else self.eval_stride
-                plans[traj_id] = plan_clips(n, self.clip_frames, stride, self.frame_step)
+                plans[traj_id] = self._clips_of(traj_id, n, stride)
         return plans
+
+    def _clips_of(self, traj_id: str, num_frames: int, stride: int) -> list[ClipSpec]:
+        """:func:`plan_clips`; a trajectory shorter than one clip gives one clip of its own length
+        (padded in time only to the next ``4k+1``), with a warning naming both lengths."""
+        clips = plan_clips(num_frames, self.clip_frames, stride, self.frame_step)
+        span = (self.clip_frames - 1) * self.frame_step + 1
+        if num_frames >= span:
+            return clips
+        own = next_wan_length(len(clips[0].indices))
+        if traj_id not in self._short_warned:
+            self._short_warned.add(traj_id)
+            log.warning(
+                "%s: clip_frames=%d (frame_step %d: %d source frames) is longer than its %d frames; using one clip "
+                "of its %d frames (padded to %d); lower data.clip_frames to silence this",
+                traj_id, self.clip_frames, self.frame_step, span, num_frames, len(clips[0].indices), own,
+            )
+        return [dataclasses.replace(c, target_frames=own) for c in clips]
 
     def dataset(self, stage: str) -> Dataset:
         """The dataset of ``stage`` (map-style for folders, iterable for shards and predict)."""

@@ -1,4 +1,7 @@
-"""On-disk depth cache: one ``.npy`` per (video content, model, settings), written atomically.
+"""On-disk depth cache: one ``.npy`` per (decoded frames, model, settings), written atomically.
+
+The content part of a key is the fingerprint of the decoded frames (:meth:`DepthCache.content_key`),
+so a remuxed file with identical frames hits the entry its original wrote.
 
 Entries are streamed to disk frame by frame (bounded memory) and read back memory-mapped.
 """
@@ -9,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +82,35 @@ class DepthCache:
 
     def path(self, key: str) -> Path:
         return self.dir / f"{key}.npy"
+
+    def content_key(
+        self, frames_factory: Callable[[], Iterable[np.ndarray]], source_key: str | None = None
+    ) -> tuple[str, Callable[[], None]]:
+        """The decoded frames' fingerprint (:func:`frames_content_hash`) and a ``remember()`` to call on success.
+
+        ``source_key`` names where the frames come from (a file's content hash plus fps and size):
+        its fingerprint is memoised in ``sources/`` so a known source is not decoded twice, and a
+        remux (new file bytes, identical frames) reaches the same depth entry. ``remember()``
+        writes that memo; call it once the depth is cached so a failed run leaves nothing.
+        """
+        if source_key is None:
+            return frames_content_hash(frames_factory()), lambda: None
+        memo = self.dir / "sources" / f"{hashlib.sha256(source_key.encode()).hexdigest()[:32]}.txt"
+        try:
+            known = memo.read_text().strip()
+        except OSError:
+            known = ""
+        if len(known) == 64:
+            return known, lambda: None
+        fingerprint = frames_content_hash(frames_factory())
+
+        def remember() -> None:
+            memo.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo.with_name(f"{memo.name}.tmp-{os.getpid()}-{id(self)}")
+            tmp.write_text(fingerprint)
+            os.replace(tmp, memo)
+
+        return fingerprint, remember
 
     def load(self, key: str) -> np.memmap | None:
         path = self.path(key)

@@ -196,24 +196,28 @@ class VDAEstimator:
         """Whole-video depth ``[T,H,W]`` float32, from the cache when this video/model/settings ran before.
 
         ``frames_factory()`` returns a fresh iterable of the frames (called once to hash when ``key`` is
-        None, once more to compute). ``key`` identifies the video's content (e.g. ``file_content_hash``
-        of the video file). With ``cache=False`` the result is an in-memory array. ``total_frames``
+        None, once more to compute). ``key`` names the source (e.g. ``file_content_hash`` of the
+        video file plus fps and size); the cache key is the decoded frames' fingerprint plus the
+        settings, the source's fingerprint memoised under ``key`` (a remux with identical frames hits). With ``cache=False`` the result is an in-memory array. ``total_frames``
         (when known) gives the progress bar its length. ``cuts``: shot cuts at which the depth
         windows restart (part of the cache key).
         """
         cuts = sorted(int(c) for c in cuts) if cuts else None
         if self.cache is None:
             return self._estimate_in_memory(frames_factory, total_frames, cuts)
-        content = key if key is not None else frames_content_hash(frames_factory())
+        content, remember = self.cache.content_key(frames_factory, key)  # decoded frames' fingerprint
         settings = self.settings()
         cache_key = settings_key(content=content, **settings, **({"cuts": cuts} if cuts else {}))
         cached = self.cache.load(cache_key)
         if cached is not None:
+            remember()
             return cached
-        meta = {"content": content, "checkpoint": str(Path(self.checkpoint).resolve()), "kind": self.kind, **settings}
+        meta = {"content": content, "source": key, "checkpoint": str(Path(self.checkpoint).resolve()), "kind": self.kind, **settings}
         if cuts:
             meta["cuts"] = cuts
-        return self.cache.write(cache_key, self.estimate_stream(frames_factory(), total_frames, cuts), meta)
+        depth = self.cache.write(cache_key, self.estimate_stream(frames_factory(), total_frames, cuts), meta)
+        remember()
+        return depth
 
     def _estimate_in_memory(
         self,
@@ -232,10 +236,13 @@ class VDAEstimator:
         _check_video(video)
         per_clip = []
         for clip in video:
+            total = int(clip.shape[1])  # the depth bar's total (text-to-stereo, TartanAir clips)
             if self._cache_clips:
-                depth = self.video_depth(lambda clip=clip: video_frames(clip), key=tensor_content_hash(clip))
+                depth = self.video_depth(
+                    lambda clip=clip: video_frames(clip), key=tensor_content_hash(clip), total_frames=total
+                )
             else:
-                depth = self._estimate_in_memory(lambda clip=clip: video_frames(clip))
+                depth = self._estimate_in_memory(lambda clip=clip: video_frames(clip), total)
             per_clip.append(torch.from_numpy(np.array(depth, dtype=np.float32)))
         values = torch.stack(per_clip).unsqueeze(1).to(video.device)
         return DepthResult(values=values, kind=self.kind)

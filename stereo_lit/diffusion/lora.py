@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ import torch
 
 #: Adapter name used throughout (peft's default; ``get_peft_model_state_dict`` reads it).
 ADAPTER_NAME = "default"
+log = logging.getLogger(__name__)
 #: The file ``WanPipeline.save_lora_weights`` writes and ``load_lora_weights`` reads.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 DEFAULT_TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0")
@@ -131,6 +133,7 @@ def save_lora(transformer: torch.nn.Module, folder: str | Path) -> Path:
         if not written.is_file():
             raise RuntimeError(f"WanPipeline.save_lora_weights wrote no {LORA_WEIGHT_NAME} in {tmp}")
         os.replace(written, out / LORA_WEIGHT_NAME)
+        os.chmod(out / LORA_WEIGHT_NAME, 0o666 & ~_umask())  # as any other output, not the temp folder's 0600
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out / LORA_WEIGHT_NAME
@@ -164,4 +167,21 @@ def load_lora_into(pipe: Any, folder: str | Path, *, trainable: bool = False) ->
         mark_lora_trainable(pipe.transformer)
     else:
         pipe.transformer.requires_grad_(False)
+    log.info(
+        "LoRA %s: adapter %r on %d layers of the transformer%s",
+        Path(path) / (weight_name or LORA_WEIGHT_NAME), ADAPTER_NAME, count_lora_layers(pipe.transformer),
+        " (trainable)" if trainable else "",
+    )
     return pipe
+
+
+def count_lora_layers(transformer: torch.nn.Module) -> int:
+    """How many layers of ``transformer`` carry the adapter (peft tuner layers with ``ADAPTER_NAME``)."""
+    return sum(1 for m in transformer.modules() if ADAPTER_NAME in getattr(m, "lora_A", {}))
+
+
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
