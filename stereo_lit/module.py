@@ -44,17 +44,23 @@ class StereoLitModule(LightningModule):
         depth: depth estimator for batches that carry no depth (in-the-wild video);
             anything with ``estimate(video [B,3,T,H,W]) -> DepthResult``. None: use the
             depth/disparity that comes with the data and fail clearly when there is none.
-        max_disparity_pct: 3D strength for relative depth, in % of frame width.
-        convergence: zero-parallax plane as a fraction of the maximum disparity.
+        max_disparity_pct: 3D strength for relative depth: the strongest disparity in % of
+            the frame width (films use about 1-3%), from robust 2-98% depth percentiles of the
+            video or shot. Metric depth (TartanAir) uses the true ``f * B / Z`` instead.
+        convergence: the zero-parallax (screen) plane as a fraction of the maximum disparity:
+            0 = screen at infinity (everything pops out), 1 = screen at the nearest surface
+            (everything behind the screen); a horizontal shift of both eyes at output time.
         output_dir: predictions go to ``output_dir/<video>/``; tables to ``output_dir/eval``.
         layouts: outputs written per video (``right``, ``sbs``, ``sbs_half``, ``tb``,
             ``tb_half``, ``anaglyph``, ``depth``).
-        skip_finished: predict skips videos whose outputs are all complete (resume).
+        skip_finished: predict skips videos whose outputs are all complete and were made
+            with the same settings (resume); ``false`` redoes every video.
         eval_methods_on_val: run the baselines in validation too (else only the generator).
         align_estimated_depth: in validate/test with an estimator, fit the estimated
             relative depth to the true disparity (scale and shift) before generating, the
             usual protocol for scoring relative depth.
-        learning_rate, weight_decay: AdamW settings of ``fit`` (LoRA parameters only).
+        learning_rate: AdamW learning rate of ``fit`` (LoRA parameters only).
+        weight_decay: AdamW weight decay of ``fit`` (LoRA parameters only).
         lora_every_n_steps: ``fit`` saves the LoRA adapter to ``output_dir/lora/step_N`` every
             N steps (0: only at the end, to ``output_dir/lora/final``), in the diffusers format
             that ``WanPipeline.load_lora_weights`` and ``generator.lora_path`` read.
@@ -141,7 +147,18 @@ class StereoLitModule(LightningModule):
             SkippingPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts),
             TensorBoardPreviews(),
             LoRAAdapterSaver(self.output_dir / "lora", every_n_steps=self.lora_every_n_steps),
+            *self._fit_log_callbacks(),
         ]
+
+    def _fit_log_callbacks(self) -> list:
+        """``fit`` with a logger: the learning rate per step in TensorBoard (``lr-AdamW``)."""
+        from lightning.pytorch.callbacks import LearningRateMonitor
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        trainer = self._trainer
+        if trainer is None or trainer.state.fn != TrainerFn.FITTING or not trainer.loggers:
+            return []
+        return [LearningRateMonitor(logging_interval="step")]
 
     def setup(self, stage: str) -> None:
         self.check_before_work(stage)
