@@ -126,6 +126,8 @@ class _VideoOutputs:
             layout: StreamingVideoWriter(folder / f"{layout}.mp4", fps, audio_from=None if layout == "depth" else audio)
             for layout in layouts
         }
+        if not Path(video_path).exists():  # a prompt (text-to-stereo): the generated left view is an output too
+            self.writers["left"] = StreamingVideoWriter(folder / "left.mp4", fps)
         self.depth_range: tuple[float, float] | None = None
 
     def write(self, start: int, left: np.ndarray, right: np.ndarray, disparity: np.ndarray | None, shift: float) -> None:
@@ -141,8 +143,8 @@ class _VideoOutputs:
                 if self.depth_range is None:  # fixed on the first window: no flicker
                     self.depth_range = tuple(np.percentile(disparity, [2, 98]).tolist())
                 writer.write(disparity_to_colormap(disparity, *self.depth_range))
-            elif layout == "right":
-                writer.write(right)
+            elif layout in ("left", "right"):
+                writer.write(left if layout == "left" else right)
             else:
                 writer.write(compose(layout, *shifted))
         self.next_frame = start + left.shape[0]

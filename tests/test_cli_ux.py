@@ -300,3 +300,22 @@ def test_saved_adapter_has_the_permissions_of_other_outputs(tiny_checkpoints: Pa
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(other.stat().st_mode) == 0o644
+
+
+def test_prompt_outputs_include_the_generated_left_view(tmp_path: Path) -> None:
+    from stereo_lit.callbacks import _VideoOutputs
+
+    left = np.full((5, 32, 48, 3), 200, np.uint8)
+    right = np.full((5, 32, 48, 3), 50, np.uint8)
+    outputs = _VideoOutputs("prompt_000_a_red_fox", tmp_path / "prompt", ["right", "sbs"], 8.0, 5)
+    outputs.write(0, left, right, None, 0.0)
+    files = outputs.close()
+    assert files["left"]["file"] == "left.mp4" and files["left"]["frames"] == 5
+    with av.open(str(tmp_path / "prompt" / "left.mp4")) as container:
+        decoded = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    assert decoded.shape == (5, 32, 48, 3) and abs(float(decoded.mean()) - 200) < 3
+    source = tmp_path / "clip.mp4"
+    source.write_bytes(b"")  # a real source video: its left view is the input, not written again
+    plain = _VideoOutputs(str(source), tmp_path / "clip", ["right"], 8.0, 5)
+    assert "left" not in plain.writers
+    plain.abort()
