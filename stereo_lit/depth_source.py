@@ -95,6 +95,7 @@ def whole_video_depth(
     size: tuple[int, int],
     num_frames: int | None = None,
     cuts: list[int] | None = None,
+    source_range: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """Depth ``[T, H, W]`` of a whole video file at ``size`` and ``fps`` (the datamodule's timeline).
 
@@ -105,13 +106,19 @@ def whole_video_depth(
     from stereo_lit.io.video_reader import iter_frames
 
     key = f"{video_file_key(video_path)}-{fps:.6f}-{size[0]}x{size[1]}"
+    if source_range is not None:  # a start_time/end_time cut: its own timeline
+        key += f"-src{source_range[0]}-{source_range[1]}"
     extra = {"cuts": cuts} if cuts and "cuts" in inspect.signature(estimator.video_depth).parameters else {}
     return estimator.video_depth(
-        lambda: iter_frames(video_path, fps=fps, size=size), key=key, total_frames=num_frames, **extra
+        lambda: iter_frames(video_path, fps=fps, size=size, source_range=source_range), key=key,
+        total_frames=num_frames, **extra
     )
 
 
-def video_cuts(video_path: str, fps: float, size: tuple[int, int], cache_dir: Path | None = None) -> list[int]:
+def video_cuts(
+    video_path: str, fps: float, size: tuple[int, int], cache_dir: Path | None = None,
+    source_range: tuple[int, int] | None = None,
+) -> list[int]:
     """Shot cuts of a video file on the datamodule's timeline (``fps``), memoised in ``cache_dir``.
 
     Frames are decoded :data:`CUT_DETECTION_WIDTH` px wide; the cuts are those of
@@ -125,13 +132,14 @@ def video_cuts(video_path: str, fps: float, size: tuple[int, int], cache_dir: Pa
     small = (max(2, round(height * small_w / width / 2) * 2), max(2, small_w))
     note = None
     if cache_dir is not None:
-        note = Path(cache_dir) / f"cuts-{video_file_key(video_path)}-{fps:.6f}.json"
+        cut = "" if source_range is None else f"-src{source_range[0]}-{source_range[1]}"
+        note = Path(cache_dir) / f"cuts-{video_file_key(video_path)}-{fps:.6f}{cut}.json"
         if note.is_file():
             try:
                 return [int(c) for c in json.loads(note.read_text())["cuts"]]
             except (ValueError, KeyError, TypeError):
                 pass
-    cuts = detect_cuts(iter_frames(video_path, fps=fps, size=small), fps=fps)
+    cuts = detect_cuts(iter_frames(video_path, fps=fps, size=small, source_range=source_range), fps=fps)
     log.info("%s: %d shot cut(s) at frames %s", video_path, len(cuts), cuts[:20])
     if note is not None:
         try:
@@ -188,7 +196,10 @@ class WindowDepth:
             self._depths[video] = self._depths.pop(video)  # most recent last
         else:
             cuts = self.cuts(video)
-            self._depths[video] = whole_video_depth(self.estimator, *video, num_frames=num_frames, cuts=cuts)
+            path, fps, size, *rest = video
+            self._depths[video] = whole_video_depth(
+                self.estimator, path, fps, size, num_frames=num_frames, cuts=cuts, source_range=rest[0] if rest else None
+            )
         return self._depths[video]
 
     def cuts(self, video: tuple[str, float, tuple[int, int]]) -> list[int]:
@@ -197,7 +208,10 @@ class WindowDepth:
             return []
         if video not in self._cuts:
             cache = getattr(self.estimator, "cache", None)
-            self._cuts[video] = video_cuts(*video, cache_dir=getattr(cache, "dir", None))
+            path, fps, size, *rest = video
+            self._cuts[video] = video_cuts(
+                path, fps, size, cache_dir=getattr(cache, "dir", None), source_range=rest[0] if rest else None
+            )
         return self._cuts[video]
 
     def for_batch(self, batch: dict[str, Any]) -> tuple[torch.Tensor, str, list[VideoDepth] | None]:
@@ -222,6 +236,8 @@ class WindowDepth:
             padding = element_padding(batch, i)
             height, width = left.shape[-2] - padding.bottom, left.shape[-1] - padding.right
             video = (str(_at(paths, i)), float(_at(batch["fps"], i)), (height, width))
+            if "source_start" in batch:  # a start_time/end_time cut (stereo_lit.data.wild)
+                video += ((int(_at(batch["source_start"], i)), int(_at(batch["source_stop"], i))),)
             num_frames = int(_at(batch["num_frames"], i)) if "num_frames" in batch else None
             depth = self._whole(video, num_frames)
             current.append(video)

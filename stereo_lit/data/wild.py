@@ -12,6 +12,12 @@ Every sample (one window of one video) holds:
 - with a depth file next to the video: ``depth`` float ``[1, T, H, W]`` and
   ``depth_kind`` (``"inverse_relative"`` or ``"metric_m"``).
 
+Photos (PNG, JPEG, WebP; :mod:`stereo_lit.io.image_reader`) are one-frame videos
+(``fps`` 1, no audio; EXIF orientation applied); folders may mix videos and photos. A
+video can be cut to ``[start_time, end_time)`` seconds and capped at ``max_fps`` (frames
+dropped evenly); the samples then also carry ``source_start`` / ``source_stop`` (the
+source frames seen as the whole video) and the output timeline runs at the effective rate.
+
 Decoding streams (:mod:`stereo_lit.io.video_reader`): a window decodes only its own
 frames. Predict yields each video's windows in order (whole videos per rank/worker,
 :class:`~stereo_lit.data.collate.OrderedVideoStream`), so every frame is produced once.
@@ -20,6 +26,7 @@ frames. Predict yields each video's windows in order (whole videos per rank/work
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +40,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem
 from stereo_lit.data.wild_sources import DepthFile, VideoEntry, find_depth_file, resolve_videos
+from stereo_lit.io.image_reader import is_image_file, probe_image
 from stereo_lit.io.video_reader import VideoInfo, probe_video, read_frames, resampled_num_frames, source_index
 from stereo_lit.padding import pad_video, padding_for
 from stereo_lit.windows import Window, is_wan_length, plan_windows
@@ -52,6 +60,53 @@ class WildVideo:
     fps: float
     size: tuple[int, int] | None  # resize target (H, W) or None
     depth_path: str | None
+    source_range: tuple[int, int] | None = None  # source frames [first, stop) seen as the video
+
+    @property
+    def is_image(self) -> bool:
+        return is_image_file(self.info.path)
+
+    @property
+    def source_frames(self) -> tuple[int, int]:
+        """``(first, stop)`` source frames this video's output timeline covers."""
+        return self.source_range or (0, self.info.num_frames)
+
+    @property
+    def audio_range(self) -> tuple[float, float] | None:
+        """``(start, stop)`` seconds of the source's audio that go with the output (None: all):
+        from the first kept frame's time for the output's duration, so sound stays in sync."""
+        if self.source_range is None:
+            return None
+        start = self.source_range[0] / self.info.fps
+        return start, start + self.num_frames / self.fps
+
+
+def time_range_frames(
+    num_frames: int, fps: float, start_time: float | None, end_time: float | None, path: str
+) -> tuple[int, int] | None:
+    """Source frames ``[first, stop)`` shown from ``start_time`` until before ``end_time`` (s).
+
+    ``first`` is the frame on screen at ``start_time`` (``floor(t * fps)``), ``stop`` the
+    first frame that starts at or after ``end_time`` (``ceil(t * fps)``, at most the
+    video's end). Frames are taken as evenly spaced at the average rate. None: no cut.
+    """
+    if start_time is None and end_time is None:
+        return None
+    first = int(math.floor((start_time or 0.0) * fps + 1e-6))
+    stop = num_frames if end_time is None else min(num_frames, int(math.ceil(end_time * fps - 1e-6)))
+    if first >= num_frames:
+        raise ValueError(
+            f"{path}: start_time {start_time} s is at or after the video's end ({num_frames} frames, {num_frames / fps:.3f} s)"
+        )
+    if stop <= first:
+        raise ValueError(f"{path}: [start_time, end_time) = [{start_time}, {end_time}) s holds no frame at {fps:g} fps")
+    return first, stop
+
+
+def effective_fps(source_fps: float, fps: float | None, max_fps: float | None) -> float:
+    """The output frame rate: ``fps`` (or the source's), capped at ``max_fps``."""
+    rate = float(fps or source_fps)
+    return min(rate, float(max_fps)) if max_fps is not None else rate
 
 
 def output_size(height: int, width: int, size: tuple[int, int] | None, max_side: int | None) -> tuple[int, int] | None:
@@ -135,7 +190,9 @@ class WildVideoWindows(Dataset):
     def load(self, index: int) -> dict[str, Any]:
         video, window = self.items[index]
         info = video.info
-        frames = read_frames(info.path, window.start, window.stop, fps=video.fps, size=video.size, info=info)
+        frames = read_frames(
+            info.path, window.start, window.stop, fps=video.fps, size=video.size, info=info, source_range=video.source_range
+        )
         height, width = frames.shape[1:3]
         left = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
         padding = padding_for(height, width, window.num_frames)
@@ -152,13 +209,16 @@ class WildVideoWindows(Dataset):
             "keep_start": int(window.keep_start),
             "has_audio": bool(info.has_audio),
         }
+        if video.source_range is not None:  # a start_time/end_time cut: the estimator reads the same frames
+            sample["source_start"], sample["source_stop"] = (int(x) for x in video.source_range)
         if self.use_depth and video.depth_path is not None:
             depth_file = self._depth(video.depth_path)
             if depth_file.num_frames != info.num_frames:
                 raise ValueError(
                     f"{video.depth_path}: depth has {depth_file.num_frames} frames but {info.path} has {info.num_frames}"
                 )
-            indices = [source_index(j, info.num_frames, info.fps, video.fps) for j in range(window.start, window.stop)]
+            first, stop = video.source_frames
+            indices = [first + source_index(j, stop - first, info.fps, video.fps) for j in range(window.start, window.stop)]
             depth = resize_depth(check_depth_values(depth_file.frames(indices), depth_file.kind, video.depth_path, indices), height, width)
             sample["depth"] = pad_video(depth[None], padding, "replicate")[0]
             sample["depth_kind"] = depth_file.kind
@@ -179,6 +239,10 @@ class WildVideoDataModule(LightningDataModule):
         overlap: frames shared by consecutive predict windows, ``4m+1`` (0 for none).
         train_stride: frames between training clips (default ``window - overlap``).
         fps: resample every video to this frame rate (nearest frame); None keeps it.
+        max_fps: cap the frame rate: a video faster than this drops frames evenly (24 ->
+            12 keeps every other frame); slower videos are kept as they are.
+        start_time, end_time: convert only ``[start_time, end_time)`` seconds of each video
+            (None: from the start / to the end); the audio is cut to the same range.
         size: resize every frame to ``(H, W)``; max_side: downscale so the longer side is
             at most this (aspect kept). Either way the result is padded to multiples of 16.
         pad_mode: ``"replicate"`` or ``"reflect"`` for the spatial padding.
@@ -208,8 +272,19 @@ class WildVideoDataModule(LightningDataModule):
         batch_size: int = 1,
         num_workers: int = 0,
         on_error: str = "raise",
+        start_time: float | None = None,
+        end_time: float | None = None,
+        max_fps: float | None = None,
     ) -> None:
         super().__init__()
+        if start_time is not None and start_time < 0:
+            raise ValueError(f"start_time must be >= 0 seconds, got {start_time}")
+        if end_time is not None and end_time <= (start_time or 0.0):
+            raise ValueError(f"end_time must be > start_time ({start_time or 0.0} s), got {end_time}")
+        if max_fps is not None and max_fps <= 0:
+            raise ValueError(f"max_fps must be > 0 frames per second, got {max_fps}")
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be > 0 frames per second, got {fps}")
         if not is_wan_length(window):
             raise ValueError(f"window must be 4k+1 frames (e.g. 33, 49, 81), got {window}")
         plan_windows(window + 1, window, overlap)  # validates overlap
@@ -229,18 +304,26 @@ class WildVideoDataModule(LightningDataModule):
         self.path_column, self.caption_column, self.split = path_column, caption_column, split
         self.batch_size, self.num_workers = batch_size, num_workers
         self.on_error = check_on_error(on_error)
+        self.start_time, self.end_time, self.max_fps = start_time, end_time, max_fps
         self.videos: list[WildVideo] | None = None
         self.skipped: list[tuple[str, str]] = []  # (video, reason) dropped while probing
         self._exclude: list[Callable[[str], bool]] = []
 
     # ------------------------------------------------------------------ set-up
     def _probe(self, entry: VideoEntry) -> WildVideo:
-        info = probe_video(entry.path)
-        num_frames = resampled_num_frames(info.num_frames, info.fps, self.fps)
         depth = find_depth_file(entry.path) if self.use_depth else None
+        depth_path = None if depth is None else str(depth)
+        if is_image_file(entry.path):  # a photo: one frame, no timeline options
+            info = probe_image(entry.path)
+            return WildVideo(entry, info, 1, info.fps, output_size(info.height, info.width, self.size, self.max_side), depth_path)
+        info = probe_video(entry.path)
+        source_range = time_range_frames(info.num_frames, info.fps, self.start_time, self.end_time, info.path)
+        first, stop = source_range or (0, info.num_frames)
+        fps = effective_fps(info.fps, self.fps, self.max_fps)
+        num_frames = resampled_num_frames(stop - first, info.fps, fps)
         return WildVideo(
-            entry, info, num_frames, float(self.fps or info.fps),
-            output_size(info.height, info.width, self.size, self.max_side), None if depth is None else str(depth),
+            entry, info, num_frames, fps, output_size(info.height, info.width, self.size, self.max_side), depth_path,
+            source_range,
         )
 
     def setup(self, stage: str | None = None) -> None:

@@ -2,8 +2,9 @@
 
 Sources (:func:`resolve_videos`):
 
-- a video file;
-- a folder of videos (searched recursively, sorted);
+- a video file or a photo (PNG, JPEG, WebP: a one-frame video,
+  :mod:`stereo_lit.io.image_reader`);
+- a folder of videos and/or photos (searched recursively, sorted);
 - a ``.txt`` file of paths, one per line (``#`` comments; ``PATH<TAB>caption`` allowed;
   relative paths are relative to the text file);
 - a Hugging Face ``datasets`` collection: a folder saved with ``save_to_disk``
@@ -20,7 +21,8 @@ folders, folders holding a stereo-lit manifest, lock or output marker
 
 Depth (:func:`find_depth_file`, :func:`DepthFile`): ``<stem>.npy``, ``<stem>.npz`` or
 ``<stem>_depths.npz`` (Video-Depth-Anything's output, key ``depths``) next to the video,
-``[T, H, W]`` (or ``[T, 1, H, W]``), relative *inverse* depth unless the file says
+``[T, H, W]`` (or ``[T, 1, H, W]``; a photo's ``NAME.npy`` may be ``[H, W]`` or
+``[1, H, W]``, in display orientation), relative *inverse* depth unless the file says
 otherwise (an npz key ``depth_kind`` holding ``"metric_m"`` or ``"inverse_relative"``).
 """
 
@@ -32,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stereo_lit.io.image_reader import IMAGE_EXTENSIONS
 from stereo_lit.io.output_manifest import LOCK_NAME, MANIFEST_NAME, ROOT_MARKER
 from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
 from stereo_lit.io.video_writer import WRITER_TAG
@@ -54,7 +57,8 @@ class VideoEntry:
 
 
 def is_video_file(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTENSIONS
+    """A source file predict converts: a video or a photo (by extension)."""
+    return path.suffix.lower() in VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
 
 
 def output_name(path: Path, base: Path | None) -> str:
@@ -184,7 +188,7 @@ def resolve_videos(
             log.info("%s: left out %d stereo-lit output file(s)", path, len(outputs))
         if not videos:
             ours = f" ({len(outputs)} stereo-lit outputs left out)" if outputs else ""
-            raise ValueError(f"{path}: folder holds no video files ({', '.join(VIDEO_EXTENSIONS)}){ours}")
+            raise ValueError(f"{path}: folder holds no video or image files ({', '.join(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS)}){ours}")
         return [VideoEntry(str(p), "", output_name(p, path)) for p in videos]
     suffix = path.suffix.lower()
     if suffix == ".txt":
@@ -208,8 +212,8 @@ def resolve_videos(
     if is_video_file(path):
         return [VideoEntry(str(path), "", path.stem)]
     raise ValueError(
-        f"{path}: unrecognised video source; expected a video file, a folder, a .txt list, a saved `datasets` "
-        "folder or a .csv/.parquet/.json table"
+        f"{path}: unrecognised video source; expected a video file, a photo (png/jpg/webp), a folder, a .txt list, "
+        "a saved `datasets` folder or a .csv/.parquet/.json table"
     )
 
 
@@ -257,6 +261,8 @@ class DepthFile:
             raise ValueError(f"{self.path}: depth_kind {self.kind!r} is not one of {DEPTH_KINDS}")
         if array.ndim == 4 and array.shape[1] == 1:
             array = array[:, 0]
+        if array.ndim == 2:  # one photo's depth [H, W]
+            array = array[None]
         if array.ndim != 3:
             raise ValueError(f"{self.path}: depth must be [T, H, W], got shape {tuple(array.shape)}")
         if not np.issubdtype(array.dtype, np.floating):

@@ -24,6 +24,8 @@ frames. The same mechanism chains calls: ``StereoOutput.carry`` holds the last f
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,16 @@ from stereo_lit.diffusion.loading import (
     parse_dtype,
     positional_range,
 )
+from stereo_lit.diffusion.memory_plan import (
+    OOM_ERRORS,
+    MemoryPlan,
+    WanOutOfMemoryError,
+    free_gpu_bytes,
+    model_size_from_config,
+    normalize_offload,
+    oom_message,
+    plan_memory,
+)
 from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert
 from stereo_lit.diffusion.training import LoRATrainingObjective, prepare_lora
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
@@ -60,6 +72,9 @@ DEFAULT_NEGATIVE_PROMPT = (
     "messy background, walking backwards"
 )
 NOISE_MODES = ("shared", "inverted")
+#: frames per window when ``window`` is unset and the memory plan does not lower it
+DEFAULT_WINDOW = 81
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,11 +108,16 @@ class WanStereoGenerator(StereoGenerator):
             ``"shared"`` batch for conditional and unconditional inputs.
         shift_every: ``latent_shift`` only: shift every k-th step.
         window, overlap: frames per window (``4k+1``) and frames shared by neighbours.
+            ``window`` unset: 81, lowered on a small GPU by the memory plan
+            (:mod:`~stereo_lit.diffusion.memory_plan`).
         seed: noise seed of the first window (window i uses ``seed + i``).
         dtype: transformer / text-encoder dtype; the VAE runs in float32.
         device: ``"auto"`` (cuda when available), ``"cuda"``, ``"cpu"``...
-        offload: diffusers model CPU offload (consumer GPUs).
+        offload: CPU offload: ``"none"``/false, ``"model"``/true (diffusers model offload) or
+            ``"sequential"`` (layer by layer: least memory, slowest).
         vae_tiling, vae_slicing: VAE memory savers.
+            ``offload``, ``vae_tiling`` and ``window`` left unset (None) are chosen on CUDA from
+            the free GPU memory at the first video (:attr:`memory_plan`, logged); set values win.
         prompt: default prompt when ``generate`` gets none.
         negative_prompt: for classifier-free guidance.
         fill_holes: fill warp holes from the background before VAE encoding.
@@ -128,13 +148,13 @@ class WanStereoGenerator(StereoGenerator):
         noise: str = "shared",
         batch_mode: str = "separate",
         shift_every: int = 1,
-        window: int = 81,
+        window: int | None = None,
         overlap: int = 9,
         seed: int = 0,
         dtype: str = "bfloat16",
         device: str = "auto",
-        offload: bool = False,
-        vae_tiling: bool = False,
+        offload: bool | str | None = None,
+        vae_tiling: bool | None = None,
         vae_slicing: bool = False,
         prompt: str = "",
         negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
@@ -165,7 +185,7 @@ class WanStereoGenerator(StereoGenerator):
             raise ValueError(f"guidance_stop must be in [0, 1], got {guidance_stop}")
         if shift_every < 1:
             raise ValueError(f"shift_every must be >= 1, got {shift_every}")
-        plan_windows(window, window, overlap)  # validates window / overlap
+        plan_windows(window or DEFAULT_WINDOW, window or DEFAULT_WINDOW, overlap)  # validates window / overlap
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.strategy = strategy
         self.num_inference_steps = num_inference_steps
@@ -176,13 +196,17 @@ class WanStereoGenerator(StereoGenerator):
         self.noise = noise
         self.batch_mode = batch_mode
         self.shift_every = shift_every
-        self.window = window
+        # user settings (None = unset: planned); self.window is also the carried frames' count
+        self._user_memory = dict(window=window, offload=normalize_offload(offload), vae_tiling=vae_tiling)
+        self.window = DEFAULT_WINDOW if window is None else window
+        self.sampling_window = self.window  # frames per sampled window (the memory plan may lower it)
+        self.memory_plan: MemoryPlan | None = None
         self.overlap = overlap
         self.seed = seed
         self.dtype = dtype
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-        self.offload = offload
-        self.vae_tiling = vae_tiling
+        self.offload = normalize_offload(offload) or "none"
+        self.vae_tiling = bool(vae_tiling)
         self.vae_slicing = vae_slicing
         self.prompt = prompt
         self.negative_prompt = negative_prompt
@@ -232,6 +256,41 @@ class WanStereoGenerator(StereoGenerator):
         self._shared = shared
         return self
 
+    def plan_memory(self, frames: int, height: int, width: int) -> MemoryPlan:
+        """Settle the unset ``offload`` / ``vae_tiling`` / ``window`` from the free GPU memory
+        (:func:`~stereo_lit.diffusion.memory_plan.plan_memory`; a no-op off CUDA), once, before
+        the models load, and log the choice. Generators sharing loads reuse the first plan."""
+        if self.memory_plan is not None:
+            return self.memory_plan
+        user = dict(self._user_memory)
+        if self._components is not None:  # already loaded: its offload is fixed
+            user["offload"] = self.offload
+        free = free_gpu_bytes(self.device)
+        key = None
+        if self._shared is not None and self.checkpoint is not None:
+            key = (str(self.checkpoint), self.dtype, self.device, tuple(sorted(user.items())))
+        plan = self._shared.memory_plans.get(key) if key is not None else None
+        if plan is None:
+            size = self._model_size() if free is not None else "1.3B"
+            plan = plan_memory(free, frames, height, width, model_size=size, dtype_bytes=parse_dtype(self.dtype).itemsize,
+                               overlap=self.overlap, default_window=self.window, **user)
+            if key is not None:
+                self._shared.memory_plans[key] = plan
+        self.offload, self.sampling_window = plan.offload, plan.window
+        if plan.vae_tiling and not self.vae_tiling and self._components is not None:
+            self._components.vae.enable_tiling()
+        self.vae_tiling = plan.vae_tiling
+        self.memory_plan = plan
+        log.log(logging.INFO if free is not None else logging.DEBUG, "Wan memory plan: %s", plan.describe())
+        return plan
+
+    def _model_size(self) -> str:
+        """``"1.3B"`` or ``"14B"``, from the transformer's config (loaded, or the folder's config.json)."""
+        if self._components is not None:
+            return model_size_from_config(dict(self._components.transformer.config))
+        config = check_wan_folder(self.checkpoint) / "transformer" / "config.json"
+        return model_size_from_config(json.loads(config.read_text()))
+
     def fill_checkpoint(self, checkpoint: str | Path) -> None:
         """Use ``checkpoint`` when none was given (the module's ``wan_checkpoint``)."""
         if self.checkpoint is None:
@@ -263,7 +322,7 @@ class WanStereoGenerator(StereoGenerator):
 
     def to(self, device: torch.device | str) -> "WanStereoGenerator":
         self.device = str(device)
-        if self._components is not None and not self.offload:
+        if self._components is not None and self.offload == "none":
             self._components.pipe.to(device)
             self._prompt_cache.clear()
         return self
@@ -451,6 +510,7 @@ class WanStereoGenerator(StereoGenerator):
             )
         out_device = left.device
         self.check_frame_size(h, w, min(t, self.window), option="the frame size")
+        self.plan_memory(min(t, self.window), h, w)
         space = padding_for(h, w)
         left_p = pad_video(left.float(), space)
         disp_p = pad_video(disparity_px.float(), space)
@@ -460,16 +520,24 @@ class WanStereoGenerator(StereoGenerator):
             right_p[:, :, :num_overlap] = carry["right"][:, :, -num_overlap:].to(right_p)
         first_index = 0 if carry is None else int(carry["next_window"])
 
-        windows = plan_windows(t, self.window, self.overlap)
+        windows = plan_windows(t, self.sampling_window, self.overlap)
         for k, win in enumerate(windows):
             frames = slice(win.start, win.stop)
             num_fixed = win.num_overlap if k > 0 else num_overlap
             time = Padding(frames=win.pad_frames)
             fixed = right_p[:, :, win.start : win.start + num_fixed] if num_fixed else None
-            result = self.sample_window(
-                pad_video(left_p[:, :, frames], time), pad_video(disp_p[:, :, frames], time),
-                prompt=prompt, fixed_right=fixed, seed=self.seed + first_index + k,
-            )
+            window_left = pad_video(left_p[:, :, frames], time)
+            try:
+                result = self.sample_window(
+                    window_left, pad_video(disp_p[:, :, frames], time),
+                    prompt=prompt, fixed_right=fixed, seed=self.seed + first_index + k,
+                )
+            except OOM_ERRORS as exc:
+                torch.cuda.empty_cache()
+                raise WanOutOfMemoryError(oom_message(
+                    *window_left.shape[2:], offload=self.offload, vae_tiling=self.vae_tiling, window=self.sampling_window,
+                    dtype=self.dtype, planned=self.memory_plan.describe() if self.memory_plan else None,
+                )) from exc
             keep = slice(win.keep_start - win.start, win.num_frames)
             right_p[:, :, win.keep_start : win.stop] = result.right[:, :, keep].to(right_p)
             known_p[:, :, win.keep_start : win.stop] = result.known_mask[:, :, keep].to(known_p)

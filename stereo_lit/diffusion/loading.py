@@ -127,6 +127,7 @@ class SharedComponents:
     def __init__(self) -> None:
         self._loaded: dict[tuple, "WanComponents"] = {}
         self.loads = 0
+        self.memory_plans: dict[tuple, Any] = {}  # the first memory plan per model set-up, reused
 
     def get(self, key: tuple, load: "Callable[[], WanComponents]") -> "WanComponents":
         if key not in self._loaded:
@@ -166,7 +167,7 @@ def load_wan(
     dtype: str | torch.dtype = "bfloat16",
     vae_dtype: str | torch.dtype = "float32",
     device: str | torch.device = "cuda",
-    offload: bool = False,
+    offload: bool | str = False,
     vae_tiling: bool = False,
     vae_slicing: bool = False,
 ) -> WanComponents:
@@ -177,7 +178,8 @@ def load_wan(
         dtype: transformer and text-encoder dtype.
         vae_dtype: VAE dtype (float32 recommended).
         device: compute device; with ``offload`` the models live on CPU and each moves
-            to ``device`` while it runs (diffusers model CPU offload).
+            to ``device`` while it runs: ``True``/``"model"`` (diffusers model CPU offload) or
+            ``"sequential"`` (layer by layer: least memory, slowest); ``False``/``"none"``.
         vae_tiling, vae_slicing: VAE memory savers for consumer GPUs.
     """
     from diffusers import AutoencoderKLWan, WanPipeline
@@ -189,10 +191,16 @@ def load_wan(
         pipe = WanPipeline.from_pretrained(folder, vae=vae, torch_dtype=parse_dtype(dtype), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     device = torch.device(device)
-    if offload:
+    offload = ("model" if offload else "none") if isinstance(offload, bool) else str(offload)
+    if offload not in ("none", "model", "sequential"):
+        raise ValueError(f"offload must be true/false, 'none', 'model' or 'sequential', got {offload!r}")
+    if offload != "none":
         if device.type == "cpu":
-            raise ValueError("offload=True needs an accelerator device (e.g. 'cuda'), got device='cpu'")
-        pipe.enable_model_cpu_offload(device=device)
+            raise ValueError(f"offload={offload!r} needs an accelerator device (e.g. 'cuda'), got device='cpu'")
+        if offload == "sequential":
+            pipe.enable_sequential_cpu_offload(device=device)
+        else:
+            pipe.enable_model_cpu_offload(device=device)
     else:
         pipe.to(device)
     if vae_tiling:

@@ -243,6 +243,7 @@ def iter_frames(
     fps: float | None = None,
     size: tuple[int, int] | None = None,
     info: VideoInfo | None = None,
+    source_range: tuple[int, int] | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield frames ``[start, stop)`` of ``path`` as uint8 ``[H, W, 3]`` RGB, one at a time.
 
@@ -251,17 +252,32 @@ def iter_frames(
         fps: resample to this frame rate (nearest frame; None keeps the source rate).
         size: ``(H, W)`` to resize each frame to (area filter); None keeps the source size.
         info: the file's :class:`VideoInfo` if already probed.
+        source_range: ``(first, stop)`` source frames seen as the whole video (a
+            ``start_time``/``end_time`` cut); the output timeline starts at ``first``.
+
+    A photo (:func:`stereo_lit.io.image_reader.is_image_file`) is a one-frame video.
 
     Raises:
         VideoReadError: the file is unreadable or ends before ``stop``.
     """
+    from stereo_lit.io.image_reader import is_image_file, read_image
+
     path = Path(path)
+    if is_image_file(path):
+        if start != 0 or stop not in (None, 1):
+            raise ValueError(f"{path}: a photo has one frame; frame range [{start}, {stop}) was requested")
+        yield read_image(path, size)
+        return
     info = info or probe_video(path)
-    total = resampled_num_frames(info.num_frames, info.fps, fps)
+    first, end = (0, info.num_frames) if source_range is None else (int(source_range[0]), int(source_range[1]))
+    count = end - first
+    if not 0 <= first < first + count <= info.num_frames:
+        raise ValueError(f"{path}: source frames {source_range} are outside the video's {info.num_frames} frames")
+    total = resampled_num_frames(count, info.fps, fps)
     stop = total if stop is None else stop
     if not 0 <= start < stop <= total:
         raise ValueError(f"{path}: frame range [{start}, {stop}) is outside the video's {total} frames")
-    wanted = [source_index(j, info.num_frames, info.fps, fps) for j in range(start, stop)]
+    wanted = [first + source_index(j, count, info.fps, fps) for j in range(start, stop)]
     position = 0
     last: tuple[int, np.ndarray] | None = None
     for index, frame in _decode_from(path, wanted[0]):

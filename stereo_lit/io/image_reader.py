@@ -1,0 +1,74 @@
+"""Photos as one-frame clips: PNG, JPEG and WebP read with Pillow, EXIF orientation applied.
+
+A photo goes through ``predict`` like a video of one frame (one frame is a valid ``4k+1``
+length): :func:`probe_image` gives the same :class:`~stereo_lit.io.video_reader.VideoInfo`
+a video gets (``num_frames=1``, ``fps=1``, no audio, ``codec`` = the image format), and
+:func:`read_image` the frame as uint8 ``[H, W, 3]`` RGB in *display* orientation (a
+camera's EXIF rotation tag is applied, :func:`PIL.ImageOps.exif_transpose`, so a portrait
+JPEG stored sideways comes out upright). Alpha is dropped (composited on black), palette and
+grey images become RGB. Failures raise :class:`~stereo_lit.io.video_reader.VideoReadError`
+naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stereo_lit.io.video_reader import VideoInfo, VideoReadError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
+IMAGE_FPS = 1.0  # nominal frame rate of a one-frame clip (nothing is timed by it)
+
+
+def is_image_file(path: str | Path) -> bool:
+    """True for a path whose extension is a photo format read here (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _open_upright(path: Path):
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.exists():
+        raise VideoReadError(f"{path}: image file does not exist")
+    if path.is_dir():
+        raise VideoReadError(f"{path}: expected an image file, got a folder")
+    try:
+        image = Image.open(path)
+        image.load()
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise VideoReadError(f"{path}: not a readable image (corrupt or unsupported): {exc}") from exc
+    return ImageOps.exif_transpose(image), image.format or path.suffix.lstrip(".").upper()
+
+
+def _rgb(image) -> np.ndarray:
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        from PIL import Image
+
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def probe_image(path: str | Path) -> VideoInfo:
+    """A photo's :class:`VideoInfo`: one frame, the display size (after EXIF rotation)."""
+    path = Path(path)
+    image, fmt = _open_upright(path)
+    width, height = image.size
+    return VideoInfo(
+        path=str(path), num_frames=1, fps=IMAGE_FPS, height=int(height), width=int(width), has_audio=False,
+        duration_s=1.0 / IMAGE_FPS, codec=str(fmt).lower(),
+    )
+
+
+def read_image(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` RGB in display orientation; ``size=(H, W)`` resizes (area filter)."""
+    image, _ = _open_upright(Path(path))
+    rgb = _rgb(image)
+    if size is not None and tuple(rgb.shape[:2]) != tuple(size):
+        import cv2
+
+        rgb = cv2.resize(rgb, (int(size[1]), int(size[0])), interpolation=cv2.INTER_AREA)
+    return rgb

@@ -1,0 +1,158 @@
+"""WanStereoPipeline (a diffusers DiffusionPipeline) on the tiny random Wan2.1 folder."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stereo_lit.diffusion.tiny import TINY_WAN_DIRNAME
+
+diffusers = pytest.importorskip("diffusers")
+
+from stereo_lit.diffusion.pipeline import WanStereoPipeline, WanStereoPipelineOutput  # noqa: E402
+
+PROMPT, NEGATIVE = "a cat walks on a table", "blurry ugly"
+T, H, W, STEPS = 5, 32, 48, 3
+
+
+def _load(cls, folder: Path):
+    with warnings.catch_warnings():  # diffusers 0.42 renamed torch_dtype to dtype; both work
+        warnings.simplefilter("ignore", FutureWarning)
+        pipe = cls.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(f.relative_to(folder)).encode() + f.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def folder(tiny_checkpoints) -> Path:
+    return tiny_checkpoints / TINY_WAN_DIRNAME
+
+
+@pytest.fixture(scope="module")
+def pipe(folder) -> WanStereoPipeline:
+    return _load(WanStereoPipeline, folder)
+
+
+def _scene(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random texture; a far plane (4 px) with a near box (9 px): large fully-covered regions."""
+    left = torch.rand(1, 3, T, H, W, generator=torch.Generator().manual_seed(seed))
+    disparity = torch.full((1, 1, T, H, W), 4.0)
+    disparity[..., 8:24, 16:32] = 9.0
+    return left, disparity
+
+
+def _run(pipe, **kw) -> WanStereoPipelineOutput:
+    left, disparity = _scene()
+    opts = dict(prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=STEPS, guidance_scale=5.0,
+                generator=torch.Generator().manual_seed(7), max_sequence_length=16)
+    opts.update(kw)
+    return pipe(left, disparity, **opts)
+
+
+def test_loads_from_an_unchanged_wan_folder_with_wans_components(folder):
+    before = _digest(folder)
+    pipe = _load(WanStereoPipeline, folder)
+    assert isinstance(pipe, diffusers.DiffusionPipeline)
+    assert set(pipe.components) == {"vae", "text_encoder", "tokenizer", "transformer", "scheduler"}
+    assert type(pipe.transformer).__name__ == "WanTransformer3DModel"
+    assert type(pipe.vae).__name__ == "AutoencoderKLWan"
+    assert pipe.transformer.dtype == torch.float32
+    assert pipe.model_cpu_offload_seq == "text_encoder->transformer->vae"
+    assert _digest(folder) == before  # the folder is read, never rewritten
+
+
+def test_strategy_none_reproduces_wan_pipeline(folder, pipe):
+    ours = _run(pipe, strategy="none", output_type="np")
+    wan = _load(diffusers.WanPipeline, folder)
+    final: dict[str, torch.Tensor] = {}
+
+    def keep_latents(p, step, timestep, kwargs):
+        final["latents"] = kwargs["latents"]
+        return {}
+
+    frames = wan(
+        PROMPT, negative_prompt=NEGATIVE, height=H, width=W, num_frames=T, num_inference_steps=STEPS,
+        guidance_scale=5.0, generator=torch.Generator().manual_seed(7), output_type="np", max_sequence_length=16,
+        callback_on_step_end=keep_latents,
+    ).frames  # [B, T, H, W, 3]
+    # same noise, same transformer calls, same scheduler steps: bit-identical latents
+    assert torch.equal(ours.latents, final["latents"].float())
+    assert ours.right.shape == (1, T, H, W, 3)
+    np.testing.assert_allclose(ours.right, np.asarray(frames), atol=1e-5, rtol=0)
+    assert ours.nfe == 2 * STEPS
+
+
+def test_x0_blend_holds_the_known_region_at_the_warped_latent(pipe):
+    out = _run(pipe, strategy="x0_blend", guidance_stop=1.0)
+    assert out.right.shape == (1, 3, T, H, W) and out.known_mask.shape == (1, 1, T, H, W)
+    known = out.latent_mask.expand_as(out.latents) > 0.5
+    assert known.float().mean() > 0.3  # the scene leaves many cells fully covered
+    assert (out.latents - out.known_latent)[known].abs().max() <= 1e-5
+    assert (out.latents - out.known_latent)[~known].abs().max() > 0.1  # the model fills the rest
+
+
+def test_callback_runs_every_step_reads_and_replaces_latents(pipe):
+    seen: list[tuple[int, float, tuple]] = []
+
+    def callback(p, step, timestep, kwargs):
+        assert p is pipe and set(kwargs) == {"latents", "prompt_embeds"}
+        seen.append((step, float(timestep), tuple(kwargs["latents"].shape)))
+        return {"latents": kwargs["latents"] * 0.0} if step == STEPS - 1 else {}
+
+    out = _run(pipe, strategy="x0_blend", output_type="latent",
+               callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents", "prompt_embeds"])
+    assert [s for s, _, _ in seen] == list(range(STEPS))
+    assert [t for _, t, _ in seen] == [float(t) for t in pipe.scheduler.timesteps]
+    assert all(shape == tuple(out.latents.shape) for _, _, shape in seen)
+    assert out.right is None and out.latents.abs().max() == 0  # the last step's returned latents are the output
+    with pytest.raises(ValueError, match="callback_on_step_end_tensor_inputs"):
+        _run(pipe, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["noise"])
+
+
+@pytest.mark.parametrize("guidance_scale, batch_mode, nfe", [(5.0, "separate", 2 * STEPS), (5.0, "shared", STEPS), (1.0, "separate", STEPS)])
+def test_nfe_counts_transformer_calls(pipe, guidance_scale, batch_mode, nfe):
+    out = _run(pipe, guidance_scale=guidance_scale, batch_mode=batch_mode, output_type="latent")
+    assert out.nfe == nfe
+
+
+def test_progress_bar_config_is_respected(pipe, capfd):
+    capfd.readouterr()
+    pipe.set_progress_bar_config(disable=False, desc="stereo window")
+    try:
+        _run(pipe, output_type="latent", guidance_scale=1.0)
+    finally:
+        pipe.set_progress_bar_config(disable=True)
+    err = capfd.readouterr().err
+    assert "stereo window" in err and f"{STEPS}/{STEPS}" in err
+
+
+def test_model_cpu_offload_gives_the_same_window(folder, pipe):
+    plain = _run(pipe, strategy="x0_blend", output_type="latent")
+    offloaded = _load(WanStereoPipeline, folder)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: the hook chain runs on the CPU itself
+    offloaded.enable_model_cpu_offload(device=device)
+    assert len(offloaded._all_hooks) == 3
+    out = _run(offloaded, strategy="x0_blend", output_type="latent")
+    torch.testing.assert_close(out.latents.cpu(), plain.latents, atol=1e-5, rtol=0)  # hooks: float rounding only
+
+
+def test_inputs_are_checked(pipe):
+    left, disparity = _scene()
+    with pytest.raises(ValueError, match="4k\\+1 frames"):
+        pipe(left[:, :, :4], disparity[:, :, :4], prompt=PROMPT)
+    with pytest.raises(ValueError, match="disparity_px"):
+        pipe(left, disparity[:, :, :1], prompt=PROMPT)
+    with pytest.raises(ValueError, match="strategy"):
+        pipe(left, disparity, prompt=PROMPT, strategy="magic")
