@@ -7,7 +7,9 @@ Contract with :meth:`StereoLitModule.predict_step` (one dict per batch):
 ``[B,3,T,H,W]`` in [0,1] at the source size, only the frames this window produces;
 optional ``disparity_px`` ``[B,1,T,H,W]`` and ``convergence_px`` (list).
 
-Windows of a video arrive in order. Outputs go to ``output_dir/<name>/<layout>.mp4``, where
+Windows of a video arrive in order. Outputs go to ``output_dir/<name>/<layout>.mp4`` (or,
+with ``naming="player"``, ``output_dir/<name>/<stem>_LRF_Full_SBS.mp4`` and so on,
+:func:`stereo_lit.io.layouts.output_filename`), where
 ``<name>`` is the source's path relative to the input folder without its extension
 (:func:`stereo_lit.data.wild_sources.output_name`; two sources with one name are an error
 at setup). Each file is written under a temporary name of its own and renamed when the
@@ -15,8 +17,9 @@ video's last frame is in; then the manifest (:mod:`stereo_lit.io.output_manifest
 written, last: a folder is *finished* only when its manifest matches the source, the
 frame count and the settings. A run holds a lock per video folder; a video whose folder
 another live run holds is skipped with a warning. ``right.mp4`` is the raw right eye;
-the stereo layouts get the convergence shift; the source's audio is copied into every
-layout except ``depth``.
+the stereo layouts get the convergence shift; the source's audio and colour tags are
+copied into every layout except ``depth``; every file is encoded with ``encoder``
+(:class:`~stereo_lit.io.video_writer.EncoderOptions`).
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 
-from stereo_lit.io.layouts import LAYOUTS, apply_convergence, compose, disparity_to_colormap
+from stereo_lit.io.layouts import (
+    LAYOUTS, NAMINGS, VR180Options, apply_convergence, compose, disparity_to_colormap, output_filename,
+)
 from stereo_lit.io.output_manifest import (
     MANIFEST_NAME, ROOT_MARKER, OutputLock, manifest_mismatch, remove_stale_partials, source_fingerprint,
     write_manifest,
 )
-from stereo_lit.io.video_writer import StreamingVideoWriter
+from stereo_lit.io.image_reader import is_image_file
+from stereo_lit.io.image_writer import ImageOutputs, image_filenames
+from stereo_lit.io.video_writer import EncoderOptions, StreamingVideoWriter, as_encoder_options, read_color_metadata
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +60,16 @@ def output_folder(video_path: str | Path, output_dir: str | Path, name: str | No
     return Path(output_dir) / name
 
 
-def expected_outputs(video_path: str | Path, output_dir: str | Path, layouts: list[str], name: str | None = None) -> list[Path]:
+def expected_outputs(
+    video_path: str | Path, output_dir: str | Path, layouts: list[str], name: str | None = None, naming: str = "plain",
+) -> list[Path]:
     folder = output_folder(video_path, output_dir, name)
-    return [folder / f"{layout}.mp4" for layout in layouts]
+    return [folder / output_filename(layout, naming, folder.name) for layout in layouts]
+
+
+def layout_filenames(folder: Path, layouts: list[str], naming: str = "plain") -> dict[str, str]:
+    """``{layout: file name}`` in ``folder`` under ``naming`` (``plain`` / ``player``)."""
+    return {layout: output_filename(layout, naming, folder.name) for layout in layouts}
 
 
 def public_options(obj: Any) -> dict[str, Any]:
@@ -84,7 +98,10 @@ def public_options(obj: Any) -> dict[str, Any]:
 def output_settings(pl_module: Any, datamodule: Any) -> dict[str, Any]:
     """The settings that change the pixels of predict outputs (layouts are checked apart)."""
     policy = getattr(pl_module, "policy", None)
-    data_keys = ("window", "overlap", "fps", "size", "max_side", "pad_mode", "use_depth", "depth_kind")
+    data_keys = (
+        "window", "overlap", "fps", "size", "max_side", "pad_mode", "use_depth", "depth_kind", "start_time", "end_time",
+        "max_fps",
+    )
     return {
         "max_disparity_pct": getattr(policy, "max_disparity_pct", None),
         "convergence": getattr(policy, "convergence", None),
@@ -96,14 +113,16 @@ def output_settings(pl_module: Any, datamodule: Any) -> dict[str, Any]:
 
 def outputs_complete(
     video_path: str | Path, output_dir: str | Path, layouts: list[str], settings: dict[str, Any] | None = None,
-    name: str | None = None, frames: int | None = None, depth_path: str | None = None,
+    name: str | None = None, frames: int | None = None, depth_path: str | None = None, naming: str = "plain",
 ) -> bool:
     """True when ``output_dir/<name>`` holds finished outputs of ``video_path``: a manifest
     that matches the source's fingerprint, ``frames``, the depth file, ``settings`` and
     lists every layout in ``layouts`` (with its size on disk)."""
+    folder = output_folder(video_path, output_dir, name)
     reason = manifest_mismatch(
-        output_folder(video_path, output_dir, name), source=source_fingerprint(video_path),
+        folder, source=source_fingerprint(video_path),
         depth_file=source_fingerprint(depth_path), frames=frames, layouts=list(layouts), settings=settings or {},
+        filenames=layout_filenames(folder, list(layouts), naming),
     )
     return reason is None
 
@@ -116,18 +135,26 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 class _VideoOutputs:
     """The open writers of one video."""
 
-    def __init__(self, video_path: str, folder: Path, layouts: list[str], fps: float, num_frames: int) -> None:
+    def __init__(
+        self, video_path: str, folder: Path, layouts: list[str], fps: float, num_frames: int, naming: str = "plain",
+        encoder: EncoderOptions | None = None, vr: VR180Options | None = None,
+        audio_range: tuple[float, float] | None = None,
+    ) -> None:
         self.video_path = video_path
         self.folder = folder
         self.num_frames = num_frames
         self.next_frame = 0
+        self.vr = vr
         audio = video_path if Path(video_path).is_file() else None
+        color = read_color_metadata(audio)
+        names = layout_filenames(folder, layouts, naming)
         self.writers = {
-            layout: StreamingVideoWriter(folder / f"{layout}.mp4", fps, audio_from=None if layout == "depth" else audio)
+            layout: StreamingVideoWriter(
+                folder / names[layout], fps, audio_from=None if layout == "depth" else audio, encoder=encoder,
+                color=None if layout == "depth" else color, audio_range=audio_range,
+            )
             for layout in layouts
         }
-        if not Path(video_path).exists():  # a prompt (text-to-stereo): the generated left view is an output too
-            self.writers["left"] = StreamingVideoWriter(folder / "left.mp4", fps)
         self.depth_range: tuple[float, float] | None = None
 
     def write(self, start: int, left: np.ndarray, right: np.ndarray, disparity: np.ndarray | None, shift: float) -> None:
@@ -143,10 +170,10 @@ class _VideoOutputs:
                 if self.depth_range is None:  # fixed on the first window: no flicker
                     self.depth_range = tuple(np.percentile(disparity, [2, 98]).tolist())
                 writer.write(disparity_to_colormap(disparity, *self.depth_range))
-            elif layout in ("left", "right"):
-                writer.write(left if layout == "left" else right)
+            elif layout == "right":
+                writer.write(right)
             else:
-                writer.write(compose(layout, *shifted))
+                writer.write(compose(layout, *shifted, vr=self.vr))
         self.next_frame = start + left.shape[0]
 
     @property
@@ -154,12 +181,12 @@ class _VideoOutputs:
         return self.next_frame >= self.num_frames
 
     def close(self) -> dict[str, dict[str, int]]:
-        """Rename every layout to its final name; ``{layout: {"bytes", "frames"}}``."""
+        """Rename every layout to its final name; ``{layout: {"bytes", "frames", "file"}}``."""
         (self.folder / MANIFEST_NAME).unlink(missing_ok=True)  # the old manifest no longer describes the files
         files = {}
         for layout, writer in self.writers.items():
             path = writer.close()
-            files[layout] = {"bytes": path.stat().st_size, "frames": writer.frames_written}
+            files[layout] = {"bytes": path.stat().st_size, "frames": writer.frames_written, "file": path.name}
         return files
 
     def abort(self) -> None:
@@ -174,21 +201,36 @@ class StereoPredictionWriter(BasePredictionWriter):
     datamodule (``datamodule.videos``, a list of :class:`~stereo_lit.data.wild.WildVideo`)
     and the module; :meth:`should_skip` is the resume/lock predicate the module hands to
     ``datamodule.exclude_videos``.
+
+    Args:
+        output_dir, layouts: where, and which layouts (:data:`~stereo_lit.io.layouts.LAYOUTS`).
+        naming: ``plain`` (``sbs.mp4``) or ``player`` (``<name>_LRF_Full_SBS.mp4``, README).
+        encoder: :class:`~stereo_lit.io.video_writer.EncoderOptions` (or a dict of its fields).
+        vr180: :class:`~stereo_lit.io.layouts.VR180Options` of the ``vr180`` layout.
     """
 
-    def __init__(self, output_dir: str = "outputs", layouts: list[str] | None = None) -> None:
+    def __init__(
+        self, output_dir: str = "outputs", layouts: list[str] | None = None, naming: str = "plain",
+        encoder: EncoderOptions | dict | None = None, vr180: VR180Options | dict | None = None,
+    ) -> None:
         super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir)
         self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
         unknown = set(self.layouts) - set(LAYOUTS)
         if unknown:
             raise ValueError(f"unknown layouts {sorted(unknown)}; choose from {LAYOUTS}")
+        if naming not in NAMINGS:
+            raise ValueError(f"model.naming must be one of {NAMINGS}, got {naming!r}")
+        self.naming = naming
+        self.encoder = as_encoder_options(encoder)
+        self.vr180 = vr180 if isinstance(vr180, VR180Options) else VR180Options(**(vr180 or {}))
         self._open: dict[str, _VideoOutputs] = {}
         self.finished: list[Path] = []
         self.settings: dict[str, Any] = {}
         self.names: dict[str, str] = {}  # video path -> output name
         self.frames: dict[str, int] = {}  # video path -> expected frames
         self.depth_files: dict[str, str | None] = {}
+        self.audio_ranges: dict[str, tuple[float, float] | None] = {}  # video path -> audio seconds kept
         self.token = uuid.uuid4().hex
         self._locks: dict[str, OutputLock] = {}
         self._decisions: dict[str, bool] = {}
@@ -202,16 +244,30 @@ class StereoPredictionWriter(BasePredictionWriter):
         self._world_size = getattr(trainer, "world_size", 1)
         self.token = trainer.strategy.broadcast(self.token)  # the ranks of one run share their locks
         datamodule = getattr(trainer, "datamodule", None)
-        self.settings = output_settings(pl_module, datamodule)
+        self.settings = {**output_settings(pl_module, datamodule), **self.writer_settings()}
         videos = [v for v in getattr(datamodule, "videos", None) or [] if hasattr(v, "info") and hasattr(v, "entry")]
         self.names = {v.info.path: v.entry.name for v in videos if getattr(v.entry, "name", "")}
         self.frames = {v.info.path: int(v.num_frames) for v in videos}
         self.depth_files = {v.info.path: v.depth_path for v in videos}
+        self.audio_ranges = {v.info.path: getattr(v, "audio_range", None) for v in videos}  # start/end_time cuts
         from stereo_lit.data.wild_sources import check_output_names
 
         check_output_names({p: self.names.get(p) or output_folder(p, ".").name for p in self.frames})
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / ROOT_MARKER).touch()
+
+    def writer_settings(self) -> dict[str, Any]:
+        """The output options that differ from the defaults (``encoder``, ``naming``, and
+        ``vr180`` when that layout is made), for the manifest: a change redoes the video,
+        and outputs made before these options existed stay finished."""
+        out: dict[str, Any] = {}
+        if self.encoder != EncoderOptions():
+            out["encoder"] = self.encoder.settings()
+        if self.naming != "plain":
+            out["naming"] = self.naming
+        if "vr180" in self.layouts:
+            out["vr180"] = self.vr180.settings()
+        return out
 
     def folder_for(self, video_path: str) -> Path:
         return output_folder(video_path, self.output_dir, self.names.get(video_path))
@@ -222,7 +278,14 @@ class StereoPredictionWriter(BasePredictionWriter):
             self.folder_for(video_path), source=source_fingerprint(video_path),
             depth_file=source_fingerprint(self.depth_files.get(video_path)), frames=self.frames.get(video_path),
             layouts=self.layouts, settings=self.settings,
+            filenames=self.filenames_for(video_path),
         )
+
+    def filenames_for(self, video_path: str) -> dict[str, str]:
+        """``{layout: file name}`` of one source: videos ``.mp4``, photos their own format."""
+        if is_image_file(video_path):
+            return image_filenames(video_path, self.folder_for(video_path), self.layouts, self.naming)
+        return layout_filenames(self.folder_for(video_path), self.layouts, self.naming)
 
     def _lock(self, video_path: str) -> bool:
         lock = self._locks.get(video_path) or OutputLock(self.folder_for(video_path), self.token)
@@ -257,7 +320,13 @@ class StereoPredictionWriter(BasePredictionWriter):
         folder = self.folder_for(video_path)
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_partials(folder)
-        outputs = _VideoOutputs(video_path, folder, self.layouts, fps, num_frames)
+        if is_image_file(video_path):  # a photo: stereo images (stereo_lit.io.image_writer)
+            outputs = ImageOutputs(video_path, folder, self.layouts, fps, num_frames, naming=self.naming, vr=self.vr180)
+        else:
+            outputs = _VideoOutputs(
+                video_path, folder, self.layouts, fps, num_frames, naming=self.naming, encoder=self.encoder, vr=self.vr180,
+                audio_range=self.audio_ranges.get(video_path),
+            )
         self._open[video_path] = outputs
         return outputs
 
@@ -270,7 +339,7 @@ class StereoPredictionWriter(BasePredictionWriter):
             "frames": outputs.next_frame, "layouts": files, "settings": self.settings,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         })
-        self.finished.extend(outputs.folder / f"{layout}.mp4" for layout in files)
+        self.finished.extend(outputs.folder / entry["file"] for entry in files.values())
         self._release(video_path)
 
     def _release(self, video_path: str) -> None:

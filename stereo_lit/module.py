@@ -24,6 +24,8 @@ from lightning.pytorch import LightningModule
 from stereo_lit.depth.estimator import DepthEstimator
 from stereo_lit.depth_source import WindowDepth, align_inverse_depth, batch_padding
 from stereo_lit.depth_edges import EdgeOptions
+from stereo_lit.io.layouts import VR180Options
+from stereo_lit.io.video_writer import EncoderOptions
 from stereo_lit.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator, check_carry_window
 from stereo_lit.generators.geometric import WarpFill
@@ -52,7 +54,13 @@ class StereoLitModule(LightningModule):
             (everything behind the screen); a horizontal shift of both eyes at output time.
         output_dir: predictions go to ``output_dir/<video>/``; tables to ``output_dir/eval``.
         layouts: outputs written per video (``right``, ``sbs``, ``sbs_half``, ``tb``,
-            ``tb_half``, ``anaglyph``, ``depth``).
+            ``tb_half``, ``anaglyph``, ``vr180``, ``depth``).
+        naming: output file names: ``plain`` (``sbs.mp4``) or ``player`` (``NAME_LRF_Full_SBS.mp4``,
+            ``NAME_180x180_3dh_LR.mp4``, ...; README, Outputs).
+        encoder: :class:`~stereo_lit.io.video_writer.EncoderOptions` (``codec`` h264|h265, ``crf``,
+            ``bit_depth`` 8|10, ``preset``, ``hardware``).
+        vr180: :class:`~stereo_lit.io.layouts.VR180Options` (``hfov_deg`` of the source camera,
+            ``eye_size``) of the ``vr180`` layout.
         skip_finished: predict skips videos whose outputs are all complete and were made
             with the same settings (resume); ``false`` redoes every video.
         eval_methods_on_val: run the baselines in validation too (else only the generator).
@@ -101,6 +109,9 @@ class StereoLitModule(LightningModule):
         range_smoothing: float | None = None,
         edges: EdgeOptions | None = None,
         eval_protocol: str = "aligned",
+        naming: str = "plain",
+        encoder: EncoderOptions | None = None,
+        vr180: VR180Options | None = None,
     ) -> None:
         super().__init__()
         self.generator = generator if generator is not None else WarpFill()
@@ -117,6 +128,7 @@ class StereoLitModule(LightningModule):
         self.edges = edges if isinstance(edges, EdgeOptions) else EdgeOptions(**(edges or {}))
         self.output_dir = Path(output_dir)
         self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
+        self.naming, self.encoder, self.vr180 = naming, encoder, vr180
         self.skip_finished = skip_finished
         self.eval_methods_on_val = eval_methods_on_val
         self.learning_rate, self.weight_decay = learning_rate, weight_decay
@@ -144,7 +156,10 @@ class StereoLitModule(LightningModule):
         from stereo_lit.callbacks import LoRAAdapterSaver
 
         return [
-            SkippingPredictionWriter(output_dir=str(self.output_dir), layouts=self.layouts),
+            SkippingPredictionWriter(
+                output_dir=str(self.output_dir), layouts=self.layouts, naming=self.naming, encoder=self.encoder,
+                vr180=self.vr180,
+            ),
             TensorBoardPreviews(),
             LoRAAdapterSaver(self.output_dir / "lora", every_n_steps=self.lora_every_n_steps),
             *self._fit_log_callbacks(),

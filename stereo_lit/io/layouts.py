@@ -7,15 +7,113 @@
   the zero-parallax (screen) plane at a chosen disparity; screen parallax of a point
   is ``p = x_R - x_L = shift_px - d``. The vacated edge strips are black (a
   "floating window");
-- :func:`disparity_to_colormap` for a depth visualisation video.
+- :func:`vr180`: each eye painted into a 180x180-degree equirectangular half
+  (:func:`stereo_lit.projection.pinhole_to_equirect`, the source treated as a pinhole
+  camera of horizontal field of view ``hfov_deg``), left | right; black outside the
+  source's frustum;
+- :func:`disparity_to_colormap` for a depth visualisation video;
+- :func:`output_filename`: ``plain`` names (``sbs.mp4``) or ``player`` names
+  (``<name>_LRF_Full_SBS.mp4``) that VR players and 3D TVs read the format from.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+from dataclasses import asdict, dataclass
+
 import cv2
 import numpy as np
+import torch
 
-LAYOUTS = ("right", "sbs", "sbs_half", "tb", "tb_half", "anaglyph", "depth")
+from stereo_lit.projection import pinhole_focal_px, pinhole_to_equirect
+
+LAYOUTS = ("right", "sbs", "sbs_half", "tb", "tb_half", "anaglyph", "vr180", "depth")
+NAMINGS = ("plain", "player")
+
+# suffixes VR players / 3D TVs detect in file names (iw3's scheme where it has one:
+# LRF = left-right full; _LR half SBS is read as SBS by DeoVR, SKYBOX, HereSphere; TBF full
+# top-bottom; _180x180_3dh_LR = 180-degree equirect, 3D horizontal, left first)
+PLAYER_SUFFIXES = {
+    "right": "_R", "sbs": "_LRF_Full_SBS", "sbs_half": "_LR_Half_SBS", "tb": "_TBF_fulltb", "tb_half": "_TB",
+    "anaglyph": "_redcyan", "vr180": "_180x180_3dh_LR", "depth": "_depth",
+}
+VR180_MAX_EYE = 2048  # px per eye by default: 4096x2048 stays within H.264 level 5.1 decoders
+
+
+def output_filename(layout: str, naming: str = "plain", stem: str = "") -> str:
+    """File name of ``layout``: ``plain`` -> ``<layout>.mp4``; ``player`` ->
+    ``<stem><suffix>.mp4`` with :data:`PLAYER_SUFFIXES` (``clip_LRF_Full_SBS.mp4``)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    if naming == "plain":
+        return f"{layout}.mp4"
+    if naming == "player":
+        return f"{stem or 'video'}{PLAYER_SUFFIXES[layout]}.mp4"
+    raise ValueError(f"model.naming must be one of {NAMINGS}, got {naming!r}")
+
+
+@dataclass
+class VR180Options:
+    """The ``vr180`` layout (``model.vr180`` in YAML).
+
+    Args:
+        hfov_deg: horizontal field of view of the source camera, degrees in (0, 180)
+            (phones and most film: 60-90).
+        eye_size: pixels per eye (square, 180x180 degrees); None: the source's centre
+            pixel density (``pi * f_px``), at most :data:`VR180_MAX_EYE`, even.
+    """
+
+    hfov_deg: float = 90.0
+    eye_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.hfov_deg) < 180.0:
+            raise ValueError(f"model.vr180.hfov_deg must be in (0, 180) degrees, got {self.hfov_deg!r}")
+        if self.eye_size is not None and int(self.eye_size) < 2:
+            raise ValueError(f"model.vr180.eye_size must be >= 2 px or null, got {self.eye_size!r}")
+        self.hfov_deg = float(self.hfov_deg)
+        self.eye_size = None if self.eye_size is None else int(self.eye_size)
+
+    def settings(self) -> dict:
+        return asdict(self)
+
+    def size_for(self, width: int) -> int:
+        """Pixels per eye for a ``width``-pixel source."""
+        if self.eye_size is not None:
+            return self.eye_size
+        side = math.pi * pinhole_focal_px(width, self.hfov_deg)
+        return max(2, min(VR180_MAX_EYE, int(round(side / 2.0)) * 2))
+
+
+@functools.lru_cache(maxsize=4)
+def vr180_maps(height: int, width: int, hfov_deg: float, eye_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(map_x, map_y, valid)``, each ``[S, S]`` float32: the source pixel (column, row)
+    each equirect pixel reads and whether it lies in the source's frustum.
+
+    The maps come from :func:`pinhole_to_equirect` applied to the source's own pixel
+    coordinates (bilinear sampling of a linear ramp is exact), so the geometry is that
+    function's and the frames are remapped with ``cv2.remap``, in uint8, chunk by chunk."""
+    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    coords, valid = pinhole_to_equirect(torch.stack([u, v]), (eye_size, eye_size), hfov_deg)
+    return coords[0].float().numpy(), coords[1].float().numpy(), valid.numpy()
+
+
+def vr180(left: np.ndarray, right: np.ndarray, options: VR180Options | None = None) -> np.ndarray:
+    """VR180 side by side ``[T, S, 2S, 3]``: each eye projected into a 180-degree
+    equirectangular half (:func:`vr180_maps`), black outside the source's view."""
+    _check(left, "left"), _check(right, "right")
+    options = options or VR180Options()
+    t, h, w, _ = left.shape
+    size = options.size_for(w)
+    map_x, map_y, valid = vr180_maps(h, w, options.hfov_deg, size)
+    keep = valid[..., None] > 0
+    out = np.zeros((t, size, 2 * size, 3), dtype=np.uint8)
+    for eye, frames in enumerate((left, right)):
+        for i, frame in enumerate(frames):
+            warped = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            out[i, :, eye * size:(eye + 1) * size] = np.where(keep, warped, 0)
+    return out
 
 # Dubois red-cyan matrices (E. Dubois, 2001; the widely used revision), rows = output R, G, B
 _DUBOIS_LEFT = np.array(
@@ -112,8 +210,10 @@ def disparity_to_colormap(disparity_px: np.ndarray, low: float | None = None, hi
     return np.stack([cv2.cvtColor(cv2.applyColorMap(g, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB) for g in grey])
 
 
-def compose(layout: str, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+def compose(layout: str, left: np.ndarray, right: np.ndarray, vr: VR180Options | None = None) -> np.ndarray:
     """Frames of one stereo ``layout`` (not ``depth``) from both eyes."""
+    if layout == "vr180":
+        return vr180(left, right, vr)
     if layout == "right":
         return right
     if layout in ("sbs", "sbs_half"):

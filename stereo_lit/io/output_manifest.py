@@ -2,7 +2,8 @@
 
 Layout of one video's output folder (``output_dir/<name>/``)::
 
-    right.mp4 sbs.mp4 ...      the layouts (each renamed from a hidden temporary name)
+    right.mp4 sbs.mp4 ...      the layouts (each renamed from a hidden temporary name;
+                               player names such as clip_LRF_Full_SBS.mp4 with naming=player)
     stereo-lit.json            the manifest (:data:`MANIFEST_NAME`), written last, atomically
     .stereo-lit.lock           present while a run writes the folder (:class:`OutputLock`)
 
@@ -82,13 +83,15 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 def manifest_mismatch(
     folder: Path, *, source: dict | None, depth_file: dict | None, frames: int | None, layouts: list[str],
-    settings: dict[str, Any],
+    settings: dict[str, Any], filenames: dict[str, str] | None = None,
 ) -> str | None:
     """Why ``folder`` does not hold finished outputs for this source and these settings
-    (None: it does). Each requested layout must be listed with its size on disk."""
+    (None: it does). Each requested layout must be listed with its size on disk, in the
+    file ``filenames[layout]`` (default ``<layout>.mp4``)."""
+    names = {layout: (filenames or {}).get(layout, f"{layout}.mp4") for layout in layouts}
     manifest = read_manifest(folder)
     if manifest is None:
-        if any((folder / f"{layout}.mp4").is_file() for layout in layouts):
+        if any((folder / names[layout]).is_file() for layout in layouts):
             return "outputs without a manifest (unfinished, or written by an older version)"
         return "not started"
     if manifest.get("source") != jsonable(source):
@@ -102,9 +105,11 @@ def manifest_mismatch(
         return "made with other settings: " + ", ".join(changed)
     files = manifest.get("layouts", {})
     for layout in layouts:
-        entry, path = files.get(layout), folder / f"{layout}.mp4"
+        entry, path = files.get(layout), folder / names[layout]
         if entry is None:
             return f"layout {layout!r} was not made"
+        if entry.get("file", f"{layout}.mp4") != path.name:
+            return f"layout {layout!r} was written as {entry.get('file', f'{layout}.mp4')}, not {path.name}"
         if not path.is_file() or path.stat().st_size != entry.get("bytes"):
             return f"{path.name} is missing or differs from the manifest"
     return None

@@ -8,6 +8,16 @@ error, so a killed run never leaves a file that looks finished. Audio from
 transcoded to aac. Every file is tagged (container ``comment`` = :data:`WRITER_TAG`) so
 that the reader can leave this package's own outputs out of a folder of sources.
 
+Encoder settings are one option (:class:`EncoderOptions`, ``model.encoder``): codec
+H.264 (libx264) or H.265 (libx265, tagged ``hvc1`` so Apple players take it), CRF,
+preset, 8-bit (``yuv420p``) or 10-bit (``yuv420p10le``); ``hardware: true`` uses NVENC
+(``h264_nvenc`` / ``hevc_nvenc``) when it opens on this machine and falls back to the
+software encoder with a warning. The source's colour tags (``color_primaries``,
+``color_trc``, ``colorspace``, ``color_range``, :func:`read_color_metadata`) are written
+to the output and the RGB -> YUV conversion uses the source's matrix and range, so a
+BT.709 source stays BT.709. Untagged sources are written as before (untagged, BT.601
+matrix, limited range).
+
 Odd frame sizes: yuv420p (the pixel format every player and hardware decoder takes)
 needs even sizes, so an odd last row/column is *repeated* (edge replication), never
 filled with black: a 97x61 source is stored as 98x62 whose last row/column equals its
@@ -16,9 +26,11 @@ neighbour.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import uuid
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -50,8 +62,126 @@ def pad_to_even(frame: np.ndarray) -> np.ndarray:
     return np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
 
 
-def _video_codec() -> str:
-    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+_SOFTWARE = {"h264": "libx264", "h265": "libx265"}
+_HARDWARE = {"h264": "h264_nvenc", "h265": "hevc_nvenc"}
+_PIX_FMT = {8: "yuv420p", 10: "yuv420p10le"}
+_NVENC_PIX_FMT = {8: "yuv420p", 10: "p010le"}
+_NVENC_PRESET = {  # x264 preset names -> NVENC p1 (fastest) .. p7 (best)
+    "ultrafast": "p1", "superfast": "p1", "veryfast": "p2", "faster": "p3", "fast": "p3", "medium": "p4",
+    "slow": "p5", "slower": "p6", "veryslow": "p7", "placebo": "p7",
+}
+COLOR_FIELDS = ("color_primaries", "color_trc", "colorspace", "color_range")
+_UNSPECIFIED = {"color_primaries": 2, "color_trc": 2, "colorspace": 2, "color_range": 0}  # FFmpeg's values
+
+
+@dataclass
+class EncoderOptions:
+    """Video encoder settings (``model.encoder`` in YAML); the defaults are the historical
+    output: H.264, CRF 18, preset ``medium``, 8-bit 4:2:0, software.
+
+    Args:
+        codec: ``h264`` or ``h265``.
+        crf: constant rate factor (lower = better; 18 is visually lossless for H.264; for
+            NVENC it is the constant-quality ``cq`` value).
+        bit_depth: 8 (``yuv420p``) or 10 (``yuv420p10le``; NVENC: ``p010le``).
+        preset: x264/x265 preset name (``ultrafast`` .. ``veryslow``); NVENC gets p1..p7.
+        hardware: use NVENC when it opens here, else fall back to software with a warning.
+    """
+
+    codec: str = "h264"
+    crf: int = 18
+    bit_depth: int = 8
+    preset: str = "medium"
+    hardware: bool = False
+
+    def __post_init__(self) -> None:
+        if self.codec not in _SOFTWARE:
+            raise ValueError(f"model.encoder.codec must be one of {sorted(_SOFTWARE)}, got {self.codec!r}")
+        if int(self.bit_depth) not in _PIX_FMT:
+            raise ValueError(f"model.encoder.bit_depth must be 8 or 10, got {self.bit_depth!r}")
+        if not 0 <= int(self.crf) <= 51:
+            raise ValueError(f"model.encoder.crf must be in [0, 51], got {self.crf!r}")
+        if self.preset not in _NVENC_PRESET:
+            raise ValueError(f"model.encoder.preset must be one of {list(_NVENC_PRESET)}, got {self.preset!r}")
+        self.bit_depth, self.crf = int(self.bit_depth), int(self.crf)
+
+    def settings(self) -> dict:
+        """Plain dict for the output manifest."""
+        return asdict(self)
+
+
+def as_encoder_options(value: "EncoderOptions | dict | None") -> EncoderOptions:
+    """``EncoderOptions`` from itself, a dict of its fields (YAML) or None (defaults)."""
+    if isinstance(value, EncoderOptions):
+        return value
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"model.encoder must be a mapping of {list(EncoderOptions.__dataclass_fields__)}, got {value!r}")
+    return EncoderOptions(**(value or {}))
+
+
+@functools.lru_cache(maxsize=None)
+def hardware_encoder_error(name: str, pix_fmt: str) -> str | None:
+    """None when encoder ``name`` opens here with ``pix_fmt`` (a 256x256 probe), else why not.
+
+    ``av.codecs_available`` lists NVENC whenever FFmpeg was built with it; only opening
+    it tells whether a GPU and driver are there."""
+    if name not in av.codecs_available:
+        return f"{name} is not in this PyAV/FFmpeg build"
+    try:
+        ctx = av.CodecContext.create(name, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = 256, 256, pix_fmt
+        ctx.time_base = Fraction(1, 25)
+        ctx.framerate = Fraction(25, 1)
+        ctx.open()  # freed with the context
+    except Exception as err:  # noqa: BLE001 - any failure means: not usable here
+        return f"{name} did not open ({err})"
+    return None
+
+
+_warned: set[str] = set()
+
+
+def resolve_encoder(options: EncoderOptions) -> tuple[str, str, dict[str, str]]:
+    """``(codec name, pix_fmt, codec options)`` for ``options`` on this machine."""
+    if options.hardware:
+        name, pix_fmt = _HARDWARE[options.codec], _NVENC_PIX_FMT[options.bit_depth]
+        error = hardware_encoder_error(name, pix_fmt)
+        if error is None:
+            return name, pix_fmt, {"rc": "vbr", "cq": str(options.crf), "b": "0", "preset": _NVENC_PRESET[options.preset]}
+        if error not in _warned:
+            _warned.add(error)
+            log.warning("model.encoder.hardware: %s; using the software encoder %s", error, _SOFTWARE[options.codec])
+    name, pix_fmt = _SOFTWARE[options.codec], _PIX_FMT[options.bit_depth]
+    if name not in av.codecs_available:
+        if options.codec == "h264" and options.bit_depth == 8:
+            if name not in _warned:
+                _warned.add(name)
+                log.warning("libx264 is not in this PyAV build; writing MPEG-4 part 2 instead")
+            return "mpeg4", "yuv420p", {}
+        raise ValueError(f"model.encoder.codec={options.codec!r} needs {name}, which this PyAV/FFmpeg build lacks")
+    codec_options = {"crf": str(options.crf), "preset": options.preset}
+    if name == "libx265":
+        codec_options["x265-params"] = "log-level=error"
+    return name, pix_fmt, codec_options
+
+
+def read_color_metadata(path: str | Path | None) -> dict[str, int] | None:
+    """The colour tags of the first video stream of ``path`` that are set (FFmpeg enum
+    values, e.g. 1 = BT.709 for primaries/trc/colorspace, 1 = limited / 2 = full range);
+    None when the file has none or cannot be read."""
+    if path is None or not Path(path).is_file():
+        return None
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                return None
+            ctx = container.streams.video[0].codec_context
+            tags = {key: int(getattr(ctx, key)) for key in COLOR_FIELDS}
+    except (av.error.FFmpegError, OSError, AttributeError) as err:
+        log.warning("colour metadata of %s not read: %s", path, err)
+        return None
+    tags = {k: v for k, v in tags.items() if v != _UNSPECIFIED[k]}
+    return tags or None
 
 
 class StreamingVideoWriter:
@@ -61,21 +191,43 @@ class StreamingVideoWriter:
         path: final file name (``.mp4``).
         fps: frame rate.
         audio_from: optional source video whose first audio stream is copied.
-        crf: x264 constant rate factor (lower = better; 18 is visually lossless).
+        crf: x264 constant rate factor (lower = better; 18 is visually lossless); used
+            when ``encoder`` is None.
+        encoder: :class:`EncoderOptions` (or a dict of its fields); None = defaults with ``crf``.
+        color: colour tags to write (:func:`read_color_metadata` of the source); None = untagged.
+        audio_range: ``(start, stop)`` seconds of ``audio_from``'s audio to keep (a
+            ``start_time``/``end_time`` cut), moved to start at 0; None = all of it.
+            Copied audio is cut at packet boundaries (packets starting in the range keep
+            their time relative to ``start``, so sync is exact; the first sound may start
+            up to one packet, ~20 ms, late); transcoded audio at decoded-frame boundaries.
 
     Frames are uint8 ``[T, H, W, 3]`` RGB; odd sizes get their last row/column repeated
     so that yuv420p can encode them (:func:`pad_to_even`; the size is fixed by the first
     chunk).
     """
 
-    def __init__(self, path: str | Path, fps: float, audio_from: str | Path | None = None, crf: int = 18) -> None:
+    def __init__(
+        self, path: str | Path, fps: float, audio_from: str | Path | None = None, crf: int = 18,
+        encoder: EncoderOptions | dict | None = None, color: dict[str, int] | None = None,
+        audio_range: tuple[float, float] | None = None,
+    ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be > 0, got {fps} for {path}")
         self.path = Path(path)
         self.tmp = partial_path(self.path)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.audio_from = Path(audio_from) if audio_from else None
-        self.crf = crf
+        if audio_range is not None and not 0 <= float(audio_range[0]) < float(audio_range[1]):
+            raise ValueError(f"audio_range for {path} must be (start, stop) seconds with 0 <= start < stop, got {audio_range}")
+        self.audio_range = None if audio_range is None else (float(audio_range[0]), float(audio_range[1]))
+        self.encoder = as_encoder_options(encoder) if encoder is not None else EncoderOptions(crf=crf)
+        self.crf = self.encoder.crf
+        unknown = set(color or {}) - set(COLOR_FIELDS)
+        if unknown:
+            raise ValueError(f"color tags for {path} must be among {COLOR_FIELDS}, got {sorted(unknown)}")
+        self.color = dict(color or {})
+        self.codec_name: str | None = None
+        self.pix_fmt: str | None = None
         self._container: av.container.OutputContainer | None = None
         self._stream = None
         self._size: tuple[int, int] | None = None
@@ -94,13 +246,41 @@ class StreamingVideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.tmp), mode="w", format="mp4")
         self._container.metadata["comment"] = WRITER_TAG
-        codec = _video_codec()
+        codec, pix_fmt, options = resolve_encoder(self.encoder)
+        if codec == "libx265" and min(height, width) < 64:
+            # seen with PyAV 18 / FFmpeg 8.1: libx265 corrupts the heap on frames with a side
+            # under 64 px (48x32 at 10 bit at once; 96x32 at 8 bit, crashing later)
+            raise ValueError(
+                f"{self.path}: model.encoder codec h265 needs frames of at least 64x64 "
+                f"(got {width}x{height}); use codec h264 for small videos"
+            )
         self._stream = self._container.add_stream(codec, rate=self.fps)
         self._stream.width, self._stream.height = width + width % 2, height + height % 2
-        self._stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            self._stream.options = {"crf": str(self.crf), "preset": "medium"}
+        self._stream.pix_fmt = pix_fmt
+        if options:
+            self._stream.options = options
+        if codec in ("libx265", "hevc_nvenc"):
+            self._stream.codec_tag = "hvc1"  # Apple's players refuse mp4 HEVC tagged hev1
+        if options.get("b") == "0":
+            self._stream.codec_context.bit_rate = 0  # NVENC constant quality
+        for key, value in self.color.items():
+            setattr(self._stream.codec_context, key, value)
+        self.codec_name, self.pix_fmt = codec, pix_fmt
         self._size = (height, width)
+
+    def _frame(self, rgb: np.ndarray) -> av.VideoFrame:
+        """RGB uint8 ``[H, W, 3]`` -> a frame in the encoder's pixel format, converted with
+        the source's matrix and range and carrying its colour tags."""
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        if not self.color:
+            return frame  # the encoder converts (BT.601, limited range), as before
+        frame = frame.reformat(
+            format=self.pix_fmt, dst_colorspace=self.color.get("colorspace"),
+            dst_color_range=self.color.get("color_range"),
+        )
+        for key, value in self.color.items():
+            setattr(frame, key, value)
+        return frame
 
     def write(self, frames: np.ndarray) -> None:
         """Append uint8 frames ``[T, H, W, 3]`` (or one ``[H, W, 3]``)."""
@@ -115,7 +295,7 @@ class StreamingVideoWriter:
         h, w = self._size
         for frame in frames:
             frame = pad_to_even(frame)
-            for packet in self._stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+            for packet in self._stream.encode(self._frame(frame)):
                 self._container.mux(packet)
             self.frames_written += 1
 
@@ -169,14 +349,34 @@ class StreamingVideoWriter:
                         continue
                     packet.stream = v_out
                     out.mux(packet)
+                first = last = None  # audio_range in the audio stream's time base
+                if self.audio_range is not None:
+                    tb = audio_in.time_base
+                    first, last = int(round(self.audio_range[0] / tb)), int(round(self.audio_range[1] / tb))
+                    if first > 0:
+                        try:
+                            source.seek(first, stream=audio_in, backward=True, any_frame=True)
+                        except av.error.FFmpegError:
+                            pass  # unseekable: demux from the start and skip
                 if copy_audio:
                     for packet in source.demux(audio_in):
                         if packet.dts is None:
                             continue
+                        if first is not None:
+                            if packet.pts is None or packet.pts < first:
+                                continue
+                            if packet.pts >= last:
+                                break
+                            packet.pts, packet.dts = packet.pts - first, packet.dts - first
                         packet.stream = a_out
                         out.mux(packet)
                 else:
                     for frame in source.decode(audio_in):
+                        if first is not None and frame.pts is not None:
+                            if frame.pts < first:
+                                continue
+                            if frame.pts >= last:
+                                break
                         frame.pts = None
                         for packet in a_out.encode(frame):
                             out.mux(packet)
@@ -185,8 +385,11 @@ class StreamingVideoWriter:
             os.replace(with_audio, self.tmp)
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float, audio_from: str | Path | None = None) -> Path:
+def write_video(
+    path: str | Path, frames: np.ndarray, fps: float, audio_from: str | Path | None = None,
+    encoder: EncoderOptions | dict | None = None, color: dict[str, int] | None = None,
+) -> Path:
     """Write all ``frames`` (uint8 ``[T, H, W, 3]``) to ``path`` atomically."""
-    with StreamingVideoWriter(path, fps, audio_from=audio_from) as writer:
+    with StreamingVideoWriter(path, fps, audio_from=audio_from, encoder=encoder, color=color) as writer:
         writer.write(frames)
     return Path(path)

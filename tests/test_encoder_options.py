@@ -1,0 +1,177 @@
+"""Encoder settings and colour metadata of the outputs (issue 14, item 6, encoder part)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from stereo_lit.io.output_manifest import MANIFEST_NAME
+from stereo_lit.io.video_writer import (
+    COLOR_FIELDS, EncoderOptions, StreamingVideoWriter, read_color_metadata, resolve_encoder, write_video,
+)
+import stereo_lit.io.video_writer as video_writer
+
+BT709 = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}  # FFmpeg enum values
+# a saturated colour: BT.601 and BT.709 matrices decode it differently by tens of levels
+RED = np.array([200, 40, 30], np.uint8)
+
+
+def _stream_info(path: Path) -> tuple[str, str, dict[str, int], int]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        frames = sum(1 for _ in container.decode(stream))
+        return ctx.name, ctx.pix_fmt, {k: int(getattr(ctx, k)) for k in COLOR_FIELDS}, frames
+
+
+def _decoded(path: Path) -> np.ndarray:
+    """Decoded RGB the way the reader does it (``to_ndarray``: the frame's own matrix)."""
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+def write_tagged_source(path: Path, tags: dict[str, int], frames: int = 5, size: tuple[int, int] = (32, 48),
+                        audio: bool = False) -> Path:
+    """An mp4 written directly with PyAV: ``tags`` on the stream, the RGB -> YUV conversion
+    with the tagged matrix and range, flat :data:`RED` frames (and optionally an aac track)."""
+    h, w = size
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = {"crf": "10"}
+        for key, value in tags.items():
+            setattr(stream.codec_context, key, value)
+        a_stream = container.add_stream("aac", rate=16000) if audio else None
+        if a_stream is not None:
+            a_stream.layout = "mono"
+        rgb = np.broadcast_to(RED, (h, w, 3)).copy()
+        for _ in range(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace=tags.get("colorspace"), dst_color_range=tags.get("color_range"),
+            )
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        if a_stream is not None:
+            wave = (0.3 * np.sin(np.arange(16000 * frames // 10) / 16000.0 * 2 * np.pi * 440)).astype(np.float32)
+            for offset in range(0, len(wave) - 1024 + 1, 1024):
+                frame = av.AudioFrame.from_ndarray(wave[None, offset:offset + 1024], format="fltp", layout="mono")
+                frame.sample_rate, frame.pts, frame.time_base = 16000, offset, Fraction(1, 16000)
+                for packet in a_stream.encode(frame):
+                    container.mux(packet)
+            for packet in a_stream.encode():
+                container.mux(packet)
+    return path
+
+
+def test_defaults_are_the_historical_encoder() -> None:
+    options = EncoderOptions()
+    assert (options.codec, options.crf, options.bit_depth, options.preset, options.hardware) == ("h264", 18, 8, "medium", False)
+    assert resolve_encoder(options) == ("libx264", "yuv420p", {"crf": "18", "preset": "medium"})
+    assert StreamingVideoWriter("x.mp4", 10, crf=23).encoder == EncoderOptions(crf=23)  # the old crf argument
+
+
+@pytest.mark.parametrize(
+    "codec,bit_depth,name,pix_fmt",
+    [("h264", 8, "h264", "yuv420p"), ("h264", 10, "h264", "yuv420p10le"),
+     ("h265", 8, "hevc", "yuv420p"), ("h265", 10, "hevc", "yuv420p10le")],
+)
+def test_each_codec_and_bit_depth_decodes_with_that_codec_and_pixel_format(
+    tmp_path: Path, codec: str, bit_depth: int, name: str, pix_fmt: str,
+) -> None:
+    rng = np.random.default_rng(0)
+    grey = rng.integers(16, 240, (1, 8, 8, 1), dtype=np.uint8).repeat(8, 1).repeat(8, 2).repeat(3, 3)
+    frames = np.repeat(grey, 5, axis=0)  # grey 8x8 blocks: no chroma to subsample
+    path = write_video(tmp_path / "out.mp4", frames, 10, encoder={"codec": codec, "bit_depth": bit_depth, "preset": "ultrafast"})
+    got_name, got_fmt, _, count = _stream_info(path)
+    assert (got_name, got_fmt, count) == (name, pix_fmt, 5)
+    if codec == "h265":
+        with av.open(str(path)) as container:
+            assert container.streams.video[0].codec_tag == "hvc1"  # the mp4 tag Apple players take
+    # flat grey blocks survive nearly unchanged at CRF 18
+    assert np.abs(_decoded(path).astype(int) - frames).mean() < 3.0
+
+
+def test_bad_encoder_options_are_named() -> None:
+    with pytest.raises(ValueError, match="model.encoder.codec"):
+        EncoderOptions(codec="vp9")
+    with pytest.raises(ValueError, match="model.encoder.bit_depth"):
+        EncoderOptions(bit_depth=12)
+    with pytest.raises(ValueError, match="model.encoder.preset"):
+        EncoderOptions(preset="p4")
+
+
+@pytest.mark.parametrize("bit_depth", [8, 10])
+def test_h265_refuses_frames_its_encoder_crashes_on(tmp_path: Path, bit_depth: int) -> None:
+    writer = StreamingVideoWriter(tmp_path / "small.mp4", 10, encoder=EncoderOptions(codec="h265", bit_depth=bit_depth))
+    with pytest.raises(ValueError, match="at least 64x64"):
+        writer.write(np.zeros((1, 32, 96, 3), np.uint8))
+    writer.abort()
+
+
+def test_hardware_encoder_is_used_when_it_opens_and_falls_back_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(video_writer, "hardware_encoder_error", lambda name, fmt: None)
+    name, pix_fmt, options = resolve_encoder(EncoderOptions(codec="h265", bit_depth=10, crf=21, hardware=True))
+    assert (name, pix_fmt) == ("hevc_nvenc", "p010le")
+    assert options == {"rc": "vbr", "cq": "21", "b": "0", "preset": "p4"}
+    monkeypatch.setattr(video_writer, "hardware_encoder_error", lambda name, fmt: f"{name} did not open (no GPU)")
+    monkeypatch.setattr(video_writer, "_warned", set())
+    with caplog.at_level(logging.WARNING):
+        name, pix_fmt, _ = resolve_encoder(EncoderOptions(hardware=True))
+    assert (name, pix_fmt) == ("libx264", "yuv420p")
+    assert "model.encoder.hardware: h264_nvenc did not open" in caplog.text and "libx264" in caplog.text
+
+
+def test_hardware_probe_opens_the_encoder() -> None:
+    """On this machine: None if NVENC really opens (then a file must encode), else a reason."""
+    error = video_writer.hardware_encoder_error("h264_nvenc", "yuv420p")
+    assert error is None or "h264_nvenc" in error
+
+
+@pytest.mark.parametrize("tags", [BT709, {**BT709, "color_range": 2}], ids=["bt709-limited", "bt709-full"])
+def test_colour_tags_of_a_tagged_source_survive_with_its_matrix(tmp_path: Path, tags: dict[str, int]) -> None:
+    source = write_tagged_source(tmp_path / "src.mp4", tags, audio=True)
+    assert read_color_metadata(source) == tags
+    decoded = _decoded(source)  # what the pipeline sees
+    out = write_video(tmp_path / "out.mp4", decoded, 10, audio_from=source, color=read_color_metadata(source))
+    _, _, got, count = _stream_info(out)
+    assert got == tags and count == 5
+    with av.open(str(out)) as container:
+        assert container.streams.audio  # the remux with audio keeps the tags too
+    # converted with the tagged matrix/range: decoding gives back the same colour
+    assert np.abs(_decoded(out).astype(int) - decoded.astype(int)).max() <= 3
+    assert np.abs(decoded.astype(int) - RED).max() <= 3
+
+
+def test_untagged_sources_stay_untagged(tmp_path: Path) -> None:
+    source = write_tagged_source(tmp_path / "src.mp4", {})
+    assert read_color_metadata(source) is None
+    out = write_video(tmp_path / "out.mp4", _decoded(source), 10, color=read_color_metadata(source))
+    assert _stream_info(out)[2] == {"color_primaries": 2, "color_trc": 2, "colorspace": 2, "color_range": 0}
+
+
+def test_cli_outputs_use_the_encoder_option_and_keep_the_source_colour(tmp_path: Path) -> None:
+    from test_predict_outputs import _args
+
+    from stereo_lit.cli import build_cli
+
+    video = write_tagged_source(tmp_path / "clip.mp4", BT709, frames=5, size=(64, 96))  # libx265: sides >= 64
+    np.save(tmp_path / "clip.npy", np.broadcast_to(np.linspace(0.2, 1.0, 96, dtype=np.float32), (5, 64, 96)).copy())
+    out = tmp_path / "out"
+    build_cli(_args(video, out, "--model.layouts", "[right, sbs, depth]", "--model.encoder.codec", "h265",
+                    "--model.encoder.crf", "20"))
+    for layout in ("right", "sbs"):
+        name, pix_fmt, tags, count = _stream_info(out / "clip" / f"{layout}.mp4")
+        assert (name, pix_fmt, tags, count) == ("hevc", "yuv420p", BT709, 5), layout
+    assert _stream_info(out / "clip" / "depth.mp4")[2]["colorspace"] == 2  # a colour map, not the source's pixels
+    manifest = json.loads((out / "clip" / MANIFEST_NAME).read_text())
+    assert manifest["settings"]["encoder"] == {"codec": "h265", "crf": 20, "bit_depth": 8, "preset": "medium", "hardware": False}
