@@ -11,6 +11,7 @@ in YAML); the datamodule is chosen by ``data.class_path``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -94,6 +95,8 @@ def description() -> str:
     """The text of ``stereo-lit --help``: the four jobs, the shipped configs, where to go next."""
     lines = ["Monocular video -> stereo video (depth, disparity warp, Wan2.1 fill), on Lightning.", "", "jobs:"]
     lines += [f"  {name:<9} {text}" for name, text in JOBS.items()]
+    if importlib.util.find_spec("stereo_lit.ui") is not None:
+        lines.append(f"  {'ui':<9} a local web page (Gradio) over predict: stereo-lit ui [--port 8000]")
     folder = configs_dir()
     if folder is None:
         lines += ["", "configs: none found here (the repository's configs/ folder holds one per job)"]
