@@ -155,6 +155,9 @@ class _VideoOutputs:
             )
             for layout in layouts
         }
+        if not Path(video_path).exists():  # a prompt (text-to-stereo): the generated left view is an output too
+            name = "left.mp4" if naming == "plain" else f"{folder.name}_L.mp4"
+            self.writers["left"] = StreamingVideoWriter(folder / name, fps, encoder=encoder)
         self.depth_range: tuple[float, float] | None = None
 
     def write(self, start: int, left: np.ndarray, right: np.ndarray, disparity: np.ndarray | None, shift: float) -> None:
@@ -170,8 +173,8 @@ class _VideoOutputs:
                 if self.depth_range is None:  # fixed on the first window: no flicker
                     self.depth_range = tuple(np.percentile(disparity, [2, 98]).tolist())
                 writer.write(disparity_to_colormap(disparity, *self.depth_range))
-            elif layout == "right":
-                writer.write(right)
+            elif layout in ("left", "right"):
+                writer.write(left if layout == "left" else right)
             else:
                 writer.write(compose(layout, *shifted, vr=self.vr))
         self.next_frame = start + left.shape[0]
