@@ -327,7 +327,8 @@ class StereoPredictionWriter(BasePredictionWriter):
             outputs = ImageOutputs(video_path, folder, self.layouts, fps, num_frames, naming=self.naming, vr=self.vr180)
         else:
             outputs = _VideoOutputs(
-                video_path, folder, self.layouts, fps, num_frames, naming=self.naming, encoder=self.encoder, vr=self.vr180,
+                video_path, folder, self.layouts, fps, num_frames, naming=self.naming, encoder=self.encoder,
+                vr=self.vr180,
                 audio_range=self.audio_ranges.get(video_path),
             )
         self._open[video_path] = outputs

@@ -94,7 +94,8 @@ def vr180_maps(height: int, width: int, hfov_deg: float, eye_size: int) -> tuple
     The maps come from :func:`pinhole_to_equirect` applied to the source's own pixel
     coordinates (bilinear sampling of a linear ramp is exact), so the geometry is that
     function's and the frames are remapped with ``cv2.remap``, in uint8, chunk by chunk."""
-    v, u = torch.meshgrid(torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64), indexing="ij")
+    rows, cols = torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64)
+    v, u = torch.meshgrid(rows, cols, indexing="ij")
     coords, valid = pinhole_to_equirect(torch.stack([u, v]), (eye_size, eye_size), hfov_deg)
     return coords[0].float().numpy(), coords[1].float().numpy(), valid.numpy()
 

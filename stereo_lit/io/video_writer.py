@@ -115,7 +115,8 @@ def as_encoder_options(value: "EncoderOptions | dict | None") -> EncoderOptions:
     if isinstance(value, EncoderOptions):
         return value
     if value is not None and not isinstance(value, dict):
-        raise ValueError(f"model.encoder must be a mapping of {list(EncoderOptions.__dataclass_fields__)}, got {value!r}")
+        fields = list(EncoderOptions.__dataclass_fields__)
+        raise ValueError(f"model.encoder must be a mapping of {fields}, got {value!r}")
     return EncoderOptions(**(value or {}))
 
 
@@ -147,7 +148,8 @@ def resolve_encoder(options: EncoderOptions) -> tuple[str, str, dict[str, str]]:
         name, pix_fmt = _HARDWARE[options.codec], _NVENC_PIX_FMT[options.bit_depth]
         error = hardware_encoder_error(name, pix_fmt)
         if error is None:
-            return name, pix_fmt, {"rc": "vbr", "cq": str(options.crf), "b": "0", "preset": _NVENC_PRESET[options.preset]}
+            preset = _NVENC_PRESET[options.preset]
+            return name, pix_fmt, {"rc": "vbr", "cq": str(options.crf), "b": "0", "preset": preset}
         if error not in _warned:
             _warned.add(error)
             log.warning("model.encoder.hardware: %s; using the software encoder %s", error, _SOFTWARE[options.codec])
