@@ -41,6 +41,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || { [ -n "$CONSTRAINTS"
     fi
     args=(-c "$used")
   fi
-  .venv/bin/python -m pip install -q "${args[@]}" -e ".[dev]"
+  .venv/bin/python -m pip install -q "${args[@]}" -e ".[dev,ui]"
   touch "$stamp"
 fi
