@@ -257,7 +257,12 @@ def main(args: list[str] | None = None) -> None:
     Exit status: 0 when the run finished (videos skipped under ``on_error: skip`` are named
     in the summary it printed), 1 when every video it attempted failed, or on any error.
     """
-    args, verbose = split_verbose(list(sys.argv[1:] if args is None else args))
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] == ["ui"]:  # `stereo-lit ui`: the local web page (stereo_lit.ui), not a LightningCLI job
+        from stereo_lit.ui import main as ui_main
+
+        return ui_main(argv[1:])
+    args, verbose = split_verbose(argv)
     quiet.install(verbose)
     started: list[StereoLitCLI] = []
 
