@@ -288,20 +288,34 @@ def test_page_shows_a_message_for_a_corrupt_upload(ui_server, browser_page, tmp_
 def test_page_previews_converts_and_downloads(ui_server, browser_page, tmp_path: Path) -> None:
     url, out = ui_server
     page = browser_page
+    from PIL import Image
+
+    from stereo_lit.ui_jobs import photo_extensions
+
     video = write_clip(tmp_path / "upload" / "clip.mp4")
+    uploads, depths = [str(video)], [str(video.with_suffix(".npy"))]
+    if ".png" in photo_extensions():  # a photo too, as predict reads photos
+        photo = np.zeros((48, 80, 3), np.uint8)
+        photo[..., 1] = np.linspace(0, 255, 80, dtype=np.uint8)[None]
+        photo[10:30, 20:40] = 255
+        Image.fromarray(photo).save(tmp_path / "upload" / "photo.png")
+        np.save(tmp_path / "upload" / "photo.npy", np.broadcast_to(np.linspace(0.2, 1.0, 80, dtype=np.float32), (48, 80)).copy())
+        uploads.append(str(tmp_path / "upload" / "photo.png"))
+        depths.append(str(tmp_path / "upload" / "photo.npy"))
     page.goto(url)
     page.wait_for_selector("#sl-convert-btn", timeout=60_000)
-    page.locator("#sl-videos input[type=file]").set_input_files(str(video))
-    page.locator("#sl-depths input[type=file]").set_input_files(str(video.with_suffix(".npy")))
+    page.locator("#sl-videos input[type=file]").set_input_files(uploads)
+    page.locator("#sl-depths input[type=file]").set_input_files(depths)
     page.wait_for_selector("#sl-videos td.filename[aria-label='clip.mp4']", timeout=60_000)
     page.wait_for_selector("#sl-depths td.filename[aria-label='clip.npy']", timeout=60_000)
     page.click("#sl-preview-btn")
     page.wait_for_selector("#sl-preview img", timeout=300_000)
     assert "Preview of clip.mp4" in page.inner_text("#sl-message")
     page.click("#sl-convert-btn")
-    page.wait_for_selector("#sl-progress .sl-video[data-status=finished]", timeout=300_000)
+    page.wait_for_selector("#sl-message :text('video(s) converted')", timeout=600_000)
+    assert f"{len(uploads)} of {len(uploads)} video(s) converted" in page.inner_text("#sl-message")
+    assert page.locator("#sl-progress .sl-video[data-status=finished]").count() == len(uploads)
     page.wait_for_selector("#sl-results a[download]", timeout=60_000)
-    assert "1 of 1 video(s) converted" in page.inner_text("#sl-message")
     shot = Path(os.environ.get("STEREO_LIT_UI_SCREENSHOT", tmp_path / "ui.png"))
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
@@ -314,6 +328,12 @@ def test_page_previews_converts_and_downloads(ui_server, browser_page, tmp_path:
         (tmp_path / name).write_bytes(response.body())
         frames = _decode(tmp_path / name)
         assert frames.shape == (9, 64, width, 3), (name, frames.shape)
+    if len(uploads) == 2:  # the photo: stereo images in its own format
+        assert {"right.png", "sbs.png", "anaglyph.png"} <= set(links), links
+        href = links["sbs.png"] if links["sbs.png"].startswith("http") else url.rstrip("/") + "/" + links["sbs.png"].lstrip("/")
+        (tmp_path / "sbs.png").write_bytes(page.request.get(href).body())
+        with Image.open(tmp_path / "sbs.png") as image:
+            assert image.size == (160, 48)
     # the download is the file predict wrote into the chosen output folder
     assert (tmp_path / "sbs.mp4").read_bytes() == (out / "clip" / "sbs.mp4").read_bytes()
     assert (out / "clip" / "stereo-lit.json").is_file()
