@@ -143,7 +143,9 @@ def test_model_cpu_offload_gives_the_same_window(folder, pipe):
     offloaded = _load(WanStereoPipeline, folder)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: the hook chain runs on the CPU itself
     offloaded.enable_model_cpu_offload(device=device)
-    assert len(offloaded._all_hooks) == 3
+    hooks = offloaded._all_hooks  # one chain, in model_cpu_offload_seq order: each model offloads the one before
+    assert [h.model for h in hooks] == [offloaded.text_encoder, offloaded.transformer, offloaded.vae]
+    assert [h.hook.prev_module_hook for h in hooks] == [None, hooks[0], hooks[1]]
     out = _run(offloaded, strategy="x0_blend", output_type="latent")
     torch.testing.assert_close(out.latents.cpu(), plain.latents, atol=1e-5, rtol=0)  # hooks: float rounding only
 
@@ -152,7 +154,48 @@ def test_inputs_are_checked(pipe):
     left, disparity = _scene()
     with pytest.raises(ValueError, match="4k\\+1 frames"):
         pipe(left[:, :, :4], disparity[:, :, :4], prompt=PROMPT)
-    with pytest.raises(ValueError, match="disparity_px"):
+    with pytest.raises(ValueError, match="WanStereoPipeline: disparity_px"):
         pipe(left, disparity[:, :, :1], prompt=PROMPT)
     with pytest.raises(ValueError, match="strategy"):
         pipe(left, disparity, prompt=PROMPT, strategy="magic")
+
+
+@pytest.mark.parametrize("batch_mode", ["separate", "shared"])
+def test_first_block_cache_skips_full_evaluations(folder, pipe, batch_mode):
+    from stereo_lit.diffusion.nfe import count_nfe
+    from stereo_lit.diffusion.pipeline import apply_cache
+
+    plain = _run(pipe, batch_mode=batch_mode, output_type="latent")
+    cached = _load(WanStereoPipeline, folder)
+    apply_cache(cached.transformer, {"kind": "first_block", "threshold": 0.0})  # never skips
+    with count_nfe(cached.transformer) as calls:
+        exact = _run(cached, batch_mode=batch_mode, output_type="latent")
+    assert calls.count == calls.full == plain.nfe
+    torch.testing.assert_close(exact.latents, plain.latents, atol=1e-5, rtol=0)
+    cached.transformer.disable_cache()
+    apply_cache(cached.transformer, {"kind": "first_block", "threshold": 1e9})  # skips whenever it may
+    with count_nfe(cached.transformer) as calls:
+        skipping = _run(cached, batch_mode=batch_mode, output_type="latent")
+    calls_per_step = plain.nfe // STEPS
+    # the first step of each named call (cond / uncond / shared batch) runs in full, the rest reuse it
+    assert skipping.nfe == calls.count == plain.nfe and calls.full == calls_per_step
+    with count_nfe(cached.transformer) as again:  # a second window also starts with a full evaluation
+        _run(cached, batch_mode=batch_mode, output_type="latent")
+    assert again.full == calls_per_step
+
+
+def test_cache_and_attention_backend_options_are_checked_and_applied(folder, pipe):
+    from stereo_lit.diffusion.pipeline import apply_attention_backend, cache_config
+
+    assert type(cache_config({"kind": "taylorseer", "cache_interval": 2})).__name__ == "TaylorSeerCacheConfig"
+    assert cache_config({"kind": "mag", "threshold": 0.1, "calibrate": True}).threshold == 0.1
+    with pytest.raises(ValueError, match="cache.kind"):
+        cache_config({"kind": "teacache"})
+    with pytest.raises(ValueError, match="FirstBlockCacheConfig"):
+        cache_config({"kind": "first_block", "thresh": 0.1})
+    plain = _run(pipe, output_type="latent", guidance_scale=1.0)
+    other = _load(WanStereoPipeline, folder)
+    apply_attention_backend(other.transformer, "_native_math")
+    assert {p.processor._attention_backend for p in [other.transformer.blocks[0].attn1]} == {"_native_math"}
+    out = _run(other, output_type="latent", guidance_scale=1.0)
+    torch.testing.assert_close(out.latents, plain.latents, atol=1e-4, rtol=0)

@@ -65,6 +65,41 @@ class WanStereoPipelineOutput(BaseOutput):
     fixed_latent_mask: torch.Tensor | None = None
 
 
+#: ``cache: {kind: ...}`` -> the diffusers cache config class (``transformer.enable_cache``).
+CACHE_KINDS = {"first_block": "FirstBlockCacheConfig", "taylorseer": "TaylorSeerCacheConfig", "mag": "MagCacheConfig"}
+
+
+def cache_config(cache: dict[str, Any]) -> Any:
+    """``{"kind": "first_block"|"taylorseer"|"mag", **options}`` -> a diffusers cache config.
+
+    The options are the config's own fields (``threshold`` for ``first_block`` / ``mag``,
+    ``cache_interval`` for ``taylorseer``, ``mag_ratios`` for ``mag``...).
+    """
+    import diffusers
+
+    options = dict(cache)
+    kind = options.pop("kind", None)
+    if kind not in CACHE_KINDS:
+        raise ValueError(f"cache.kind must be one of {tuple(CACHE_KINDS)}, got {kind!r}")
+    try:
+        return getattr(diffusers, CACHE_KINDS[kind])(**options)
+    except TypeError as exc:
+        raise ValueError(f"cache options {options} do not fit diffusers.{CACHE_KINDS[kind]}: {exc}") from exc
+
+
+def apply_cache(transformer: Any, cache: dict[str, Any] | None) -> None:
+    """Enable a diffusers cache on ``transformer`` (``cache`` as in :func:`cache_config`); None = no cache.
+    The sampler names each call (``cond`` / ``uncond``) so the cache keeps one state per prompt."""
+    if cache:
+        transformer.enable_cache(cache_config(cache))
+
+
+def apply_attention_backend(transformer: Any, backend: str | None) -> None:
+    """``transformer.set_attention_backend(backend)`` (e.g. ``"native"``, ``"flash"``, ``"sage"``); None = diffusers' default."""
+    if backend:
+        transformer.set_attention_backend(backend)
+
+
 class _StepHooks(Guidance):
     """Wraps the per-step constraint of :func:`denoise` to run the pipeline's per-step work after it:
     ``callback_on_step_end`` (which may return new ``latents``) and the progress bar."""
@@ -249,6 +284,8 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         )
         self._guidance_scale = guidance_scale
         self._current_timestep = None
+        if getattr(self.transformer, "_diffusers_hook", None) is not None and hasattr(self.transformer, "_reset_stateful_cache"):
+            self.transformer._reset_stateful_cache()  # a cache must not compare with the previous window
         device = self._execution_device
         video = video.to(device, torch.float32)
         disparity_px = disparity_px.to(device, torch.float32)
@@ -350,4 +387,4 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         )
 
 
-__all__ = ["WanStereoPipeline", "WanStereoPipelineOutput"]
+__all__ = ["CACHE_KINDS", "WanStereoPipeline", "WanStereoPipelineOutput", "apply_attention_backend", "apply_cache", "cache_config"]

@@ -9,6 +9,7 @@ stereo strategies of :mod:`stereo_lit.diffusion.guidance` hook in between.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -71,23 +72,27 @@ def predict_velocity(
     if use_cfg and negative_prompt_embeds is None:
         raise ValueError("guidance_scale > 1 needs negative_prompt_embeds")
 
-    def call(x: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
-        return transformer(
-            hidden_states=x,
-            timestep=timestep.expand(x.shape[0]),
-            encoder_hidden_states=embeds,
-            attention_kwargs=attention_kwargs,
-            return_dict=False,
-        )[0]
+    # diffusers' cache hooks (transformer.enable_cache) keep one state per named call, as in WanPipeline
+    hooked = getattr(transformer, "_diffusers_hook", None) is not None and hasattr(transformer, "cache_context")
+
+    def call(x: torch.Tensor, embeds: torch.Tensor, name: str) -> torch.Tensor:
+        with transformer.cache_context(name) if hooked else contextlib.nullcontext():
+            return transformer(
+                hidden_states=x,
+                timestep=timestep.expand(x.shape[0]),
+                encoder_hidden_states=embeds,
+                attention_kwargs=attention_kwargs,
+                return_dict=False,
+            )[0]
 
     if not use_cfg:
-        return call(model_input, cond).to(latents.dtype)
+        return call(model_input, cond, "cond").to(latents.dtype)
     uncond = _expand(negative_prompt_embeds.to(dtype), batch)
     if batch_mode == "shared":
-        v_cond, v_uncond = call(torch.cat([model_input, model_input]), torch.cat([cond, uncond])).chunk(2)
+        v_cond, v_uncond = call(torch.cat([model_input, model_input]), torch.cat([cond, uncond]), "cond_uncond").chunk(2)
     else:
-        v_cond = call(model_input, cond)
-        v_uncond = call(model_input, uncond)
+        v_cond = call(model_input, cond, "cond")
+        v_uncond = call(model_input, uncond, "uncond")
     velocity = v_uncond + guidance_scale * (v_cond - v_uncond)
     return velocity.to(latents.dtype)
 
