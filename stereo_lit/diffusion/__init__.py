@@ -4,6 +4,7 @@
 - :mod:`~stereo_lit.diffusion.flow`: flow-matching math (pure functions).
 - :mod:`~stereo_lit.diffusion.guidance`: stereo strategies ``x0_blend``, ``repaint``, ``latent_shift``.
 - :mod:`~stereo_lit.diffusion.sampler`: the denoising loop (no Lightning).
+- :mod:`~stereo_lit.diffusion.pipeline`: :class:`WanStereoPipeline` (one window as a diffusers ``DiffusionPipeline``).
 - :mod:`~stereo_lit.diffusion.generator`: :class:`WanStereoGenerator` (video-to-stereo, windows, carry).
 - :mod:`~stereo_lit.diffusion.text_to_stereo`: :class:`TextToStereo` (prompt -> left, right, depth).
 - :mod:`~stereo_lit.diffusion.tiny`: a tiny random Wan2.1 folder for tests.
@@ -17,6 +18,8 @@ from typing import Any
 
 _EXPORTS = {
     "WanStereoGenerator": "stereo_lit.diffusion.generator",
+    "WanStereoPipeline": "stereo_lit.diffusion.pipeline",
+    "WanStereoPipelineOutput": "stereo_lit.diffusion.pipeline",
     "TextToStereo": "stereo_lit.diffusion.text_to_stereo",
     "TextToStereoResult": "stereo_lit.diffusion.text_to_stereo",
     "load_wan": "stereo_lit.diffusion.loading",
