@@ -302,6 +302,23 @@ def test_saved_adapter_has_the_permissions_of_other_outputs(tiny_checkpoints: Pa
     assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(other.stat().st_mode) == 0o644
 
 
+def test_loading_an_adapter_names_it_and_counts_its_layers(tmp_path: Path, caplog) -> None:
+    from diffusers import WanPipeline
+
+    from stereo_lit.diffusion.lora import add_lora, load_lora_into, save_lora
+    from stereo_lit.diffusion.tiny import write_tiny_wan
+
+    folder = write_tiny_wan(tmp_path / "ckpt", seed=0)
+    source = WanPipeline.from_pretrained(folder, local_files_only=True).transformer
+    add_lora(source, rank=2, target_modules=("to_q", "to_k"))
+    expected = sum(1 for name, _ in source.named_modules() if name.endswith((".to_q", ".to_k")))
+    save_lora(source, tmp_path / "lora")
+    with caplog.at_level(logging.INFO, logger="stereo_lit.diffusion.lora"):
+        load_lora_into(WanPipeline.from_pretrained(folder, local_files_only=True), tmp_path / "lora")
+    assert expected > 0
+    assert f"adapter 'default' on {expected} layers" in caplog.text and str(tmp_path / "lora") in caplog.text
+
+
 def test_prompt_outputs_include_the_generated_left_view(tmp_path: Path) -> None:
     from stereo_lit.callbacks import _VideoOutputs
 
