@@ -199,3 +199,19 @@ def test_cache_and_attention_backend_options_are_checked_and_applied(folder, pip
     assert {p.processor._attention_backend for p in [other.transformer.blocks[0].attn1]} == {"_native_math"}
     out = _run(other, output_type="latent", guidance_scale=1.0)
     torch.testing.assert_close(out.latents, plain.latents, atol=1e-4, rtol=0)
+
+
+def test_generator_cache_option_is_applied_at_load_and_keys_the_shared_load(folder):
+    from stereo_lit.diffusion.generator import WanStereoGenerator
+    from stereo_lit.diffusion.nfe import count_nfe
+
+    opts = dict(num_inference_steps=STEPS, guidance_scale=5.0, window=5, device="cpu", dtype="float32",
+                prompt=PROMPT, negative_prompt=NEGATIVE, max_sequence_length=16, progress=False, overlap=1)
+    gen = WanStereoGenerator(folder, cache={"kind": "first_block", "threshold": 1e9}, **opts)
+    assert gen.components_key() != WanStereoGenerator(folder, **opts).components_key()
+    left, disparity = _scene()
+    with count_nfe(gen.components.transformer) as calls:
+        gen.sample_window(left, disparity)
+    assert calls.count == 2 * STEPS and calls.full == 2  # cond and uncond run in full once, then the cache
+    with pytest.raises(ValueError, match="cache.kind"):
+        WanStereoGenerator(folder, cache={"kind": "teacache"}, **opts).components

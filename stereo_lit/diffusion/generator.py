@@ -132,6 +132,11 @@ class WanStereoGenerator(StereoGenerator):
         cycle_weight, cycle_space, train_sigma_sampling: the training objective
             (:class:`~stereo_lit.diffusion.training.LoRATrainingObjective`).
         gradient_checkpointing: recompute transformer blocks in the backward pass (training).
+        cache: a diffusers cache on the transformer, e.g. ``{kind: first_block, threshold: 0.05}``
+            (``first_block`` | ``taylorseer`` | ``mag``; the other keys are the diffusers config's
+            fields: :func:`~stereo_lit.diffusion.pipeline.cache_config`); None = no cache.
+        attention_backend: diffusers attention backend (``set_attention_backend``, e.g. ``"flash"``);
+            None = diffusers' default. Both are applied when this generator loads the models.
     """
 
     name = "wan_stereo"
@@ -170,6 +175,8 @@ class WanStereoGenerator(StereoGenerator):
         cycle_space: str = "latent",
         train_sigma_sampling: str = "logit_normal",
         gradient_checkpointing: bool = False,
+        cache: dict[str, Any] | None = None,
+        attention_backend: str | None = None,
     ) -> None:
         for value, allowed, arg in (
             (strategy, STRATEGIES, "strategy"),
@@ -224,6 +231,8 @@ class WanStereoGenerator(StereoGenerator):
         self._components: WanComponents | None = None
         self._shared: SharedComponents | None = None
         self._prompt_cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.cache = dict(cache) if cache else None
+        self.attention_backend = attention_backend
 
     # ------------------------------------------------------------------ models
     @property
@@ -242,6 +251,10 @@ class WanStereoGenerator(StereoGenerator):
             vae_tiling=self.vae_tiling, vae_slicing=self.vae_slicing,
         )
         prepare_lora(components.pipe, **self.lora)
+        from stereo_lit.diffusion.pipeline import apply_attention_backend, apply_cache
+
+        apply_cache(components.transformer, self.cache)
+        apply_attention_backend(components.transformer, self.attention_backend)
         return components
 
     def components_key(self) -> tuple:
@@ -249,7 +262,7 @@ class WanStereoGenerator(StereoGenerator):
         folder = str(check_wan_folder(self.checkpoint).resolve())
         lora = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in self.lora.items()))
         return (folder, str(parse_dtype(self.dtype)), str(torch.device(self.device)), self.offload,
-                self.vae_tiling, self.vae_slicing, lora)
+                self.vae_tiling, self.vae_slicing, lora, json.dumps(self.cache, sort_keys=True), self.attention_backend)
 
     def share_loads(self, shared: SharedComponents) -> "WanStereoGenerator":
         """Load through ``shared``: generators with equal :meth:`components_key` get one set of models."""
