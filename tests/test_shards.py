@@ -156,7 +156,12 @@ def test_corrupt_shard_is_skipped_by_name_or_raises(tmp_path: Path, converted, c
     datamodule = TartanAirDataModule(on_error="skip", **kwargs)
     datamodule.setup("test")
     with caplog.at_level(logging.WARNING):
-        ids = [s["sample_id"] for s in datamodule.dataset("test")]
+        samples = list(datamodule.dataset("test"))
+    from stereo_lit.run_summary import SKIPPED_KEY, is_skip_marker
+
+    markers = [s for s in samples if is_skip_marker(s)]  # a dropped item travels as a marker, never a substitute
+    assert len(markers) == 1 and markers[0][SKIPPED_KEY][0].startswith("envA/Easy/P000")
+    ids = [s["sample_id"] for s in samples if not is_skip_marker(s)]
     assert "envA/Easy/P000" in caplog.text and broken in caplog.text
     assert {i.split(":")[0] for i in ids} == set(TRAJECTORIES)  # the clips before the bad shard, and the others
     assert [i for i in ids if i.startswith("envA/Easy/P000")] == ["envA/Easy/P000:000000", "envA/Easy/P000:000002"]
