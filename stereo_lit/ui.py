@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-from stereo_lit.io.layouts import LAYOUTS
+from stereo_lit.io.layouts import LAYOUTS, PLAYER_SUFFIXES
 from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
 from stereo_lit.ui_jobs import (
     DEFAULT_VDA,
@@ -190,7 +190,7 @@ class App:
             for run in self._watch(session, args, job):
                 pass
             status, output = run.process.returncode, run.output()
-            result = next((p for p in result_files(job / "out" / clip.stem) if "anaglyph" in p.name), None)
+            result = next((p for p in result_files(job / "out" / clip.stem) if p.stem.endswith(PLAYER_SUFFIXES["anaglyph"])), None)
             if self.jobs.cancelled(session):
                 return None, "Preview cancelled."
             if status != 0 or result is None:

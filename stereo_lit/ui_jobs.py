@@ -126,6 +126,8 @@ def predict_args(
         "--model.convergence", repr(float(settings.convergence)),
         "--model.output_dir", str(output_dir),
         "--model.layouts", json.dumps(list(settings.layouts)),
+        # player names (clip_LRF_Full_SBS.mp4) so that the results of several videos can be told apart
+        "--model.naming", "player",
         "--data.class_path", WILD,
         "--data.init_args.source", str(source),
         "--data.init_args.window", str(window), "--data.init_args.overlap", str(overlap),

@@ -74,6 +74,7 @@ def test_predict_args_from_form_values(tmp_path: Path) -> None:
     assert float(_value(args, "--model.max_disparity_pct")) == 2.5
     assert float(_value(args, "--model.convergence")) == 0.25
     assert json.loads(_value(args, "--model.layouts")) == ["right", "tb"]
+    assert _value(args, "--model.naming") == "player"  # results of several videos have distinct names
     assert _value(args, "--model.output_dir") == str(tmp_path / "out")
     assert _value(args, "--data.init_args.source") == str(tmp_path / "in" / "clip.mp4")
     assert (_value(args, "--data.init_args.window"), _value(args, "--data.init_args.overlap")) == ("33", "9")
@@ -320,8 +321,8 @@ def test_page_previews_converts_and_downloads(ui_server, browser_page, tmp_path:
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     links = {a.get_attribute("download"): a.get_attribute("href") for a in page.locator("#sl-results a[download]").all()}
-    assert {"right.mp4", "sbs.mp4", "anaglyph.mp4"} <= set(links), links
-    for name, width in (("right.mp4", 96), ("sbs.mp4", 192), ("anaglyph.mp4", 96)):
+    assert {"clip_R.mp4", "clip_LRF_Full_SBS.mp4", "clip_redcyan.mp4"} <= set(links), links
+    for name, width in (("clip_R.mp4", 96), ("clip_LRF_Full_SBS.mp4", 192), ("clip_redcyan.mp4", 96)):
         href = links[name] if links[name].startswith("http") else url.rstrip("/") + "/" + links[name].lstrip("/")
         response = page.request.get(href)
         assert response.status == 200, (name, response.status)
@@ -329,13 +330,14 @@ def test_page_previews_converts_and_downloads(ui_server, browser_page, tmp_path:
         frames = _decode(tmp_path / name)
         assert frames.shape == (9, 64, width, 3), (name, frames.shape)
     if len(uploads) == 2:  # the photo: stereo images in its own format
-        assert {"right.png", "sbs.png", "anaglyph.png"} <= set(links), links
-        href = links["sbs.png"] if links["sbs.png"].startswith("http") else url.rstrip("/") + "/" + links["sbs.png"].lstrip("/")
+        assert {"photo_R.png", "photo_LRF_Full_SBS.png", "photo_redcyan.png"} <= set(links), links
+        sbs_link = links["photo_LRF_Full_SBS.png"]
+        href = sbs_link if sbs_link.startswith("http") else url.rstrip("/") + "/" + sbs_link.lstrip("/")
         (tmp_path / "sbs.png").write_bytes(page.request.get(href).body())
         with Image.open(tmp_path / "sbs.png") as image:
             assert image.size == (160, 48)
     # the download is the file predict wrote into the chosen output folder
-    assert (tmp_path / "sbs.mp4").read_bytes() == (out / "clip" / "sbs.mp4").read_bytes()
+    assert (tmp_path / "clip_LRF_Full_SBS.mp4").read_bytes() == (out / "clip" / "clip_LRF_Full_SBS.mp4").read_bytes()
     assert (out / "clip" / "stereo-lit.json").is_file()
 
 
