@@ -393,8 +393,9 @@ class StereoPredictionWriter(BasePredictionWriter):
 
     def on_predict_end(self, trainer: Any, pl_module: Any) -> None:
         self._abort_open()
-        if trainer.is_global_zero and self.finished:
-            print("stereo outputs:\n" + "\n".join(f"  {p}" for p in self.finished))
+        finished = _gather_lists([str(p) for p in self.finished], trainer.world_size)  # every rank's outputs
+        if trainer.is_global_zero and finished:
+            print("stereo outputs:\n" + "\n".join(f"  {p}" for p in finished))
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._abort_open()
@@ -469,3 +470,14 @@ class LoRAAdapterSaver(Callback):
         self._save(trainer, pl_module, "final")
         if trainer.is_global_zero and self.saved:
             print(f"LoRA adapter saved: {self.saved[-1]}")
+
+
+def _gather_lists(items: list[str], world_size: int) -> list[str]:
+    """``items`` of every process (rank order) under DDP; ``items`` itself in one process."""
+    import torch.distributed as dist
+
+    if world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
+        return list(items)
+    gathered: list[list[str] | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(items))
+    return [item for part in gathered for item in (part or [])]

@@ -72,3 +72,7 @@ def test_predict_under_ddp_writes_every_video_once(tartanair_root: Path, tmp_pat
     for folder in folders:
         with av.open(str(out / folder / "sbs.mp4")) as container:
             assert sum(1 for _ in container.decode(video=0)) == 9
+    # the end summary (printed by rank 0) lists every rank's outputs, not only rank 0's
+    listed = result.stdout.split("stereo outputs:", 1)[-1]
+    for folder in folders:
+        assert str(out / folder / "sbs.mp4") in listed, (folder, result.stdout[-2000:])
