@@ -13,7 +13,7 @@ body=$(.venv/bin/python -m pip freeze --exclude-editable \
   | sed -E "s/^torch==.*/torch==${TORCH_PIN}/")
 {
   echo "# Tested versions of every dependency (Python $(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'), torch ${TORCH_PIN}), installed by"
-  echo "# scripts/setup.sh as: pip install -c constraints.txt -e \".[dev]\". pyproject.toml keeps the package's"
+  echo "# scripts/setup.sh as: pip install -c constraints.txt -e \".[dev,ui]\". pyproject.toml keeps the package's"
   echo "# own version ranges; this file only pins what was tested. Regenerate: bash scripts/update_constraints.sh"
   echo "$body"
 } > constraints.txt.new
