@@ -97,6 +97,7 @@ def description() -> str:
     lines += [f"  {name:<9} {text}" for name, text in JOBS.items()]
     if importlib.util.find_spec("stereo_lit.ui") is not None:
         lines.append(f"  {'ui':<9} a local web page (Gradio) over predict: stereo-lit ui [--port 8000]")
+    lines.append(f"  {'preview':<9} one frame at several strengths x convergences, a labelled PNG grid: stereo-lit preview VIDEO")
     folder = configs_dir()
     if folder is None:
         lines += ["", "configs: none found here (the repository's configs/ folder holds one per job)"]
@@ -262,6 +263,10 @@ def main(args: list[str] | None = None) -> None:
         from stereo_lit.ui import main as ui_main
 
         return ui_main(argv[1:])
+    if argv[:1] == ["preview"]:  # `stereo-lit preview`: one frame at several strengths/convergences (stereo_lit.preview)
+        from stereo_lit.preview import main as preview_main
+
+        return preview_main(argv[1:])
     args, verbose = split_verbose(argv)
     quiet.install(verbose)
     started: list[StereoLitCLI] = []

@@ -24,6 +24,9 @@ Depth (:func:`find_depth_file`, :func:`DepthFile`): ``<stem>.npy``, ``<stem>.npz
 ``[T, H, W]`` (or ``[T, 1, H, W]``; a photo's ``NAME.npy`` may be ``[H, W]`` or
 ``[1, H, W]``, in display orientation), relative *inverse* depth unless the file says
 otherwise (an npz key ``depth_kind`` holding ``"metric_m"`` or ``"inverse_relative"``).
+An edited depth may also come back as a folder ``<stem>_depth/`` (or ``<stem>.depth/``) of
+16-bit grey PNGs ``000000.png, 000001.png, ...``, one per frame, read as relative inverse
+depth ``value / 65535`` (:class:`PngDepthSequence`); a folder scan leaves such folders out.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 PATH_COLUMNS = ("path", "video", "video_path", "file", "filename", "file_name")
 CAPTION_COLUMNS = ("caption", "text", "prompt", "description")
 DEPTH_KINDS = ("metric_m", "inverse_relative")
+DEPTH_FOLDER_SUFFIXES = ("_depth", ".depth")  # <stem>_depth/000000.png ...: an edited depth as 16-bit PNGs
 _TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
 
 
@@ -102,7 +106,17 @@ def _written_by_us(path: Path) -> bool:
 
 
 def _is_output_folder(folder: Path) -> bool:
-    return any((folder / n).exists() for n in (MANIFEST_NAME, LOCK_NAME, ROOT_MARKER))
+    return any((folder / n).exists() for n in (MANIFEST_NAME, LOCK_NAME, ROOT_MARKER)) or _is_depth_folder(folder)
+
+
+def _is_depth_folder(folder: Path) -> bool:
+    """``<stem>_depth/`` or ``<stem>.depth/`` next to a video ``<stem>.*``: a depth PNG sequence."""
+    for suffix in DEPTH_FOLDER_SUFFIXES:
+        if folder.name.endswith(suffix) and len(folder.name) > len(suffix):
+            stem = folder.name[: -len(suffix)]
+            if any(p.stem == stem and p.is_file() and is_video_file(p) for p in folder.parent.iterdir()):
+                return True
+    return False
 
 
 def scan_folder(root: Path) -> tuple[list[Path], list[Path]]:
@@ -219,13 +233,65 @@ def resolve_videos(
 
 # ----------------------------------------------------------------------------- depth
 def find_depth_file(video_path: str | Path) -> Path | None:
-    """``<stem>.npy``, ``<stem>.npz`` or ``<stem>_depths.npz`` next to the video, if any."""
+    """``<stem>.npy``, ``<stem>.npz``, ``<stem>_depths.npz`` or a PNG folder ``<stem>_depth/``
+    (``<stem>.depth/``) next to the video, if any (files first)."""
     video = Path(video_path)
     for name in (f"{video.stem}.npy", f"{video.stem}.npz", f"{video.stem}_depths.npz"):
         candidate = video.with_name(name)
         if candidate.is_file():
             return candidate
+    for suffix in DEPTH_FOLDER_SUFFIXES:
+        candidate = video.with_name(video.stem + suffix)
+        if candidate.is_dir():
+            return candidate
     return None
+
+
+class PngDepthSequence:
+    """A folder of 16-bit grey PNGs ``000000.png ...`` as a lazy float32 array ``[T, H, W]``
+    of relative inverse depth ``value / 65535`` (frames decoded when indexed).
+
+    Raises:
+        ValueError (naming the folder): no PNGs, names not ``000000.png`` .. ``N-1`` without
+            gaps, a frame that is not 16-bit single-channel, or frames of different sizes.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 3
+
+    def __init__(self, folder: str | Path) -> None:
+        from PIL import Image
+
+        self.folder = Path(folder)
+        self.files = sorted(self.folder.glob("*.png"))
+        if not self.files:
+            raise ValueError(f"{self.folder}: depth folder holds no PNG files (expected 000000.png, 000001.png, ...)")
+        for i, f in enumerate(self.files):
+            if f.name != f"{i:06d}.png":
+                raise ValueError(f"{self.folder}: depth PNGs must be numbered 000000.png .. {len(self.files) - 1:06d}.png without gaps; found {f.name} at position {i}")
+        with Image.open(self.files[0]) as first:
+            self.size = first.size  # (W, H)
+        for f in self.files[1:]:  # headers only: a wrong size is an error before any frame is decoded
+            with Image.open(f) as image:
+                if image.size != self.size:
+                    raise ValueError(f"{self.folder}: {f.name} is {image.size[0]}x{image.size[1]} but 000000.png is {self.size[0]}x{self.size[1]}; every depth frame must have one size")
+        self.shape = (len(self.files), self.size[1], self.size[0])
+
+    def _frame(self, index: int) -> np.ndarray:
+        from PIL import Image
+
+        path = self.files[index]
+        with Image.open(path) as image:
+            values = np.asarray(image)
+        if values.ndim != 2 or values.dtype != np.uint16:
+            raise ValueError(f"{self.folder}: {path.name} must be a 16-bit single-channel PNG (mode I;16), got mode {image.mode} {values.dtype}")
+        return values.astype(np.float32) / 65535.0
+
+    def __getitem__(self, index) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self._frame(int(index))
+        indices = range(self.shape[0])[index] if isinstance(index, slice) else list(index)
+        return np.stack([self._frame(int(i)) for i in indices]) if len(indices) else np.zeros((0, *self.shape[1:]), np.float32)
 
 
 class DepthFile:
@@ -243,7 +309,10 @@ class DepthFile:
             raise ValueError(f"depth_kind must be one of {DEPTH_KINDS}, got {default_kind!r}")
         self.kind = default_kind
         try:
-            if self.path.suffix == ".npy":
+            if self.path.is_dir():  # an edited depth: 16-bit PNG sequence, relative inverse depth
+                array = PngDepthSequence(self.path)
+                self.kind = "inverse_relative"
+            elif self.path.suffix == ".npy":
                 array = np.load(self.path, mmap_mode="r", allow_pickle=False)
             else:
                 with np.load(self.path, allow_pickle=False) as npz:
