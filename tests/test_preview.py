@@ -132,3 +132,30 @@ def test_depth_png_folder_wrong_count_or_size_names_the_folder(tmp_path: Path) -
     (tmp_path / "clip_depth" / "000002.png").unlink()
     with pytest.raises(ValueError, match=r"clip_depth: depth PNGs must be numbered"):
         datamodule_depth(video)
+
+
+def test_preview_of_a_photo_with_its_depth(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    textured_clip(video)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(read_frames(video, 3, 4)[0]).save(photos / "p.png")
+    depth = box_depth()[3]
+    np.save(photos / "p.npy", depth)  # a photo's depth [H, W]
+    assert main([str(photos), "--strengths", "2", "--convergences", "0.5", "--out", str(tmp_path / "out")]) == 0
+    grid = np.asarray(Image.open(tmp_path / "out" / "p.png").convert("RGB"))
+    assert grid.shape == (LABEL_HEIGHT + H, W, 3)
+    np.testing.assert_array_equal(grid[LABEL_HEIGHT:], expected_cell(photos / "p.png", 0, depth[None], 2.0, 0.5, "anaglyph"))
+
+
+@pytest.mark.slow  # tiny random VDA on CPU: ~30 s on a shared machine
+def test_preview_estimates_depth_with_a_checkpoint(tmp_path: Path, tiny_checkpoints: Path) -> None:
+    photo = tmp_path / "p.png"
+    y, x = np.mgrid[0:H, 0:W]
+    Image.fromarray(np.stack([x * 5, y * 7, (x + y) * 2], -1).astype(np.uint8)).save(photo)
+    checkpoint = tiny_checkpoints / "video_depth_anything_tiny.pth"
+    assert main([str(photo), "--strengths", "1,2", "--convergences", "0", "--layout", "sbs",
+                 "--depth-checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]) == 0
+    grid = np.asarray(Image.open(tmp_path / "out" / "p.png").convert("RGB"))
+    assert grid.shape == (2 * (LABEL_HEIGHT + H), 2 * W, 3)
+    np.testing.assert_array_equal(grid[LABEL_HEIGHT : LABEL_HEIGHT + H, :W], np.asarray(Image.open(photo)))  # left eye, no shift
