@@ -81,7 +81,8 @@ def _run(name: str, tiny: Path, tmp_path: Path) -> tuple[Path, object]:
     if name == "eval_tartanair.yaml":
         return out, build_cli(["test", *common, "--data.init_args.root", str(root)])
     assert name == "lora_tartanair.yaml"
-    _sequence(root, "EnvA/Easy/P001", 480, 640)
+    for trajectory in ("EnvA/Easy/P001", "EnvA/Hard/P001"):  # every train pattern of the config matches
+        _sequence(root, trajectory, 480, 640)
     return out, build_cli(["fit", *common, "--data.init_args.root", str(root)])
 
 
