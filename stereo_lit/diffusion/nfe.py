@@ -104,3 +104,45 @@ def count_nfe(transformer: Any) -> Iterator[NFECount]:
 
 
 __all__ = ["BLOCK_LIST_NAMES", "NFECount", "count_nfe", "last_block"]
+
+
+@dataclass
+class VAECount:
+    """VAE passes counted by :func:`count_vae_passes`: whole-video ``encode`` / ``decode`` calls."""
+
+    encodes: int = 0
+    decodes: int = 0
+
+    @property
+    def passes(self) -> int:
+        return self.encodes + self.decodes
+
+
+@contextmanager
+def count_vae_passes(vae: Any) -> Iterator[VAECount]:
+    """Count ``vae.encode`` and ``vae.decode`` calls inside the block (one call = one pass over a
+    video, whatever the VAE's internal frame chunks or tiles). The methods are wrapped on the
+    instance and restored on exit, also on error; nested counters count independently."""
+    counter = VAECount()
+    saved = {name: vae.__dict__.get(name) for name in ("encode", "decode")}
+    inner = {name: getattr(vae, name) for name in ("encode", "decode")}
+
+    def wrap(name: str, attr: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            setattr(counter, attr, getattr(counter, attr) + 1)
+            return inner[name](*args, **kwargs)
+
+        return call
+
+    vae.encode, vae.decode = wrap("encode", "encodes"), wrap("decode", "decodes")
+    try:
+        yield counter
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                vae.__dict__.pop(name, None)
+            else:
+                vae.__dict__[name] = value
+
+
+__all__ += ["VAECount", "count_vae_passes"]
