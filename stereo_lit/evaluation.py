@@ -19,7 +19,8 @@ from ``out.extras["seam_frames"]`` or ``batch["seam_frames"]`` (list or tensor o
 frame indices); without them the seam columns are absent.
 
 Cost: ``update(..., cost=CallCost)`` (from :func:`stereo_lit.metrics.timed_generate`) adds
-the columns ``sec_per_81f`` / ``nfe_per_81f`` (:mod:`stereo_lit.metrics.cost`); the
+the columns ``sec_per_81f``, ``nfe_per_81f``, ``vae_passes_per_81f`` and the peak memory
+(``peak_cuda_gib``, or ``peak_rss_gib`` on CPU) (:mod:`stereo_lit.metrics.cost`); the
 reference row has none. Notes the metrics leave (MS-SSIM on frames too small, LPIPS not
 available, what the cost columns measure) are the table's footer (:attr:`EvaluationSuite.notes`).
 :attr:`EvaluationSuite.report_data` collects per-frame metrics and sample frames for
@@ -176,7 +177,7 @@ def _seam_list(seams: Any) -> list[int] | None:
 
 
 class MethodMetrics(nn.Module):
-    """All metrics of one method (``cost``: with the time / NFE columns)."""
+    """All metrics of one method (``cost``: with the time / NFE / VAE-pass / peak-memory columns)."""
 
     def __init__(self, cost: bool = True) -> None:
         super().__init__()
@@ -218,7 +219,7 @@ class MethodMetrics(nn.Module):
         self.siou_m2s.update(pred, right_true, left)
         self.cycle.update(pred, left, ctx.disparity_right, ctx.cycle_mask)
         if self.cost is not None and cost is not None:
-            self.cost.update(cost.seconds, left.shape[0] * left.shape[2], cost.nfe)
+            self.cost.update_call(cost, left.shape[0] * left.shape[2])
         return {**self.right_view.last_per_frame, "ms_ssim": self.ms_ssim.last_per_frame}
 
     def compute(self) -> dict[str, float]:

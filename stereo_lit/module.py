@@ -6,14 +6,14 @@ No diffusion or geometry code lives here; this module only routes batches:
   disparity -> generator -> the frames this window produces, for the
   :class:`~stereo_lit.callbacks.StereoPredictionWriter` it installs;
 - ``validation_step`` / ``test_step``: TartanAir clips with a true right view -> every
-  method (the generator and the baselines) -> :class:`~stereo_lit.evaluation.EvaluationSuite`;
+  method (the generator and the baselines) -> :class:`~stereo_lit.evaluation.EvaluationSuite`
+  (:mod:`stereo_lit.eval_steps`);
 - ``training_step``: the hook the LoRA fine-tuning plugs into (see :meth:`training_step`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,14 +29,17 @@ from stereo_lit.io.video_writer import EncoderOptions
 from stereo_lit.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator, check_carry_window
 from stereo_lit.generators.geometric import WarpFill
+from stereo_lit.metrics.cost import call_cost, measure_call
 from stereo_lit.padding import Padding, unpad_video
-from stereo_lit.real_footage import RIG_KINDS, EvalRun, RealFootageEval, is_real_footage, is_real_footage_data, translate_output
+from stereo_lit.eval_steps import EvaluationSteps
+from stereo_lit.predict_cost import PredictCost
+from stereo_lit.real_footage import RealFootageEval
 from stereo_lit.run_summary import SKIPPED_KEY, RunFailures
 
 log = logging.getLogger(__name__)
 
 
-class StereoLitModule(LightningModule):
+class StereoLitModule(EvaluationSteps, LightningModule):
     """Monocular video -> stereo video, and its evaluation.
 
     Args:
@@ -139,6 +142,7 @@ class StereoLitModule(LightningModule):
         self._carry: dict[tuple[str, ...], Any] = {}  # videos of a batch -> generator state for their next window
         self._carry_warned = False
         self.failures = RunFailures()  # per-video errors under on_error=skip, summarised at the end
+        self.predict_cost = PredictCost()  # time / NFE / VAE passes / peak memory of predict's generate() calls
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise ValueError(f"every evaluated method needs a distinct name, got {names}")
@@ -319,11 +323,14 @@ class StereoLitModule(LightningModule):
             return None
 
     def on_predict_end(self) -> None:
+        """``predict summary:`` the videos (finished / skipped) and one cost line per method
+        (:mod:`stereo_lit.predict_cost`; the generator's calls only, depth excluded)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         for name, reason in getattr(datamodule, "skipped", []):
             self.failures.record(name, reason)
-        if self.failures.failed and self.trainer.is_global_zero:
-            print("predict summary: " + self.failures.summary("video"))
+        cost_lines = self.predict_cost.summary_lines(self.trainer.world_size)  # a collective under DDP
+        if self.trainer.is_global_zero and (self.failures.seen or cost_lines):
+            print("predict summary: " + "\n".join([self.failures.summary("video"), *(f"  {c}" for c in cost_lines)]))
 
     def _predict_window(self, batch: dict[str, Any]) -> dict[str, Any]:
         if "left" not in batch and "prompt" in batch:
@@ -341,9 +348,11 @@ class StereoLitModule(LightningModule):
         if first > 0 and carry is None and self._carry_warned is False:
             log.info("no carried state for %s: its overlap frames are regenerated, not continued", videos)
             self._carry_warned = True
-        out = self.generator.generate(
-            left, disparity, prompt=(captions[0] or None), carry=carry, num_overlap=first if carry is not None else 0
-        )
+        with measure_call(self.generator, left) as counters:
+            out = self.generator.generate(
+                left, disparity, prompt=(captions[0] or None), carry=carry, num_overlap=first if carry is not None else 0
+            )
+        cost = call_cost(self.generator, counters, out)
         window_stops, totals = _as_list(batch["window_stop"]), _as_list(batch["num_frames"])
         if out.carry is not None and any(stop < total for stop, total in zip(window_stops, totals)):
             self._carry[videos] = out.carry
@@ -351,6 +360,7 @@ class StereoLitModule(LightningModule):
         # Keep only the frames this window produces, at the source size.
         num_src = min(_as_list(batch["window_stop"])[0] - starts[0], left.shape[2])
         padding = batch_padding(batch)
+        self.predict_cost.add(self.generator.name, videos, [max(num_src - first, 0)] * len(videos), cost)
 
         def trim(x: torch.Tensor) -> torch.Tensor:
             x = unpad_video(x, Padding(padding.bottom, padding.right, 0))
@@ -365,6 +375,7 @@ class StereoLitModule(LightningModule):
             "right": trim(out.right).float().cpu(),
             "disparity_px": trim(disparity).float().cpu(),
             "convergence_px": convergence_px,
+            "cost": [self.predict_cost.video_record(v) for v in videos],  # so far, for the output manifest
         }
 
     def _text_to_stereo(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -380,11 +391,15 @@ class StereoLitModule(LightningModule):
             raise ValueError("text-to-stereo needs a depth estimator: set `model.depth` (stereo_lit.depth.VDAEstimator)")
         prompt = str(batch["prompt"][0])
         num_frames, height, width = (int(_as_list(batch[k])[0]) for k in ("num_frames", "height", "width"))
-        result = TextToStereo(self.generator, self.depth, self.policy)(
-            prompt, num_frames=num_frames, height=height, width=width, seed=int(self.generator.seed)
-        )
+        with measure_call(self.generator) as counters:  # both eyes; depth of the left view included
+            result = TextToStereo(self.generator, self.depth, self.policy)(
+                prompt, num_frames=num_frames, height=height, width=width, seed=int(self.generator.seed)
+            )
+        video = str(batch["video_path"][0])
+        name = f"{self.generator.name} (text-to-stereo: both eyes and the depth of the left)"
+        self.predict_cost.add(name, [video], [num_frames], call_cost(self.generator, counters))
         return {
-            "video_path": [str(batch["video_path"][0])],
+            "video_path": [video],
             "fps": [float(_as_list(batch["fps"])[0])],
             "num_frames": [num_frames],
             "frames_start": [0],
@@ -392,98 +407,8 @@ class StereoLitModule(LightningModule):
             "right": result.right.clamp(0, 1).float().cpu(),
             "disparity_px": result.disparity_px.float().cpu(),
             "convergence_px": [self.policy.convergence_px(width)],
+            "cost": [self.predict_cost.video_record(video)],
         }
-
-    # ------------------------------------------------------------------ evaluate
-    def _suite(self, stage: str, real: bool = False) -> Any:
-        """The suite of table ``stage`` (``test``, or ``test_parallel`` / ``test_converged`` for real footage)."""
-        if stage not in self._suites:
-            from stereo_lit.evaluation import EvaluationSuite
-
-            methods = self.methods if (stage.startswith("test") or self.eval_methods_on_val) else [self.generator]
-            names = [m.name for m in methods]
-            rows = self.real_footage.row_names(names, self.depth is not None) if real else names
-            self._suites[stage] = EvaluationSuite(rows).to(self.device)
-        return self._suites[stage]
-
-    def _eval_step(self, batch: dict[str, Any] | None, stage: str) -> dict[str, Any] | None:
-        real = is_real_footage_data(getattr(self._trainer, "datamodule", None) if self._trainer else None)
-        for key in [f"{stage}_{rig}" for rig in RIG_KINDS] if real else [stage]:
-            suite = self._suite(key, real)  # created up front: every rank holds the same suites
-            if real:
-                self.real_footage.prepare(key, self.device)
-        batch = self._take_skipped(batch)
-        if batch is None:
-            return None
-        if "right" not in batch:
-            raise ValueError(
-                f"{', '.join(str(p) for p in batch.get('video_path', ['?']))}: no true right view (image_right/) to "
-                "score against: validate/test need stereo trajectories (use `predict` for a left view only)"
-            )
-        if is_real_footage(batch):  # matched reference, rig-separated tables, protocols
-            key, scored, runs = self.real_footage.plan(self, batch, stage)
-            suite = self._suite(key, real=True)
-        else:
-            scored, runs = batch, [EvalRun("", self.disparity_for(batch)[0], 0.0)]
-        from stereo_lit.metrics.cost import timed_generate
-
-        width = batch["left"].shape[-1] - batch_padding(batch).right
-        outputs: dict[str, torch.Tensor] = {}
-        for method in self.methods:
-            for run in runs:
-                name = method.name + run.suffix
-                if name not in suite.method_names:
-                    continue
-                prompt = (batch.get("caption") or [None])[0]
-                out, cost = timed_generate(method, batch["left"], run.disparity, prompt=prompt)  # + wall time, NFE
-                out = translate_output(out, run.translate_px, width)  # blind convergence on converged footage
-                suite.update(name, scored, out, cost=cost)
-                outputs[name] = out.right
-        return {"left": batch["left"], "right_true": scored.get("right"), "right": outputs}
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._eval_step(batch, "validate")
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
-        return self._eval_step(batch, "test")
-
-    def _eval_epoch_end(self, stage: str) -> None:
-        suite = self._suites.pop(stage, None)
-        if suite is None:
-            return
-        table = suite.compute()  # torchmetrics reduces across processes here
-        if self.trainer.is_global_zero and self.logger is not None:
-            # straight to the logger (TensorBoard): the table below is the console summary
-            scalars = {f"{stage}/{m}/{k}": float(v) for m, row in table.items() for k, v in row.items()}
-            self.logger.log_metrics({k: v for k, v in scalars.items() if math.isfinite(v)}, step=self.global_step)
-        if self.trainer.is_global_zero:
-            depth_source = self.depth_source
-            notes = self.real_footage.notes(stage, self) if stage in self.real_footage.tallies else []
-            if notes:  # real footage: the protocol line says where the methods' disparity came from
-                depth_source = "model.depth (see the protocol below)" if self.depth is not None else "the reference disparity"
-            suite.notes = [*getattr(suite, "notes", []), *notes]  # real footage: reference, shifts, protocol
-            datamodule = getattr(self.trainer, "datamodule", None)
-            skipped = [*getattr(datamodule, "skipped", []), *self.failures.failed.items()]
-            self.failures = RunFailures()
-            paths = suite.write_table(table, self.output_dir / "eval", stage=stage, depth_source=depth_source, skipped=skipped)
-            paths.append(suite.write_report(table, self.output_dir / "eval", stage, depth_source, skipped))
-            print(suite.format_table(table, depth_source=depth_source, skipped=skipped))
-            print(f"tables written: {', '.join(str(p) for p in paths)}")
-
-    def _eval_tables_end(self, stage: str) -> None:
-        """Every table of ``stage``: ``stage`` itself, or one per rig kind for real footage (empty ones dropped)."""
-        for key in [k for k in list(self._suites) if k == stage or k.startswith(f"{stage}_")]:
-            if key != stage and self.real_footage.finish(key)["windows"] == 0:  # (a collective: all ranks)
-                self._suites.pop(key)
-                continue
-            self._eval_epoch_end(key)
-            self.real_footage.reset(key)
-
-    def on_validation_epoch_end(self) -> None:
-        self._eval_tables_end("validate")
-
-    def on_test_epoch_end(self) -> None:
-        self._eval_tables_end("test")
 
     # ------------------------------------------------------------------ fit
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -498,7 +423,7 @@ class StereoLitModule(LightningModule):
         loss_fn = getattr(self.generator, "training_loss", None)
         if loss_fn is None:
             raise ValueError(
-                f"`fit` needs a trainable generator (stereo_lit.diffusion.WanStereoGenerator with lora_rank > 0); "
+                f"`fit` needs a trainable generator (stereo_lit.diffusion.WanStereoGenerator with lora.rank > 0); "
                 f"{type(self.generator).__name__} has nothing to train"
             )
         disparity = None if "disparity_left_px" in batch else self.disparity_for(batch)[0]
@@ -515,7 +440,7 @@ class StereoLitModule(LightningModule):
         params = [p for p in self.parameters() if p.requires_grad]
         if not params:
             raise ValueError(
-                "nothing to train: set model.generator.init_args.lora_rank > 0 (LoRA on the Wan transformer)"
+                "nothing to train: set model.generator.init_args.lora.rank > 0 (LoRA on the Wan transformer)"
             )
         return torch.optim.AdamW(params, lr=self.learning_rate, weight_decay=self.weight_decay)
 

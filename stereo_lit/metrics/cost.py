@@ -1,4 +1,4 @@
-"""What a method costs: wall time per 81 frames and transformer evaluations (NFE).
+"""What a method costs: wall time, transformer evaluations (NFE), VAE passes and peak memory.
 
 The papers (StereoPilot, M2SVid, StereoCrafter) quote the time per 81-frame clip (Wan's
 clip length) and the number of function evaluations of the denoiser. Here:
@@ -9,33 +9,75 @@ clip length) and the number of function evaluations of the denoiser. Here:
   (one GPU's) time per 81 frames over the whole set.
 - ``nfe_per_81f`` = transformer forward calls per 81 source frames, the same way; nan
   when a call did not report its NFE (see :func:`method_nfe`).
+- ``vae_passes_per_81f`` = VAE ``encode`` + ``decode`` calls (each one pass over a window,
+  whatever the VAE's internal chunks) per 81 source frames; nan when unknown.
+- peak memory, GiB, the largest of any call (a max state under DDP), in a column that says
+  what was measured: ``peak_cuda_gib`` = ``torch.cuda.max_memory_allocated`` with the peak
+  reset at the start of each call (tensors of this process: weights on the GPU included,
+  the allocator's cache and other processes not); ``peak_rss_gib`` on CPU = the process's
+  peak resident set size (Linux ``VmHWM``, reset at the start of each call through
+  ``/proc/self/clear_refs``; loaded weights included). Where the CPU peak cannot be reset
+  (no ``/proc``) the call's peak is unknown (nan), never the peak since process start.
 
-:func:`timed_generate` measures a call (CUDA synchronised before and after).
+:func:`timed_generate` measures a call (CUDA synchronised before and after);
+:func:`measure_call` measures any block of code the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import re
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torchmetrics import Metric
 
 FRAMES_PER_CLIP = 81
+GIB = 2**30
 
-#: modules whose generators run no transformer (NFE 0)
+#: modules whose generators run no transformer and no VAE (NFE 0, VAE passes 0)
 TRANSFORMER_FREE_MODULES = ("stereo_lit.generators.geometric",)
+
+#: peak-memory kinds -> their table column
+MEMORY_COLUMNS = {"cuda": "peak_cuda_gib", "rss": "peak_rss_gib"}
+MEMORY_LABELS = {
+    "cuda": "CUDA max_memory_allocated, reset per call",
+    "rss": "process peak RSS (VmHWM), reset per call",
+}
 
 
 @dataclass
 class CallCost:
-    """One ``generate()`` call: wall seconds and transformer evaluations (None = not reported)."""
+    """One ``generate()`` call.
+
+    Attributes:
+        seconds: wall seconds (CUDA synchronised).
+        nfe: transformer forward calls (None = not reported / not countable).
+        vae_encodes, vae_decodes: whole-window VAE ``encode`` / ``decode`` calls (None = unknown).
+        nfe_full: calls in which the whole block stack ran (a block cache lowers it; None = unknown).
+        peak_bytes: peak memory during the call in bytes (None = not measured), of kind ``memory``.
+        memory: ``"cuda"`` (max_memory_allocated) or ``"rss"`` (process peak RSS); None with no peak.
+    """
 
     seconds: float
     nfe: int | None
+    vae_encodes: int | None = None
+    vae_decodes: int | None = None
+    nfe_full: int | None = None
+    peak_bytes: int | None = None
+    memory: str | None = None
+
+    @property
+    def vae_passes(self) -> int | None:
+        """``vae_encodes + vae_decodes`` (None when either is unknown)."""
+        if self.vae_encodes is None or self.vae_decodes is None:
+            return None
+        return self.vae_encodes + self.vae_decodes
 
 
 def method_nfe(method: Any, out: Any = None) -> int | None:
@@ -47,9 +89,21 @@ def method_nfe(method: Any, out: Any = None) -> int | None:
     transformer-free methods of :data:`TRANSFORMER_FREE_MODULES`.
     """
     nfe = _reported_nfe(method, out)
-    if nfe is None and type(method).__module__ in TRANSFORMER_FREE_MODULES:
+    if nfe is None and _transformer_free(method):
         return 0
     return nfe
+
+
+def _transformer_free(method: Any) -> bool:
+    return type(method).__module__ in TRANSFORMER_FREE_MODULES
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return int(value.item())
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return int(value)
+    return None
 
 
 def _reported_nfe(method: Any, out: Any) -> int | None:
@@ -59,11 +113,13 @@ def _reported_nfe(method: Any, out: Any) -> int | None:
         for attr in ("count", "total"):
             if value is not None and not isinstance(value, (int, float, torch.Tensor)) and hasattr(value, attr):
                 value = getattr(value, attr)
-        if isinstance(value, torch.Tensor) and value.numel() == 1:
-            return int(value.item())
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            return int(value)
+        if _as_int(value) is not None:
+            return _as_int(value)
     return None
+
+
+def _extra(out: Any, key: str) -> int | None:
+    return _as_int((getattr(out, "extras", None) or {}).get(key))
 
 
 def _synchronize(*tensors: Any) -> None:
@@ -73,47 +129,158 @@ def _synchronize(*tensors: Any) -> None:
             return
 
 
+def _components(method: Any) -> Any:
+    return getattr(method, "components", None)
+
+
 def method_transformer(method: Any) -> torch.nn.Module | None:
     """The denoiser a method runs (``method.components.transformer`` or ``method.transformer``), or None.
 
     Reading ``components`` of a Wan generator loads its models (once): called before the
     clock starts, so the load never counts as generation time.
     """
-    transformer = getattr(getattr(method, "components", None), "transformer", None)
+    transformer = getattr(_components(method), "transformer", None)
     transformer = transformer if transformer is not None else getattr(method, "transformer", None)
     return transformer if isinstance(transformer, torch.nn.Module) else None
 
 
-def timed_generate(method: Any, left: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[Any, CallCost]:
-    """``(method.generate(left, *args, **kwargs), CallCost)``: wall time (CUDA-synchronised) and NFE.
+def method_vae(method: Any) -> Any:
+    """The VAE a method runs (``method.components.vae`` or ``method.vae``; anything with
+    ``encode``/``decode``), or None."""
+    vae = getattr(_components(method), "vae", None)
+    vae = vae if vae is not None else getattr(method, "vae", None)
+    return vae if vae is not None and hasattr(vae, "encode") and hasattr(vae, "decode") else None
 
-    NFE: what the method reports (:func:`method_nfe`), else the forward calls of its
-    transformer counted with :func:`stereo_lit.diffusion.nfe.count_nfe`, else 0 for the
-    transformer-free methods, else None.
-    """
-    transformer = method_transformer(method)
-    counting = contextlib.nullcontext(None)
+
+# ---------------------------------------------------------------------- peak memory
+_HWM = re.compile(r"^VmHWM:\s+(\d+)\s+kB", re.MULTILINE)
+
+
+def _read_rss_peak() -> int | None:
+    try:
+        match = _HWM.search(Path("/proc/self/status").read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) * 1024 if match else None
+
+
+def reset_rss_peak() -> bool:
+    """Reset this process's peak RSS (Linux: ``5`` into ``/proc/self/clear_refs``); False when not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        return False
+    return _read_rss_peak() is not None
+
+
+@dataclass
+class PeakMemory:
+    """Filled by :func:`peak_memory` on exit: ``peak_bytes`` of kind ``memory`` (None: not measured)."""
+
+    peak_bytes: int | None = None
+    memory: str | None = None
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device | str | None) -> Iterator[PeakMemory]:
+    """Peak memory of the block: CUDA ``max_memory_allocated`` on a CUDA ``device``, else the
+    process peak RSS (both reset on entry). See the module docstring for what each includes."""
+    result = PeakMemory()
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        yield result
+        result.peak_bytes, result.memory = int(torch.cuda.max_memory_allocated(device)), "cuda"
+        return
+    resettable = reset_rss_peak()
+    yield result
+    if resettable:
+        result.peak_bytes, result.memory = _read_rss_peak(), "rss"
+
+
+def _cuda_device(tensors: list[Any], transformer: torch.nn.Module | None) -> torch.device | None:
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.is_cuda:
+            return t.device
     if transformer is not None:
-        from stereo_lit.diffusion.nfe import count_nfe
+        for param in transformer.parameters():
+            return param.device if param.is_cuda else None
+    return None
 
-        counting = count_nfe(transformer)
-    _synchronize(left)
-    with counting as counter:
+
+# ---------------------------------------------------------------------- one call
+@dataclass
+class _Counters:
+    nfe: Any = None
+    vae: Any = None
+    memory: PeakMemory = field(default_factory=PeakMemory)
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def measure_call(method: Any, *tensors: Any) -> Iterator[_Counters]:
+    """Count, time and take the peak memory of the block, a call of ``method`` (its transformer's
+    forward calls and its VAE's passes are counted with hooks when it has them). ``tensors``:
+    inputs whose device says where to synchronise and measure CUDA memory. Use
+    :func:`call_cost` afterwards to combine the counts with what the call reported."""
+    from stereo_lit.diffusion.nfe import count_nfe, count_vae_passes
+
+    transformer, vae = method_transformer(method), method_vae(method)
+    counters = _Counters()
+    with contextlib.ExitStack() as stack:
+        if transformer is not None:
+            counters.nfe = stack.enter_context(count_nfe(transformer))
+        if vae is not None:
+            counters.vae = stack.enter_context(count_vae_passes(vae))
+        _synchronize(*tensors)
+        counters.memory = stack.enter_context(peak_memory(_cuda_device(list(tensors), transformer)))
         start = time.perf_counter()
+        yield counters
+        _synchronize(*tensors)
+        counters.seconds = time.perf_counter() - start
+
+
+def call_cost(method: Any, counters: _Counters, out: Any = None) -> CallCost:
+    """The :class:`CallCost` of a measured call: what ``out.extras`` / the method report, else
+    what the hooks counted, else 0 for the transformer-free methods, else None."""
+    free = _transformer_free(method)
+
+    def pick(reported: int | None, counted: int | None) -> int | None:
+        if reported is not None:
+            return reported
+        return counted if counted is not None else (0 if free else None)
+
+    nfe_counter, vae_counter = counters.nfe, counters.vae
+    return CallCost(
+        seconds=counters.seconds,
+        nfe=pick(_reported_nfe(method, out), None if nfe_counter is None else int(nfe_counter.count)),
+        nfe_full=pick(_extra(out, "nfe_full"), None if nfe_counter is None else int(nfe_counter.full)),
+        vae_encodes=pick(_extra(out, "vae_encodes"), None if vae_counter is None else int(vae_counter.encodes)),
+        vae_decodes=pick(_extra(out, "vae_decodes"), None if vae_counter is None else int(vae_counter.decodes)),
+        peak_bytes=counters.memory.peak_bytes,
+        memory=counters.memory.memory,
+    )
+
+
+def timed_generate(method: Any, left: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[Any, CallCost]:
+    """``(method.generate(left, *args, **kwargs), CallCost)``: wall time (CUDA-synchronised), NFE,
+    VAE passes and peak memory of the call (see :func:`call_cost` for where each comes from)."""
+    out = None
+    with measure_call(method, left) as counters:
         out = method.generate(left, *args, **kwargs)
-        _synchronize(left, getattr(out, "right", None))
-        seconds = time.perf_counter() - start
-    nfe = _reported_nfe(method, out)
-    if nfe is None and counter is not None:
-        nfe = int(counter.count)
-    return out, CallCost(seconds=seconds, nfe=nfe if nfe is not None else method_nfe(method, out))
+        _synchronize(getattr(out, "right", None))
+    return out, call_cost(method, counters, out)
 
 
+# ---------------------------------------------------------------------- pooled
 class GenerationCost(Metric):
-    """Sum states of seconds, frames and NFE; ``compute()`` gives ``sec_per_81f`` and ``nfe_per_81f``.
+    """Sum states of seconds, frames, NFE and VAE passes, a max state of peak memory.
 
-    ``update(seconds, frames, nfe=None)``: one call that produced ``frames`` source
-    (unpadded) frames in ``seconds``, with ``nfe`` transformer evaluations (None: unknown).
+    ``update(seconds, frames, nfe=None, vae_passes=None, peak_bytes=None, memory=None)``: one
+    call that produced ``frames`` source (unpadded) frames. ``compute()`` gives ``sec_per_81f``,
+    ``nfe_per_81f``, ``vae_passes_per_81f`` and the peak memory column of the kind measured
+    (:data:`MEMORY_COLUMNS`; ``peak_rss_gib`` / nan when no call measured a peak).
     """
 
     full_state_update = False
@@ -123,34 +290,71 @@ class GenerationCost(Metric):
     def __init__(self, prefix: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.prefix = prefix
-        for name in ("seconds", "frames", "nfe", "calls", "calls_without_nfe"):
+        for name in ("seconds", "frames", "nfe", "vae", "calls", "calls_without_nfe", "calls_without_vae",
+                     "calls_without_peak"):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("peak_bytes", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="max")
+        self.memory: str | None = None  # the kind of the peaks seen (one per run)
 
-    def update(self, seconds: float, frames: int, nfe: int | None = None) -> None:
+    def update(
+        self, seconds: float, frames: int, nfe: int | None = None, vae_passes: int | None = None,
+        peak_bytes: int | None = None, memory: str | None = None,
+    ) -> None:
         if seconds < 0 or frames < 0:
             raise ValueError(f"seconds ({seconds}) and frames ({frames}) must be >= 0")
+        if peak_bytes is not None and memory not in MEMORY_COLUMNS:
+            raise ValueError(f"memory must be one of {tuple(MEMORY_COLUMNS)} with peak_bytes, got {memory!r}")
         self.seconds += float(seconds)
         self.frames += float(frames)
         self.calls += 1.0
-        if nfe is None:
-            self.calls_without_nfe += 1.0
+        for value, total, missing in ((nfe, "nfe", "calls_without_nfe"), (vae_passes, "vae", "calls_without_vae")):
+            if value is None:
+                setattr(self, missing, getattr(self, missing) + 1.0)
+            else:
+                setattr(self, total, getattr(self, total) + float(value))
+        if peak_bytes is None:
+            self.calls_without_peak += 1.0
         else:
-            self.nfe += float(nfe)
+            if self.memory is not None and memory != self.memory:
+                raise ValueError(f"peak memory of kind {memory!r} after {self.memory!r}: one kind per metric")
+            self.memory = memory
+            self.peak_bytes = torch.maximum(self.peak_bytes, torch.tensor(float(peak_bytes), dtype=torch.float64))
+
+    def update_call(self, cost: CallCost, frames: int) -> None:
+        """``update`` from a :class:`CallCost` of a call that produced ``frames`` source frames."""
+        self.update(cost.seconds, frames, cost.nfe, cost.vae_passes, cost.peak_bytes, cost.memory)
 
     def compute(self) -> dict[str, torch.Tensor]:
         frames = float(self.frames)
         per = FRAMES_PER_CLIP / frames if frames > 0 else math.nan
-        nfe = float(self.nfe) * per if float(self.calls_without_nfe) == 0 else math.nan
-        return {
-            f"{self.prefix}sec_per_81f": torch.tensor(float(self.seconds) * per, dtype=torch.float64),
-            f"{self.prefix}nfe_per_81f": torch.tensor(nfe, dtype=torch.float64),
+
+        def per_81(total: torch.Tensor, missing: torch.Tensor) -> float:
+            return float(total) * per if float(missing) == 0 else math.nan
+
+        calls = float(self.calls)
+        measured = calls > 0 and float(self.calls_without_peak) < calls
+        peak = float(self.peak_bytes) / GIB if measured else math.nan
+        out = {
+            "sec_per_81f": float(self.seconds) * per,
+            "nfe_per_81f": per_81(self.nfe, self.calls_without_nfe),
+            "vae_passes_per_81f": per_81(self.vae, self.calls_without_vae),
+            MEMORY_COLUMNS[self.memory or "rss"]: peak,
         }
+        return {f"{self.prefix}{k}": torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
 
 
 COST_FOOTNOTE = (
     "sec_per_81f: wall seconds of the method's generate() calls per 81 source frames (padding frames "
     "not counted; one process's time, depth excluded); nfe_per_81f: transformer evaluations per 81 "
-    "source frames (0 for the geometric methods, n/a when a method does not report them)."
+    "source frames; vae_passes_per_81f: VAE encode + decode calls (one pass over a window each) per 81 "
+    "source frames (both 0 for the geometric methods, n/a when a method does not report them); "
+    "peak_cuda_gib: the largest torch.cuda.max_memory_allocated of one call (reset per call; weights on "
+    "the GPU included); peak_rss_gib (CPU runs): the largest process peak resident set size of one call "
+    "(Linux VmHWM reset per call; loaded weights and other methods' models in this process included)."
 )
 
-__all__ = ["COST_FOOTNOTE", "FRAMES_PER_CLIP", "CallCost", "GenerationCost", "method_nfe", "method_transformer", "timed_generate"]
+__all__ = [
+    "COST_FOOTNOTE", "FRAMES_PER_CLIP", "MEMORY_COLUMNS", "MEMORY_LABELS", "CallCost", "GenerationCost", "PeakMemory",
+    "call_cost", "measure_call", "method_nfe", "method_transformer", "method_vae", "peak_memory", "reset_rss_peak",
+    "timed_generate",
+]
