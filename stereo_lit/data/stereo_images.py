@@ -38,6 +38,7 @@ from stereo_lit.data.collate import check_on_error, collate_samples, guarded_get
 from stereo_lit.data.pfm import read_pfm
 from stereo_lit.data.stereo_frames import image_files, read_image_rgb
 from stereo_lit.data.stereo_video import build_stereo_sample, resize_video, to_video
+from stereo_lit.data.windowed import EvalDataloaders, check_pad_mode
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ class StereoImagePairs(Dataset):
         return guarded_getitem(self.load, index, len(self), self.on_error, lambda i: self.pairs[i].left)
 
 
-class StereoImagesDataModule(LightningDataModule):
+class StereoImagesDataModule(EvalDataloaders, LightningDataModule):
     """Middlebury / KITTI stereo pairs as one-frame clips for ``validate`` / ``test`` / ``predict``.
 
     Args:
@@ -236,8 +237,7 @@ class StereoImagesDataModule(LightningDataModule):
         reference_disparity: bool = False, batch_size: int = 1, num_workers: int = 0, on_error: str = "raise",
     ) -> None:
         super().__init__()
-        if pad_mode not in ("replicate", "reflect"):
-            raise ValueError(f"pad_mode must be 'replicate' or 'reflect', got {pad_mode!r}")
+        check_pad_mode(pad_mode)
         self.source, self.max_side, self.pad_mode = source, max_side, pad_mode
         self.reference_disparity = reference_disparity
         self.batch_size, self.num_workers = batch_size, num_workers
@@ -257,15 +257,6 @@ class StereoImagesDataModule(LightningDataModule):
         _, world = rank_and_world()
         sampler = UnrepeatedDistributedSampler(data, shuffle=False) if world > 1 else None
         return DataLoader(data, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers, collate_fn=collate_samples)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader()
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader()
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader()
 
     def total_frames(self) -> int:
         self.setup()

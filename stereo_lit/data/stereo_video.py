@@ -31,20 +31,19 @@ each frame produced once) carries the keys TartanAir evaluation batches carry:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem
+from stereo_lit.data.collate import check_on_error, guarded_getitem
 from stereo_lit.data.stereo_frames import LAYOUTS, FrameSource, detect_layout, eye_size, open_frames, split_packed
 from stereo_lit.data.stereo_sources import StereoEntry, resolve_stereo
 from stereo_lit.data.wild import output_size
+from stereo_lit.data.windowed import EvalDataloaders, WindowedDataModule, check_pad_mode, check_window
 from stereo_lit.padding import pad_video, padding_for
 from stereo_lit.projection import default_pinhole_size, equirect_to_pinhole, pinhole_intrinsics, rotation_yaw_pitch
 from stereo_lit.windows import Window, is_wan_length, next_wan_length, plan_windows
@@ -235,7 +234,7 @@ class StereoVideoWindows(Dataset):
         return guarded_getitem(self.load, index, len(self), self.on_error, lambda i: self.items[i][0].entry.path)
 
 
-class StereoVideoDataModule(LightningDataModule):
+class StereoVideoDataModule(EvalDataloaders, WindowedDataModule):
     """Stereo videos (packed, separate eyes, VR180) for ``validate`` / ``test`` / ``predict``.
 
     Args:
@@ -282,14 +281,11 @@ class StereoVideoDataModule(LightningDataModule):
         num_workers: int = 0,
         on_error: str = "raise",
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, on_error)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
-        if not is_wan_length(window):
-            raise ValueError(f"window must be 4k+1 frames (e.g. 33, 49, 81), got {window}")
-        plan_windows(window + 1, window, overlap)  # validates overlap
-        if pad_mode not in ("replicate", "reflect"):
-            raise ValueError(f"pad_mode must be 'replicate' or 'reflect', got {pad_mode!r}")
+        check_window(window, overlap)
+        check_pad_mode(pad_mode)
         if rig not in RIGS:
             raise ValueError(f"rig must be one of {RIGS}, got {rig!r}")
         if not 0 < vr180_hfov_deg < 180:
@@ -304,33 +300,20 @@ class StereoVideoDataModule(LightningDataModule):
         )
         self.reference_disparity, self.reference_max_disparity_pct = reference_disparity, float(reference_max_disparity_pct)
         self.path_column, self.caption_column, self.split = path_column, caption_column, split
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.on_error = check_on_error(on_error)
         self.clips: list[StereoClip] | None = None
-        self._exclude: list[Callable[[str], bool]] = []
+
+    def _probe(self, entry: StereoEntry) -> StereoClip:
+        return probe_clip(entry, self.layout, self.fps, self.image_fps, self.projection, self.size, self.max_side)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.clips is not None:
-            return
-        clips = []
-        for entry in resolve_stereo(self.source, self.path_column, self.caption_column, self.split):
-            try:
-                clips.append(probe_clip(entry, self.layout, self.fps, self.image_fps, self.projection, self.size, self.max_side))
-            except Exception as exc:  # noqa: BLE001 - policy decides
-                if self.on_error == "raise":
-                    raise
-                log.warning("skipping %s: %s", entry.path, exc)
-        if not clips:
-            raise ValueError(f"no readable stereo clip in {self.source!r}")
-        self.clips = clips
-
-    def exclude_videos(self, predicate: Callable[[str], bool]) -> None:
-        """Leave out clips whose ``video_path`` satisfies ``predicate`` (e.g. finished on resume)."""
-        self._exclude.append(predicate)
+        if self.clips is None:
+            entries = resolve_stereo(self.source, self.path_column, self.caption_column, self.split)
+            self.clips = self._probe_sources(entries, self._probe, "stereo clip")
 
     def _active(self) -> list[StereoClip]:
+        """Probed clips whose ``video_path`` is not excluded (:meth:`exclude_videos`)."""
         self.setup()
-        return [c for c in self.clips if not any(p(c.entry.path) for p in self._exclude)]
+        return self._kept(self.clips, lambda c: c.entry.path)
 
     def items(self) -> list[tuple[StereoClip, Window]]:
         """Every window of every (not excluded) clip, clips in order, windows in order."""
@@ -344,18 +327,4 @@ class StereoVideoDataModule(LightningDataModule):
 
     def _loader(self) -> DataLoader:
         data = self.dataset()
-        stream = OrderedVideoStream(data, [c.entry.path for c, _ in data.items], self.on_error)
-        return DataLoader(stream, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_samples)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader()
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader()
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader()
-
-    def total_frames(self) -> int:
-        """Frames over all (not excluded) clips."""
-        return sum(c.num_frames for c in self._active())
+        return self._ordered_loader(data, [c.entry.path for c, _ in data.items])

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,15 +34,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem
+from stereo_lit.data.collate import check_on_error, collate_samples, guarded_getitem
+from stereo_lit.data.windowed import WindowedDataModule, check_pad_mode, check_window
 from stereo_lit.data.wild_sources import DepthFile, VideoEntry, find_depth_file, resolve_videos
 from stereo_lit.io.image_reader import is_image_file, probe_image
 from stereo_lit.io.video_reader import VideoInfo, probe_video, read_frames, resampled_num_frames, source_index
 from stereo_lit.padding import pad_video, padding_for
-from stereo_lit.windows import Window, is_wan_length, plan_windows
+from stereo_lit.windows import Window, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +227,7 @@ class WildVideoWindows(Dataset):
         return guarded_getitem(self.load, index, len(self), self.on_error, lambda i: self.items[i][0].info.path, substitute=True)
 
 
-class WildVideoDataModule(LightningDataModule):
+class WildVideoDataModule(WindowedDataModule):
     """Monocular videos for ``predict`` (ordered windows) and ``fit`` (shuffled clips).
 
     Args:
@@ -276,7 +275,7 @@ class WildVideoDataModule(LightningDataModule):
         end_time: float | None = None,
         max_fps: float | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, num_workers, on_error)
         if start_time is not None and start_time < 0:
             raise ValueError(f"start_time must be >= 0 seconds, got {start_time}")
         if end_time is not None and end_time <= (start_time or 0.0):
@@ -285,11 +284,8 @@ class WildVideoDataModule(LightningDataModule):
             raise ValueError(f"max_fps must be > 0 frames per second, got {max_fps}")
         if fps is not None and fps <= 0:
             raise ValueError(f"fps must be > 0 frames per second, got {fps}")
-        if not is_wan_length(window):
-            raise ValueError(f"window must be 4k+1 frames (e.g. 33, 49, 81), got {window}")
-        plan_windows(window + 1, window, overlap)  # validates overlap
-        if pad_mode not in ("replicate", "reflect"):
-            raise ValueError(f"pad_mode must be 'replicate' or 'reflect', got {pad_mode!r}")
+        check_window(window, overlap)
+        check_pad_mode(pad_mode)
         if size is not None and (len(size) != 2 or min(size) < MIN_SIDE):
             raise ValueError(f"size must be (H, W) with both sides >= {MIN_SIDE} px, got {size}")
         if max_side is not None and max_side < MIN_SIDE:
@@ -302,12 +298,8 @@ class WildVideoDataModule(LightningDataModule):
         self.fps, self.size, self.max_side = fps, (tuple(size) if size is not None else None), max_side
         self.pad_mode, self.use_depth, self.depth_kind = pad_mode, use_depth, depth_kind
         self.path_column, self.caption_column, self.split = path_column, caption_column, split
-        self.batch_size, self.num_workers = batch_size, num_workers
-        self.on_error = check_on_error(on_error)
         self.start_time, self.end_time, self.max_fps = start_time, end_time, max_fps
         self.videos: list[WildVideo] | None = None
-        self.skipped: list[tuple[str, str]] = []  # (video, reason) dropped while probing
-        self._exclude: list[Callable[[str], bool]] = []
 
     # ------------------------------------------------------------------ set-up
     def _probe(self, entry: VideoEntry) -> WildVideo:
@@ -327,31 +319,13 @@ class WildVideoDataModule(LightningDataModule):
         )
 
     def setup(self, stage: str | None = None) -> None:
-        if self.videos is not None:
-            return
-        videos = []
-        for entry in resolve_videos(self.source, self.path_column, self.caption_column, self.split):
-            try:
-                videos.append(self._probe(entry))
-            except Exception as exc:  # noqa: BLE001 - policy decides
-                if self.on_error == "raise":
-                    raise
-                log.warning("skipping %s: %s", entry.path, exc)
-                self.skipped.append((str(entry.path), f"{type(exc).__name__}: {exc}"))
-        if not videos:
-            raise ValueError(f"no readable video in {self.source!r}")
-        self.videos = videos
+        if self.videos is None:
+            entries = resolve_videos(self.source, self.path_column, self.caption_column, self.split)
+            self.videos = self._probe_sources(entries, self._probe, "video")
 
-    def exclude_videos(self, predicate: Callable[[str], bool]) -> None:
-        """Leave out videos whose path satisfies ``predicate`` (e.g. finished on resume)."""
-        self._exclude.append(predicate)
-
-    def _active_videos(self) -> list[WildVideo]:
+    def _active(self) -> list[WildVideo]:
         self.setup()
-        kept = [v for v in self.videos if not any(p(v.info.path) for p in self._exclude)]
-        if len(kept) < len(self.videos):
-            log.info("skipping %d finished video(s)", len(self.videos) - len(kept))
-        return kept
+        return self._kept(self.videos, lambda v: v.info.path)
 
     def _dataset(self, items: list[tuple[WildVideo, Window]]) -> WildVideoWindows:
         return WildVideoWindows(items, self.pad_mode, self.depth_kind, self.on_error, self.use_depth)
@@ -359,20 +333,15 @@ class WildVideoDataModule(LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def predict_items(self) -> list[tuple[WildVideo, Window]]:
         """Every window of every (not excluded) video, videos in order, windows in order."""
-        return [(v, w) for v in self._active_videos() for w in plan_windows(v.num_frames, self.window, self.overlap)]
+        return [(v, w) for v in self._active() for w in plan_windows(v.num_frames, self.window, self.overlap)]
 
     def predict_dataloader(self) -> DataLoader:
         items = self.predict_items()
-        stream = OrderedVideoStream(self._dataset(items), [v.info.path for v, _ in items], self.on_error)
-        return DataLoader(stream, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_samples)
+        return self._ordered_loader(self._dataset(items), [v.info.path for v, _ in items])
 
     def train_dataloader(self) -> DataLoader:
-        items = [(v, w) for v in self._active_videos() for w in clip_plan(v.num_frames, self.window, self.train_stride)]
+        items = [(v, w) for v in self._active() for w in clip_plan(v.num_frames, self.window, self.train_stride)]
         return DataLoader(
             self._dataset(items), batch_size=self.batch_size, shuffle=True, num_workers=self.num_workers,
             collate_fn=collate_samples, drop_last=False, persistent_workers=self.num_workers > 0,
         )
-
-    def total_frames(self) -> int:
-        """Frames on the output timeline over all (not excluded) videos."""
-        return sum(v.num_frames for v in self._active_videos())
