@@ -46,7 +46,7 @@ def test_fit_on_tartanair_saves_a_diffusers_lora_that_predict_loads(tiny_checkpo
     )
     out = tmp_path / "out"
     cli = build_cli(["fit", "-c", str(config), "--data.init_args.root", str(root), "--model.output_dir", str(out),
-                     "--trainer.logger", "false", "--model.generator.init_args.gradient_checkpointing", "false",
+                     "--trainer.logger", "false", "--model.generator.init_args.lora.gradient_checkpointing", "false",
                      "--trainer.enable_checkpointing", "true", "--trainer.default_root_dir", str(tmp_path / "ckpt")])
     assert cli.trainer.global_step == 3
     # Lightning checkpoints hold the LoRA weights only, not the frozen transformer
@@ -62,8 +62,9 @@ def test_fit_on_tartanair_saves_a_diffusers_lora_that_predict_loads(tiny_checkpo
     from stereo_lit.diffusion import WanStereoGenerator
 
     generator = WanStereoGenerator(
-        tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers", num_inference_steps=2, window=5, overlap=1,
-        lora_path=str(out / "lora" / "final"), device="cpu", dtype="float32", progress=False,
+        tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers", window=5, overlap=1, progress=False,
+        sampling={"num_inference_steps": 2}, memory={"device": "cpu", "dtype": "float32"},
+        lora={"path": str(out / "lora" / "final")},
     )
     left = torch.rand(1, 3, 5, 32, 48)
     right = generator.generate(left, torch.full((1, 1, 5, 32, 48), 2.0)).right
@@ -78,6 +79,6 @@ def test_fit_on_mono_video_with_estimated_depth(tiny_checkpoints: Path, tmp_path
     out = tmp_path / "out"
     cli = build_cli(["fit", "-c", str(config), "--data.init_args.source", str(videos), "--model.output_dir", str(out),
                      "--trainer.logger", "false", "--model.depth.input_size", "28",
-                     "--model.generator.init_args.gradient_checkpointing", "false"])
+                     "--model.generator.init_args.lora.gradient_checkpointing", "false"])
     assert cli.trainer.global_step == 2
     _lora_keys(out / "lora" / "final")

@@ -57,17 +57,17 @@ def test_predict_wild_with_wan_and_vda_keeps_audio(tiny_checkpoints: Path, tmp_p
 
 
 def _count_wan_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record the folder of every ``WanPipeline.from_pretrained`` call (the real loader still runs)."""
-    from diffusers import WanPipeline
+    """Record the folder of every ``WanStereoPipeline.from_pretrained`` call (the real loader still runs)."""
+    from stereo_lit.diffusion.pipeline import WanStereoPipeline
 
     calls: list[str] = []
-    original = WanPipeline.from_pretrained
+    original = WanStereoPipeline.from_pretrained
 
     def counting(folder, *args, **kwargs):
         calls.append(str(folder))
         return original(folder, *args, **kwargs)
 
-    monkeypatch.setattr(WanPipeline, "from_pretrained", staticmethod(counting))
+    monkeypatch.setattr(WanStereoPipeline, "from_pretrained", staticmethod(counting))
     return calls
 
 

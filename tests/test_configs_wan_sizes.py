@@ -44,7 +44,7 @@ def _config(name: str, tiny: Path, tmp_path: Path) -> Path:
     new = text.replace(WAN_REAL, str(tiny / "Wan2.1-T2V-tiny-Diffusers"))
     new = new.replace(VDA_REAL, str(tiny / "video_depth_anything_tiny.pth"))
     for key, value in LENGTHS.items():
-        new = re.sub(rf"(?m)^(\s*{key}): \d+", rf"\g<1>: {value}", new)
+        new = re.sub(rf"(?m)((?:^|[{{,])\s*{key}): \d+", rf"\g<1>: {value}", new)  # block or flow style
     assert _size_lines(new) == _size_lines(text)
     path = tmp_path / name
     path.write_text(new)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from stereo_lit.diffusion.generator import WanStereoGenerator, WindowResult
+from stereo_lit.diffusion.options import group_flat_options
 from stereo_lit.diffusion.text_to_stereo import TextToStereo
 from stereo_lit.diffusion.tiny import write_tiny_wan
 from stereo_lit.disparity import DisparityPolicy
@@ -24,13 +25,13 @@ def tiny_wan(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def components(tiny_wan):
-    return WanStereoGenerator(tiny_wan, device="cpu", dtype="float32").components
+    return WanStereoGenerator(tiny_wan, **group_flat_options(device="cpu", dtype="float32")).components
 
 
 def _generator(tiny_wan: Path, components, **kw) -> WanStereoGenerator:
     opts = dict(num_inference_steps=2, guidance_scale=5.0, window=9, overlap=5, device="cpu", dtype="float32", prompt="a red ball")
     opts.update(kw)
-    return WanStereoGenerator(tiny_wan, **opts).use_components(components)
+    return WanStereoGenerator(tiny_wan, **group_flat_options(**opts)).use_components(components)
 
 
 def _scene(frames: int, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,12 +71,12 @@ def test_strategies_return_unpadded_right_views(tiny_wan, components, strategy, 
 
 
 def test_generator_is_a_stereo_generator_with_validated_options(tiny_wan):
-    gen = WanStereoGenerator(tiny_wan, device="cpu")
+    gen = WanStereoGenerator(tiny_wan, **group_flat_options(device="cpu"))
     assert isinstance(gen, StereoGenerator) and gen.name == "wan_x0_blend"
     for bad in (dict(strategy="blend"), dict(scheduler="ddim"), dict(noise="fresh"), dict(batch_mode="joint"),
                 dict(window=10), dict(overlap=4), dict(guidance_stop=1.5)):
         with pytest.raises(ValueError):
-            WanStereoGenerator(tiny_wan, **bad)
+            WanStereoGenerator(tiny_wan, **group_flat_options(**bad))
 
 
 @dataclass
@@ -121,7 +122,7 @@ def test_carry_chains_windows_without_a_seam(tiny_wan, components):
 
 def test_inverted_noise_is_the_cfg_inversion_shifted_with_fresh_noise_in_the_holes(tiny_wan, components, monkeypatch):
     """noise='inverted': invert with the sampler's CFG, shift to the nearest latent cell, seed noise elsewhere."""
-    import stereo_lit.diffusion.generator as generator
+    import stereo_lit.diffusion.pipeline as generator  # the window's sampling runs in the pipeline
     from stereo_lit.geometry import disparity_to_latent_grid, shift_noise
 
     gen = _generator(tiny_wan, components, strategy="none", noise="inverted", seed=3)

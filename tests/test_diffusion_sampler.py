@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diffusers import WanPipeline
 
 from stereo_lit.diffusion.generator import WanStereoGenerator
+from stereo_lit.diffusion.options import group_flat_options
 from stereo_lit.diffusion.loading import make_scheduler
 from stereo_lit.diffusion.sampler import denoise
 from stereo_lit.diffusion.tiny import write_tiny_wan
@@ -29,7 +31,7 @@ def _generator(folder: Path, **kw) -> WanStereoGenerator:
     """A generator on the tiny model, loaded from disk once per module and shared."""
     opts = dict(num_inference_steps=4, guidance_scale=5.0, device="cpu", dtype="float32", prompt=PROMPT, negative_prompt=NEGATIVE, seed=7)
     opts.update(kw)
-    gen = WanStereoGenerator(folder, **opts)
+    gen = WanStereoGenerator(folder, **group_flat_options(**opts))
     if folder not in _LOADED:
         _LOADED[folder] = gen.components
     return gen.use_components(_LOADED[folder])
@@ -46,8 +48,8 @@ def _scene(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 @pytest.mark.parametrize("scheduler", ["unipc", "euler", pytest.param("dpmpp", marks=pytest.mark.slow)])
 def test_without_guidance_the_loop_is_diffusers_wan_sampling(tiny_wan, scheduler):
     gen = _generator(tiny_wan, strategy="none", scheduler=scheduler)
-    pipe = gen.components.pipe
-    pipe.scheduler = make_scheduler(scheduler, gen.flow_shift, gen.components.scheduler_config)
+    pipe = WanPipeline(**gen.components.pipe.components)  # diffusers' own pipeline on the same models
+    pipe.scheduler = make_scheduler(scheduler, gen.sampling.flow_shift, gen.components.scheduler_config)
     reference = pipe(
         PROMPT, negative_prompt=NEGATIVE, height=H, width=W, num_frames=T, num_inference_steps=4,
         guidance_scale=5.0, generator=torch.Generator().manual_seed(7), output_type="latent",
@@ -62,7 +64,7 @@ def test_strategy_none_window_decodes_like_wan_pipeline(tiny_wan):
     gen = _generator(tiny_wan, strategy="none", scheduler="unipc", batch_mode="shared")
     left, disparity = _scene()
     window = gen.sample_window(left, disparity)
-    pipe = gen.components.pipe
+    pipe = WanPipeline(**gen.components.pipe.components)
     pipe.scheduler = gen.new_scheduler()
     frames = pipe(
         PROMPT, negative_prompt=NEGATIVE, height=H, width=W, num_frames=T, num_inference_steps=4,

@@ -10,6 +10,7 @@ import torch
 
 from stereo_lit.diffusion import memory_plan as mp
 from stereo_lit.diffusion.generator import WanStereoGenerator
+from stereo_lit.diffusion.options import group_flat_options
 from stereo_lit.diffusion.memory_plan import GB, WanOutOfMemoryError, estimate_peak_bytes, plan_memory
 from stereo_lit.run_summary import RunFailures
 
@@ -81,7 +82,7 @@ def test_cpu_is_a_no_op():
 def _generator(tiny_checkpoints: Path, **kw) -> WanStereoGenerator:
     opts = dict(num_inference_steps=1, guidance_scale=1.0, overlap=1, device="cpu", dtype="float32", progress=False)
     opts.update(kw)
-    return WanStereoGenerator(tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers", **opts)
+    return WanStereoGenerator(tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers", **group_flat_options(**opts))
 
 
 def _scene(frames: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,8 +97,8 @@ def test_generator_plans_on_first_video(tiny_checkpoints, monkeypatch, caplog):
     # on a (pretended) 40 GB GPU the plan picks tiling and logs it (float32: 28.9 GB of weights,
     # untiled 36.1 GB > 36 GB usable, tiled 34.7 GB); offload stays as set
     gen = _generator(tiny_checkpoints, offload=False)
-    monkeypatch.setattr("stereo_lit.diffusion.generator.free_gpu_bytes", lambda device: int(40 * GB))
-    with caplog.at_level(logging.INFO, logger="stereo_lit.diffusion.generator"):
+    monkeypatch.setattr("stereo_lit.diffusion.wan_models.free_gpu_bytes", lambda device: int(40 * GB))
+    with caplog.at_level(logging.INFO, logger="stereo_lit.diffusion.wan_models"):
         plan = gen.plan_memory(81, 480, 832)
     assert (plan.offload, plan.vae_tiling, plan.window) == ("none", True, 81)
     assert (gen.offload, gen.vae_tiling, gen.sampling_window) == ("none", True, 81)
@@ -110,7 +111,7 @@ def test_out_of_memory_names_the_settings(tiny_checkpoints, monkeypatch):
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr("stereo_lit.diffusion.generator.denoise", oom)
+    monkeypatch.setattr("stereo_lit.diffusion.pipeline.denoise", oom)
     with pytest.raises(WanOutOfMemoryError) as info:
         gen.generate(*_scene())
     message = str(info.value)
@@ -134,7 +135,7 @@ def test_generators_sharing_loads_share_the_first_plan(tiny_checkpoints, monkeyp
     shared = SharedComponents()
     first, second = (_generator(tiny_checkpoints, dtype="bfloat16").share_loads(shared) for _ in range(2))
     free = iter([24 * GB, 2 * GB])  # the second sees the first's models on the GPU
-    monkeypatch.setattr("stereo_lit.diffusion.generator.free_gpu_bytes", lambda device: int(next(free)))
+    monkeypatch.setattr("stereo_lit.diffusion.wan_models.free_gpu_bytes", lambda device: int(next(free)))
     a = first.plan_memory(81, 480, 832)
     b = second.plan_memory(81, 480, 832)
     assert (a.offload, a.vae_tiling, a.window) == ("none", True, 81) and b is a

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from stereo_lit.diffusion.generator import WanStereoGenerator
+from stereo_lit.diffusion.options import group_flat_options
 from stereo_lit.diffusion.nfe import NFECount, count_nfe, last_block
 from stereo_lit.diffusion.tiny import write_tiny_wan
 
@@ -21,14 +22,14 @@ def tiny_wan(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def components(tiny_wan):
-    return WanStereoGenerator(tiny_wan, device="cpu", dtype="float32").components
+    return WanStereoGenerator(tiny_wan, **group_flat_options(device="cpu", dtype="float32")).components
 
 
 def _run(tiny_wan: Path, components, **kw) -> NFECount:
     opts = dict(num_inference_steps=STEPS, guidance_scale=5.0, window=T, overlap=1, device="cpu", dtype="float32",
                 prompt="a red ball", progress=False)
     opts.update(kw)
-    gen = WanStereoGenerator(tiny_wan, **opts).use_components(components)
+    gen = WanStereoGenerator(tiny_wan, **group_flat_options(**opts)).use_components(components)
     left = torch.rand(1, 3, T, H, W, generator=torch.Generator().manual_seed(0))
     disparity = torch.full((1, 1, T, H, W), 3.0)
     with count_nfe(components.transformer) as nfe:

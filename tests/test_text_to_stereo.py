@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import stereo_lit.diffusion.generator as generator_module
+import stereo_lit.diffusion.pipeline as generator_module  # the right window samples in the pipeline
 import stereo_lit.diffusion.text_to_stereo as t2s_module
 from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.diffusion.sampler import denoise as real_denoise
@@ -36,8 +36,8 @@ class _RampDepth:
 @pytest.fixture(scope="module")
 def generator(tiny_checkpoints: Path) -> WanStereoGenerator:
     return WanStereoGenerator(
-        tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers", num_inference_steps=2, guidance_scale=5.0, device="cpu",
-        dtype="float32", prompt=PROMPT, seed=7, progress=False,
+        tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers", prompt=PROMPT, seed=7, progress=False,
+        sampling={"num_inference_steps": 2, "guidance_scale": 5.0}, memory={"device": "cpu", "dtype": "float32"},
     )
 
 

@@ -138,7 +138,8 @@ class SharedComponents:
 
 @dataclass
 class WanComponents:
-    """The loaded model parts. ``pipe`` is the ``WanPipeline`` holding them (prompt encoding, offload)."""
+    """The loaded model parts. ``pipe`` is the :class:`~stereo_lit.diffusion.pipeline.WanStereoPipeline`
+    holding them (prompt encoding, offload, LoRA loading, one stereo window per call)."""
 
     pipe: Any
     folder: Path
@@ -171,10 +172,11 @@ def load_wan(
     vae_tiling: bool = False,
     vae_slicing: bool = False,
 ) -> WanComponents:
-    """Load a local Wan2.1 Diffusers folder.
+    """Load a local Wan2.1 Diffusers folder (T2V or VACE) as a :class:`~stereo_lit.diffusion.pipeline.WanStereoPipeline`.
 
     Args:
-        checkpoint: folder with ``model_index.json`` (never downloaded).
+        checkpoint: folder with ``model_index.json`` (never downloaded), unchanged: its
+            components load as they are (a VACE folder gives a ``WanVACETransformer3DModel``).
         dtype: transformer and text-encoder dtype.
         vae_dtype: VAE dtype (float32 recommended).
         device: compute device; with ``offload`` the models live on CPU and each moves
@@ -182,13 +184,15 @@ def load_wan(
             ``"sequential"`` (layer by layer: least memory, slowest); ``False``/``"none"``.
         vae_tiling, vae_slicing: VAE memory savers for consumer GPUs.
     """
-    from diffusers import AutoencoderKLWan, WanPipeline
+    from diffusers import AutoencoderKLWan
+
+    from stereo_lit.diffusion.pipeline import WanStereoPipeline
 
     folder = check_wan_folder(checkpoint)
     with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; older ones only know it
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=parse_dtype(vae_dtype), local_files_only=True)
-        pipe = WanPipeline.from_pretrained(folder, vae=vae, torch_dtype=parse_dtype(dtype), local_files_only=True)
+        pipe = WanStereoPipeline.from_pretrained(folder, vae=vae, torch_dtype=parse_dtype(dtype), local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
     device = torch.device(device)
     offload = ("model" if offload else "none") if isinstance(offload, bool) else str(offload)

@@ -16,6 +16,7 @@ and checks its own values on construction, naming the option and what was expect
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,12 +176,45 @@ class LoRAOptions:
         return list(self.path)
 
 
+#: the generator's former flat options -> ``(group, key)`` (``scripts/migrate_generator_config.py`` uses it)
+FLAT_OPTIONS: dict[str, tuple[str, str]] = {
+    **{k: ("sampling", k) for k in ("num_inference_steps", "guidance_scale", "guidance_stop", "flow_shift", "scheduler",
+                                     "noise", "batch_mode", "shift_every", "cache", "conditioning_scale")},
+    **{k: ("memory", k) for k in ("dtype", "device", "offload", "vae_tiling", "vae_slicing", "attention_backend")},
+    "lora_rank": ("lora", "rank"),
+    "lora_alpha": ("lora", "alpha"),
+    "lora_dropout": ("lora", "dropout"),
+    "lora_target_modules": ("lora", "target_modules"),
+    "lora_path": ("lora", "path"),
+    "gradient_checkpointing": ("lora", "gradient_checkpointing"),
+    "cycle_weight": ("lora", "cycle_weight"),
+    "cycle_space": ("lora", "cycle_space"),
+    "train_sigma_sampling": ("lora", "sigma_sampling"),
+}
+GROUPS = ("sampling", "memory", "lora")
+
+
+def group_flat_options(**flat: Any) -> dict[str, Any]:
+    """Former flat generator keywords -> the grouped ones (other keys pass through), e.g.
+    ``group_flat_options(num_inference_steps=2, dtype="float32", seed=1)`` ->
+    ``{"sampling": {"num_inference_steps": 2}, "memory": {"dtype": "float32"}, "seed": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if key in FLAT_OPTIONS:
+            group, new_key = FLAT_OPTIONS[key]
+            out.setdefault(group, {})[new_key] = value
+        else:
+            out[key] = value
+    return out
+
+
 def as_options(value: Any, cls: type) -> Any:
-    """``None`` -> defaults, a dict -> ``cls(**dict)``, an instance -> itself (raising on other types)."""
+    """``None`` -> defaults, a dict -> ``cls(**dict)``, an instance -> a copy of it (a default instance in
+    a signature is shared: each generator gets its own); other types raise."""
     if value is None:
         return cls()
     if isinstance(value, cls):
-        return value
+        return copy.deepcopy(value)
     if isinstance(value, dict):
         try:
             return cls(**value)
@@ -189,4 +223,4 @@ def as_options(value: Any, cls: type) -> Any:
     raise TypeError(f"expected {cls.__name__} or a dict of its fields, got {type(value).__name__}")
 
 
-__all__ = ["LoRAAdapter", "LoRAOptions", "MemoryOptions", "SamplingOptions", "as_options"]
+__all__ = ["FLAT_OPTIONS", "GROUPS", "LoRAAdapter", "LoRAOptions", "MemoryOptions", "SamplingOptions", "as_options", "group_flat_options"]

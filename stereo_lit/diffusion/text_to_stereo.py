@@ -76,7 +76,8 @@ class TextToStereo:
         noise = gen.initial_noise(shape, gen.seed if seed is None else seed)
         latents = denoise(
             gen.components.transformer, gen.new_scheduler(), noise, cond, uncond,
-            num_inference_steps=gen.num_inference_steps, guidance_scale=gen.guidance_scale, batch_mode=gen.batch_mode,
+            num_inference_steps=gen.sampling.num_inference_steps, guidance_scale=gen.sampling.guidance_scale,
+            batch_mode=gen.sampling.batch_mode,
             progress="sampling (left view)" if gen.progress else None,
         )
         return decode_latents(gen.components.vae, latents), noise
