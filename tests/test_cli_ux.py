@@ -80,7 +80,8 @@ def test_option_help_carries_the_readme_meaning(predict_help: str) -> None:
 def test_class_help_by_short_name() -> None:
     code, text = _run_main(["predict", "--model.generator.help", "WanStereoGenerator"])
     assert code == 0
-    assert "--model.generator.init_args.lora_rank" in text or "--model.generator.lora_rank" in text
+    for option in ("sampling.num_inference_steps", "memory.offload", "lora.rank", "lora.path"):  # the grouped options
+        assert f"--model.generator.init_args.{option}" in text or f"--model.generator.{option}" in text, option
 
 
 # ---------------------------------------------------------------------- 3. progress
@@ -316,7 +317,8 @@ def test_loading_an_adapter_names_it_and_counts_its_layers(tmp_path: Path, caplo
     with caplog.at_level(logging.INFO, logger="stereo_lit.diffusion.lora"):
         load_lora_into(WanPipeline.from_pretrained(folder, local_files_only=True), tmp_path / "lora")
     assert expected > 0
-    assert f"adapter 'default' on {expected} layers" in caplog.text and str(tmp_path / "lora") in caplog.text
+    assert f"adapter 'default' (weight 1)" in caplog.text and f": {expected} layers of the transformer" in caplog.text
+    assert str(tmp_path / "lora") in caplog.text
 
 
 def test_prompt_outputs_include_the_generated_left_view(tmp_path: Path) -> None:
