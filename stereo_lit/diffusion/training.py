@@ -20,6 +20,7 @@ Per batch (:meth:`LoRATrainingObjective.__call__`):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from stereo_lit.diffusion.codec import _latent_stats, _vae_device, encode_video
-from stereo_lit.diffusion.lora import add_lora, has_lora, load_lora_into
+from stereo_lit.diffusion.lora import ADAPTER_NAME, add_lora, adapter_names, load_adapters, mark_lora_trainable
+from stereo_lit.diffusion.options import LoRAOptions, as_options
 from stereo_lit.diffusion.sampler import predict_velocity
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.geometry import (
@@ -238,40 +240,60 @@ class LoRATrainingObjective:
         )
 
 
-def prepare_lora(
-    pipe: Any,
-    *,
-    rank: int = 0,
-    alpha: float | None = None,
-    dropout: float = 0.0,
-    target_modules: list[str] | tuple[str, ...] | None = None,
-    path: str | None = None,
-    gradient_checkpointing: bool = False,
-) -> None:
-    """Set up a loaded ``WanPipeline`` for LoRA inference and/or training (in place).
+def prepare_lora(pipe: Any, options: LoRAOptions | dict | None = None, **fields: Any) -> None:
+    """Set up a loaded Wan pipeline for LoRA inference and/or training (in place).
 
-    - ``path``: load the saved adapter (:func:`~stereo_lit.diffusion.lora.load_lora_into`);
-      with ``rank > 0`` it stays trainable (resume), else it is frozen (inference);
-    - else ``rank > 0``: a fresh adapter (:func:`~stereo_lit.diffusion.lora.add_lora`);
+    ``options`` (:class:`~stereo_lit.diffusion.options.LoRAOptions`, a dict of its fields, or its
+    fields as keywords):
+
+    - ``path``: the saved adapters, loaded with their weights through diffusers' multi-adapter
+      API (:func:`~stereo_lit.diffusion.lora.load_adapters`); one unnamed adapter loads as
+      ``"default"``, several as ``adapter0``, ``adapter1``... unless named;
+    - ``rank > 0`` (training): the adapter named ``"default"`` (a single unnamed path) resumes
+      training; when no adapter is ``"default"`` (several unnamed, or named ones, e.g. a
+      step-distillation LoRA), they stay frozen beneath a fresh trainable ``"default"`` adapter
+      of rank ``rank`` (:func:`~stereo_lit.diffusion.lora.add_lora`), active with weight 1;
+      ``save_lora`` writes only ``"default"``;
     - always: the VAE and the text encoder are frozen (``requires_grad=False``); without an
       adapter to train, so is the transformer.
 
-    A transformer that already holds an adapter (shared components) is left as it is.
+    A transformer that already holds adapters (shared components) is left as it is.
+
+    Raises:
+        FileNotFoundError: a ``path`` that does not exist (named).
+        ValueError: a duplicate adapter name, an adapter that does not fit the transformer, or a
+            resumed ``"default"`` adapter with a weight other than 1.
     """
+    if fields:
+        options = {**(dataclasses.asdict(options) if isinstance(options, LoRAOptions) else dict(options or {})), **fields}
+    options = as_options(options, LoRAOptions)
     for name in ("vae", "text_encoder"):
         part = getattr(pipe, name, None)
         if part is not None:
             part.requires_grad_(False)
     transformer = pipe.transformer
-    if has_lora(transformer):
+    if getattr(transformer, "peft_config", None):
         return
-    if path is not None:
-        load_lora_into(pipe, path, trainable=rank > 0)
-    elif rank > 0:
-        kwargs = {"target_modules": tuple(target_modules)} if target_modules else {}
-        add_lora(transformer, rank=rank, alpha=rank if alpha is None else alpha, dropout=dropout,
-                 gradient_checkpointing=gradient_checkpointing, **kwargs)
-    else:
+    adapters = options.adapters
+    names = adapter_names(adapters)
+    train = options.rank > 0
+    resume = train and ADAPTER_NAME in names
+    if resume and adapters[names.index(ADAPTER_NAME)].weight != 1:
+        raise ValueError(
+            f"lora.path: the adapter {ADAPTER_NAME!r} resumed for training (lora.rank > 0) must have weight 1, "
+            f"got {adapters[names.index(ADAPTER_NAME)].weight}; its saved file always loads at weight 1"
+        )
+    if adapters:
+        load_adapters(pipe, adapters, trainable=ADAPTER_NAME if resume else None)
+    if train and not resume:
+        kwargs = {"target_modules": tuple(options.target_modules)} if options.target_modules else {}
+        add_lora(transformer, rank=options.rank, alpha=options.rank if options.alpha is None else options.alpha,
+                 dropout=options.dropout, gradient_checkpointing=options.gradient_checkpointing, **kwargs)
+        if adapters:  # add_adapter activated "default" alone: keep the loaded ones active beneath it
+            pipe.set_adapters([*names, ADAPTER_NAME], adapter_weights=[float(a.weight) for a in adapters] + [1.0])
+            transformer.requires_grad_(False)
+            mark_lora_trainable(transformer, ADAPTER_NAME)
+    elif not train:
         transformer.requires_grad_(False)
-    if path is not None and rank > 0 and gradient_checkpointing:
+    if resume and options.gradient_checkpointing:
         transformer.enable_gradient_checkpointing()
