@@ -446,7 +446,7 @@ class LoRAAdapterSaver(Callback):
 
     ``folder/step_N`` every ``every_n_steps`` optimizer steps (0: never) and
     ``folder/final`` when training ends; each loads with ``WanPipeline.load_lora_weights``
-    or ``WanStereoGenerator(lora_path=...)``. Only rank 0 writes.
+    or ``WanStereoGenerator(lora={"path": ...})``. Only rank 0 writes.
     """
 
     def __init__(self, folder: str | Path, every_n_steps: int = 0) -> None:

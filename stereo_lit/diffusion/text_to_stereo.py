@@ -70,6 +70,13 @@ class TextToStereo:
         if not is_wan_length(num_frames) or height % 16 or width % 16:
             raise ValueError(f"need num_frames = 4k+1 and height, width multiples of 16, got {num_frames}, {height}x{width}")
         gen = self.generator
+        from stereo_lit.diffusion.vace import backbone_of
+
+        if backbone_of(gen.components.transformer) != "t2v":
+            raise ValueError(
+                f"text-to-stereo makes the left view with Wan2.1 text-to-video: {gen.checkpoint} is a "
+                f"{backbone_of(gen.components.transformer)!r} checkpoint; use a T2V folder (e.g. Wan2.1-T2V-1.3B-Diffusers)"
+            )
         cond, uncond = gen.prompt_embeds(prompt)
         z_dim = gen.components.vae.config.z_dim
         shape = (1, z_dim, (num_frames - 1) // 4 + 1, height // 8, width // 8)
