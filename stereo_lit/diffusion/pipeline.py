@@ -1,13 +1,17 @@
-"""``WanStereoPipeline``: one stereo window as a diffusers ``DiffusionPipeline`` (Wan2.1 T2V).
+"""``WanStereoPipeline``: one stereo window as a diffusers ``DiffusionPipeline`` (Wan2.1 T2V or VACE).
 
     pipe = WanStereoPipeline.from_pretrained("checkpoints/Wan2.1-T2V-1.3B-Diffusers", torch_dtype=torch.bfloat16)
     pipe.enable_model_cpu_offload()
     out = pipe(left, disparity_px, prompt="a street at night", generator=torch.Generator().manual_seed(0))
     out.right, out.known_mask, out.latents, out.nfe
 
-Loaded from an unchanged Wan2.1 Diffusers folder (its ``model_index.json`` names ``WanPipeline``;
-the components are the same). ``__call__`` follows ``WanPipeline.__call__`` (numbered steps,
-``callback_on_step_end``, ``self.progress_bar``, model offload hooks) and reuses stereo-lit's
+Loaded from an unchanged Wan2.1 Diffusers folder (its ``model_index.json`` names ``WanPipeline``
+or ``WanVACEPipeline``; the components are the same, VACE's transformer is a
+``WanVACETransformer3DModel``). With a VACE transformer the warped right view (holes grey) and the
+disocclusion mask condition every transformer call, as ``WanVACEPipeline`` prepares its
+``video`` / ``mask`` (:mod:`~stereo_lit.diffusion.vace`); the stereo strategies work on top.
+``__call__`` follows ``WanPipeline.__call__`` (numbered steps, ``callback_on_step_end``,
+``self.progress_bar``, model offload hooks) and reuses stereo-lit's
 pieces for the math: the warp (:class:`~stereo_lit.generators.geometric.WarpFill`), the codec
 (:mod:`~stereo_lit.diffusion.codec`), the strategies (:mod:`~stereo_lit.diffusion.guidance`)
 and the denoising loop (:func:`~stereo_lit.diffusion.sampler.denoise`). Window planning,
@@ -22,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKLWan, DiffusionPipeline, WanPipeline, WanTransformer3DModel
+from diffusers import AutoencoderKLWan, DiffusionPipeline, WanPipeline, WanTransformer3DModel, WanVACETransformer3DModel
 from diffusers.loaders import WanLoraLoaderMixin
 from diffusers.schedulers import FlowMatchEulerDiscreteScheduler
 from diffusers.utils import BaseOutput
@@ -34,6 +38,7 @@ from stereo_lit.diffusion.flow import inversion_sigmas
 from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Repaint, X0Blend
 from stereo_lit.diffusion.nfe import count_nfe
 from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert
+from stereo_lit.diffusion.vace import backbone_of, conditioning_scales, grey_holes, vace_conditioning
 from stereo_lit.geometry import disparity_to_latent_grid, mask_to_latent_grid, shift_noise
 from stereo_lit.windows import is_wan_length
 
@@ -51,6 +56,8 @@ class WanStereoPipelineOutput(BaseOutput):
         known_mask: ``[B, 1, T, H, W]``, 1 where the pixel warp of the left view covers the right view.
         latents: clean normalised latents ``[B, 16, f, h, w]``, float32.
         nfe: transformer evaluations made (inversion included; CFG: 2 per step with ``batch_mode="separate"``).
+        control_latents: VACE only: the control latents ``[B, 96, f, h, w]`` every transformer call saw
+            (:func:`~stereo_lit.diffusion.vace.vace_conditioning`); None with a T2V transformer.
         known_latent: the encoded right-view estimate (carried frames first, then the warp).
         latent_mask: ``[B, 1, f, h, w]`` latent cells the strategy holds (1 = known).
         fixed_latent_mask: ``[B, 1, f, h, w]`` latent cells of the carried frames (``fixed_right``).
@@ -63,6 +70,7 @@ class WanStereoPipelineOutput(BaseOutput):
     known_latent: torch.Tensor | None = None
     latent_mask: torch.Tensor | None = None
     fixed_latent_mask: torch.Tensor | None = None
+    control_latents: torch.Tensor | None = None
 
 
 #: ``cache: {kind: ...}`` -> the diffusers cache config class (``transformer.enable_cache``).
@@ -122,8 +130,9 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     r"""Left video + disparity -> right video for one window, with Wan2.1 filling what the warp cannot see.
 
     Args:
-        tokenizer, text_encoder, vae, scheduler, transformer: as in ``WanPipeline``. The scheduler
-            is used as given (``pipe.scheduler = ...`` swaps it, as in diffusers).
+        tokenizer, text_encoder, vae, scheduler, transformer: as in ``WanPipeline`` (``transformer``:
+            ``WanTransformer3DModel``, or ``WanVACETransformer3DModel`` for the VACE fill, as in
+            ``WanVACEPipeline``). The scheduler is used as given (``pipe.scheduler = ...`` swaps it).
     """
 
     model_cpu_offload_seq = "text_encoder->transformer->vae"
@@ -135,7 +144,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         text_encoder: UMT5EncoderModel,
         vae: AutoencoderKLWan,
         scheduler: FlowMatchEulerDiscreteScheduler,
-        transformer: WanTransformer3DModel,
+        transformer: WanTransformer3DModel | WanVACETransformer3DModel,
     ) -> None:
         super().__init__()
         self.register_modules(
@@ -147,6 +156,11 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     # Prompt encoding is WanPipeline's own (same tokenizer, text encoder, cleaning and padding).
     _get_t5_prompt_embeds = WanPipeline._get_t5_prompt_embeds
     encode_prompt = WanPipeline.encode_prompt
+
+    @property
+    def backbone(self) -> str:
+        """``"t2v"`` or ``"vace"``: which Wan2.1 transformer this pipeline holds."""
+        return backbone_of(self.transformer)
 
     @property
     def guidance_scale(self) -> float:
@@ -180,6 +194,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         negative_prompt_embeds: torch.Tensor | None,
         fixed_right: torch.Tensor | None,
         callback_on_step_end_tensor_inputs: list[str] | None,
+        conditioning_scale: Any = 1.0,
     ) -> None:
         """Raise ``ValueError`` naming the argument and what was expected."""
         if video.ndim != 5 or video.shape[1] != 3:
@@ -204,6 +219,13 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         if fixed_right is not None and (fixed_right.ndim != 5 or fixed_right.shape[:2] != (b, 3)
                                         or fixed_right.shape[3:] != (h, w) or fixed_right.shape[2] > t):
             raise ValueError(f"WanStereoPipeline: fixed_right must be [B, 3, n <= T, H, W], got {tuple(fixed_right.shape)}")
+        if self.backbone == "vace":
+            conditioning_scales(conditioning_scale, self.transformer.config.vace_layers)  # raises on a bad length
+        elif not (isinstance(conditioning_scale, (int, float)) and conditioning_scale == 1.0):
+            raise ValueError(
+                f"WanStereoPipeline: conditioning_scale scales VACE's control, but this transformer is "
+                f"{type(self.transformer).__name__} (text-to-video); leave it at 1.0 or load a Wan2.1-VACE folder"
+            )
         if callback_on_step_end_tensor_inputs is not None and not all(
             k in self._callback_tensor_inputs for k in callback_on_step_end_tensor_inputs
         ):
@@ -240,6 +262,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         generator: torch.Generator | None = None,
         prompt_embeds: torch.Tensor | None = None,
         negative_prompt_embeds: torch.Tensor | None = None,
+        conditioning_scale: float | list[float] | torch.Tensor = 1.0,
         output_type: str = "pt",
         return_dict: bool = True,
         attention_kwargs: dict | None = None,
@@ -254,7 +277,8 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             disparity_px: ``[B, 1, T, H, W]`` px >= 0 (left pixel x is seen at ``x - d`` on the right).
             prompt, negative_prompt, prompt_embeds, negative_prompt_embeds, max_sequence_length,
                 num_inference_steps, guidance_scale, attention_kwargs: as in ``WanPipeline``.
-            strategy: ``"x0_blend"``, ``"repaint"``, ``"latent_shift"`` or ``"none"`` (= WanPipeline).
+            strategy: ``"x0_blend"``, ``"repaint"``, ``"latent_shift"`` or ``"none"`` (= WanPipeline; with a
+                VACE transformer = WanVACEPipeline on the warped view and its hole mask).
             guidance_stop: fraction of the steps that are guided.
             noise: ``"shared"`` (the generator's noise, what WanPipeline draws) or ``"inverted"``
                 (the left latent inverted with the sampler's CFG, shifted to the right view).
@@ -267,6 +291,9 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 starts from it shifted onto the known cells, fresh noise in the holes.
             generator: seeds the noise (drawn as ``WanPipeline.prepare_latents`` draws it); ``repaint``
                 noises the known latent from ``generator.initial_seed() + 1``.
+            conditioning_scale: VACE only (as ``WanVACEPipeline``): scale of the control, one float or
+                one per VACE layer. The control is the right estimate (carried frames, then the warp)
+                with grey holes and the mask ``1 - known_mask`` (carried frames: 0, nothing to generate).
             output_type: ``"pt"`` (tensor), ``"np"`` (``[B, T, H, W, 3]``) or ``"latent"`` (no decode).
             callback_on_step_end: ``f(pipe, step, timestep, callback_kwargs) -> dict`` after every step
                 (edits included); a returned ``"latents"`` replaces the sample (embeddings returned are
@@ -281,6 +308,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             output_type=output_type, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
             negative_prompt_embeds=negative_prompt_embeds, fixed_right=fixed_right,
             callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            conditioning_scale=conditioning_scale,
         )
         self._guidance_scale = guidance_scale
         self._current_timestep = None
@@ -313,6 +341,20 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         disparity_latent = disparity_to_latent_grid(disparity_px)
         inverting = noise == "inverted" and left_noise is None
         left_latent = encode_video(self.vae, video).to(device) if strategy == "latent_shift" or inverting else None
+        # VACE: the control latents of the right estimate and what is left to generate (WanVACEPipeline's
+        # video / mask inputs), passed to every transformer call, inversion included.
+        control_latents, transformer_kwargs = None, None
+        if self.backbone == "vace":
+            regenerate = 1.0 - known_mask
+            regenerate[:, :, :num_fixed] = 0.0
+            control_latents = vace_conditioning(
+                self.vae, grey_holes(estimate, regenerate), regenerate, self.transformer.config.patch_size
+            ).to(device, self.transformer.dtype)
+            scales = conditioning_scales(conditioning_scale, self.transformer.config.vace_layers)
+            transformer_kwargs = {
+                "control_hidden_states": control_latents,
+                "control_hidden_states_scale": scales.to(device, self.transformer.dtype),
+            }
 
         # 4. Prepare the noise: the generator's (as WanPipeline draws it), inverted or the left's shifted.
         latents = randn_tensor(tuple(known_latent.shape), generator=generator, device=device, dtype=torch.float32)
@@ -323,6 +365,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     self.transformer, left_latent, inversion_sigmas(self.scheduler.sigmas), prompt_embeds,
                     negative_prompt_embeds, guidance_scale=guidance_scale,
                     num_train_timesteps=self.scheduler.config.num_train_timesteps, batch_mode=batch_mode,
+                    transformer_kwargs=transformer_kwargs,
                 )
             if left_noise is None:
                 left_noise = latents
@@ -365,7 +408,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     self.transformer, self.scheduler, latents, prompt_embeds, negative_prompt_embeds,
                     num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, guidance=guidance,
                     guidance_stop=guidance_stop, constraint=_StepHooks(constraint, on_step),
-                    batch_mode=batch_mode, attention_kwargs=attention_kwargs,
+                    batch_mode=batch_mode, attention_kwargs=attention_kwargs, transformer_kwargs=transformer_kwargs,
                 )
         self._current_timestep = None
 
@@ -384,6 +427,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         return WanStereoPipelineOutput(
             right=right, known_mask=known_mask, latents=latents, nfe=nfe.count,
             known_latent=known_latent, latent_mask=warp_mask, fixed_latent_mask=fixed_mask,
+            control_latents=control_latents,
         )
 
 

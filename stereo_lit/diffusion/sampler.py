@@ -37,6 +37,14 @@ def _expand(embeds: torch.Tensor, batch: int) -> torch.Tensor:
     return embeds.expand(batch, -1, -1)
 
 
+def _double_batched(value: Any, batch: int) -> Any:
+    """``value`` for a shared cond+uncond batch: a per-sample tensor (2+ dims, first dim ``batch``)
+    twice along dim 0, anything else (a per-layer scale, a flag) unchanged."""
+    if isinstance(value, torch.Tensor) and value.ndim >= 2 and value.shape[0] == batch:
+        return torch.cat([value, value])
+    return value
+
+
 def predict_velocity(
     transformer: Any,
     latents: torch.Tensor,
@@ -47,6 +55,7 @@ def predict_velocity(
     guidance_scale: float = 1.0,
     batch_mode: str = "separate",
     attention_kwargs: dict | None = None,
+    transformer_kwargs: dict | None = None,
 ) -> torch.Tensor:
     """The transformer's velocity with classifier-free guidance, as ``WanPipeline`` computes it.
 
@@ -58,6 +67,11 @@ def predict_velocity(
         batch_mode: ``"separate"``: one transformer call per prompt (as WanPipeline);
             ``"shared"``: conditional and unconditional inputs in one batch (same
             timestep), one call.
+        transformer_kwargs: extra keyword arguments of every transformer call, e.g. VACE's
+            ``control_hidden_states [B, 96, f, h, w]`` and ``control_hidden_states_scale
+            [num_vace_layers]`` (as ``WanVACEPipeline`` passes them). With ``batch_mode="shared"``
+            the batched ones (tensors of 2+ dims whose first dim is ``B``) are concatenated like
+            the latents (cond then uncond); the rest go as they are.
 
     Returns:
         velocity, same shape and dtype as ``latents``.
@@ -75,7 +89,9 @@ def predict_velocity(
     # diffusers' cache hooks (transformer.enable_cache) keep one state per named call, as in WanPipeline
     hooked = getattr(transformer, "_diffusers_hook", None) is not None and hasattr(transformer, "cache_context")
 
-    def call(x: torch.Tensor, embeds: torch.Tensor, name: str) -> torch.Tensor:
+    extra = dict(transformer_kwargs or {})
+
+    def call(x: torch.Tensor, embeds: torch.Tensor, name: str, kwargs: dict) -> torch.Tensor:
         with transformer.cache_context(name) if hooked else contextlib.nullcontext():
             return transformer(
                 hidden_states=x,
@@ -83,16 +99,20 @@ def predict_velocity(
                 encoder_hidden_states=embeds,
                 attention_kwargs=attention_kwargs,
                 return_dict=False,
+                **kwargs,
             )[0]
 
     if not use_cfg:
-        return call(model_input, cond, "cond").to(latents.dtype)
+        return call(model_input, cond, "cond", extra).to(latents.dtype)
     uncond = _expand(negative_prompt_embeds.to(dtype), batch)
     if batch_mode == "shared":
-        v_cond, v_uncond = call(torch.cat([model_input, model_input]), torch.cat([cond, uncond]), "cond_uncond").chunk(2)
+        doubled = {k: _double_batched(v, batch) for k, v in extra.items()}
+        v_cond, v_uncond = call(
+            torch.cat([model_input, model_input]), torch.cat([cond, uncond]), "cond_uncond", doubled
+        ).chunk(2)
     else:
-        v_cond = call(model_input, cond, "cond")
-        v_uncond = call(model_input, uncond, "uncond")
+        v_cond = call(model_input, cond, "cond", extra)
+        v_uncond = call(model_input, uncond, "uncond", extra)
     velocity = v_uncond + guidance_scale * (v_cond - v_uncond)
     return velocity.to(latents.dtype)
 
@@ -112,6 +132,7 @@ def denoise(
     constraint: Guidance | None = None,
     batch_mode: str = "separate",
     attention_kwargs: dict | None = None,
+    transformer_kwargs: dict | None = None,
     progress: str | None = None,
 ) -> torch.Tensor:
     """Sample clean latents from ``latents`` (pure noise at the first sigma, float32).
@@ -124,6 +145,8 @@ def denoise(
             the steps; None = plain Wan sampling.
         constraint: applied on *every* step (content that must come out as given, e.g.
             the overlap carried from the previous window).
+        transformer_kwargs: merged into every transformer call (:func:`predict_velocity`), e.g.
+            VACE's ``control_hidden_states`` and ``control_hidden_states_scale``.
         progress: label of a progress bar over the steps; None = no bar.
 
     Returns:
@@ -155,6 +178,7 @@ def denoise(
         velocity = predict_velocity(
             transformer, latents, t, prompt_embeds, negative_prompt_embeds,
             guidance_scale=guidance_scale, batch_mode=batch_mode, attention_kwargs=attention_kwargs,
+            transformer_kwargs=transformer_kwargs,
         )
 
         # 3b. Edit the prediction (x0_blend); the scheduler stores what it is given.
@@ -186,6 +210,7 @@ def invert(
     guidance_scale: float = 1.0,
     num_train_timesteps: int = 1000,
     batch_mode: str = "separate",
+    transformer_kwargs: dict | None = None,
 ) -> torch.Tensor:
     """Flow-matching inversion: integrate the ODE from ``sigma = 0`` up to the largest sigma.
 
@@ -200,13 +225,14 @@ def invert(
         clean_latents: ``[B, 16, f, h, w]`` normalised latents.
         sigmas: ascending, starting at 0 (:func:`~stereo_lit.diffusion.flow.inversion_sigmas`).
         negative_prompt_embeds: needed when ``guidance_scale > 1``.
+        transformer_kwargs: merged into every transformer call (:func:`predict_velocity`).
     """
     x = clean_latents.float()
     for sigma, sigma_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
         timestep = torch.tensor(sigma * num_train_timesteps, device=x.device)
         velocity = predict_velocity(
             transformer, x, timestep, prompt_embeds, negative_prompt_embeds,
-            guidance_scale=guidance_scale, batch_mode=batch_mode,
+            guidance_scale=guidance_scale, batch_mode=batch_mode, transformer_kwargs=transformer_kwargs,
         )
         x = euler_step(x, velocity, sigma, sigma_next)
     return x
