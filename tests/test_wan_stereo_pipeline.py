@@ -66,7 +66,7 @@ def test_loads_from_an_unchanged_wan_folder_with_wans_components(folder):
     pipe = _load(WanStereoPipeline, folder)
     assert isinstance(pipe, diffusers.DiffusionPipeline)
     assert set(pipe.components) == {"vae", "text_encoder", "tokenizer", "transformer", "scheduler"}
-    assert type(pipe.transformer).__name__ == "WanTransformer3DModel"
+    assert type(pipe.transformer).__name__ == "WanTransformer3DModel" and pipe.backbone == "t2v"
     assert type(pipe.vae).__name__ == "AutoencoderKLWan"
     assert pipe.transformer.dtype == torch.float32
     assert pipe.model_cpu_offload_seq == "text_encoder->transformer->vae"
@@ -91,7 +91,7 @@ def test_strategy_none_reproduces_wan_pipeline(folder, pipe):
     assert torch.equal(ours.latents, final["latents"].float())
     assert ours.right.shape == (1, T, H, W, 3)
     np.testing.assert_allclose(ours.right, np.asarray(frames), atol=1e-5, rtol=0)
-    assert ours.nfe == 2 * STEPS
+    assert ours.nfe == 2 * STEPS and ours.control_latents is None
 
 
 def test_x0_blend_holds_the_known_region_at_the_warped_latent(pipe):
@@ -158,6 +158,8 @@ def test_inputs_are_checked(pipe):
         pipe(left, disparity[:, :, :1], prompt=PROMPT)
     with pytest.raises(ValueError, match="strategy"):
         pipe(left, disparity, prompt=PROMPT, strategy="magic")
+    with pytest.raises(ValueError, match="conditioning_scale scales VACE's control"):  # a T2V transformer has none
+        pipe(left, disparity, prompt=PROMPT, conditioning_scale=0.5)
 
 
 @pytest.mark.parametrize("batch_mode", ["separate", "shared"])
@@ -205,13 +207,18 @@ def test_generator_cache_option_is_applied_at_load_and_keys_the_shared_load(fold
     from stereo_lit.diffusion.generator import WanStereoGenerator
     from stereo_lit.diffusion.nfe import count_nfe
 
-    opts = dict(num_inference_steps=STEPS, guidance_scale=5.0, window=5, device="cpu", dtype="float32",
-                prompt=PROMPT, negative_prompt=NEGATIVE, max_sequence_length=16, progress=False, overlap=1)
-    gen = WanStereoGenerator(folder, cache={"kind": "first_block", "threshold": 1e9}, **opts)
-    assert gen.components_key() != WanStereoGenerator(folder, **opts).components_key()
+    def generator(cache=None) -> WanStereoGenerator:
+        return WanStereoGenerator(
+            folder, sampling={"num_inference_steps": STEPS, "guidance_scale": 5.0, "cache": cache},
+            memory={"device": "cpu", "dtype": "float32"}, window=5, overlap=1, prompt=PROMPT,
+            negative_prompt=NEGATIVE, max_sequence_length=16, progress=False,
+        )
+
+    gen = generator({"kind": "first_block", "threshold": 1e9})
+    assert gen.components_key() != generator().components_key()
     left, disparity = _scene()
     with count_nfe(gen.components.transformer) as calls:
         gen.sample_window(left, disparity)
     assert calls.count == 2 * STEPS and calls.full == 2  # cond and uncond run in full once, then the cache
     with pytest.raises(ValueError, match="cache.kind"):
-        WanStereoGenerator(folder, cache={"kind": "teacache"}, **opts).components
+        generator({"kind": "teacache"}).components
