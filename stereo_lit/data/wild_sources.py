@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 PATH_COLUMNS = ("path", "video", "video_path", "file", "filename", "file_name")
 CAPTION_COLUMNS = ("caption", "text", "prompt", "description")
 DEPTH_KINDS = ("metric_m", "inverse_relative")
+DEPTH_FILE_SUFFIXES = (".npy", ".npz", "_depths.npz")  # <stem>.npy ...: a depth array file, looked for in this order
 DEPTH_FOLDER_SUFFIXES = ("_depth", ".depth")  # <stem>_depth/000000.png ...: an edited depth as 16-bit PNGs
 _TABLE_FORMATS = {".csv": "csv", ".parquet": "parquet", ".json": "json", ".jsonl": "json"}
 
@@ -232,18 +233,23 @@ def resolve_videos(
 
 
 # ----------------------------------------------------------------------------- depth
+def depth_names(stem: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(file names, folder names)`` a depth of the video ``<stem>.*`` may have, in the order
+    :func:`find_depth_file` looks for them: ``<stem>.npy``, ``<stem>.npz``, ``<stem>_depths.npz``;
+    ``<stem>_depth/``, ``<stem>.depth/``."""
+    return tuple(stem + s for s in DEPTH_FILE_SUFFIXES), tuple(stem + s for s in DEPTH_FOLDER_SUFFIXES)
+
+
 def find_depth_file(video_path: str | Path) -> Path | None:
-    """``<stem>.npy``, ``<stem>.npz``, ``<stem>_depths.npz`` or a PNG folder ``<stem>_depth/``
-    (``<stem>.depth/``) next to the video, if any (files first)."""
+    """The depth next to the video, if any: the first of :func:`depth_names` present (files first)."""
     video = Path(video_path)
-    for name in (f"{video.stem}.npy", f"{video.stem}.npz", f"{video.stem}_depths.npz"):
-        candidate = video.with_name(name)
-        if candidate.is_file():
-            return candidate
-    for suffix in DEPTH_FOLDER_SUFFIXES:
-        candidate = video.with_name(video.stem + suffix)
-        if candidate.is_dir():
-            return candidate
+    files, folders = depth_names(video.stem)
+    for name in files:
+        if video.with_name(name).is_file():
+            return video.with_name(name)
+    for name in folders:
+        if video.with_name(name).is_dir():
+            return video.with_name(name)
     return None
 
 
