@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stereo_lit.data.wild_sources import depth_names
 from stereo_lit.io.layouts import LAYOUTS
 from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
 from stereo_lit.ui_progress import read_progress
 
 DEFAULT_WAN = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
 DEFAULT_VDA = "checkpoints/video_depth_anything_vits.pth"
-DEPTH_SUFFIXES = (".npy", ".npz", "_depths.npz")  # as stereo_lit.data.wild_sources.find_depth_file
 METHODS = ("geometric", "wan")
 DEPTH_SOURCES = ("file", "vda")
 GEOMETRIC = "stereo_lit.generators.geometric.WarpFill"
@@ -180,40 +180,82 @@ def result_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix != ".json")
 
 
+def expected_depth_names(video_name: str) -> str:
+    """The depth inputs predict reads for ``video_name``, for messages: ``clip.npy, clip.npz, ...``."""
+    files, folders = depth_names(Path(video_name).stem)
+    return ", ".join([*files, *(f"{name}/ (16-bit PNGs)" for name in folders)])
+
+
 def match_depth(video_name: str, depth_uploads: list[str | Path]) -> Path | None:
-    """The uploaded depth file for ``video_name``: ``STEM.npy``, ``STEM.npz`` or ``STEM_depths.npz``."""
-    stem = Path(video_name).stem
-    by_name = {original_name(p): Path(p) for p in depth_uploads}
-    for suffix in DEPTH_SUFFIXES:
-        if stem + suffix in by_name:
-            return by_name[stem + suffix]
+    """The uploaded depth for ``video_name``, as predict would pick it next to the video
+    (:func:`stereo_lit.data.wild_sources.find_depth_file`): the first of the files ``STEM.npy``,
+    ``STEM.npz``, ``STEM_depths.npz``, then the 16-bit PNG folders ``STEM_depth/``, ``STEM.depth/``."""
+    files, folders = depth_names(Path(video_name).stem)
+    uploads = [Path(p) for p in depth_uploads]
+    for names, folder in ((files, False), (folders, True)):
+        by_name = {original_name(p): p for p in uploads if p.is_dir() == folder}
+        for name in names:
+            if name in by_name:
+                return by_name[name]
     return None
 
 
 def _digest(path: Path) -> str:
+    """Content hash (16 hex digits) of a file, or of a folder's files (names and contents, sorted)."""
     h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            h.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            h.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
     return h.hexdigest()[:16]
 
 
 def stage(upload: str | Path, uploads_dir: str | Path, name: str | None = None, key: str | None = None) -> Path:
-    """Copy an upload to ``uploads_dir/<key>/<name>`` (key: the content hash by default).
+    """Copy an upload (a file, or a folder such as a depth PNG sequence ``STEM_depth/``) to
+    ``uploads_dir/<key>/<name>`` (key: the content hash by default).
 
-    An identical file staged before is reused untouched (same mtime), so predict's manifest
-    recognises a finished video and a repeated conversion is skipped, as on the command line.
+    An identical file or folder staged before is reused untouched (same mtime), so predict's
+    manifest recognises a finished video and a repeated conversion is skipped, as on the
+    command line; a different one replaces it.
     """
     upload = Path(upload)
     name = name or upload.name
     folder = Path(uploads_dir) / (key or _digest(upload))
     target = folder / name
-    if target.is_file() and target.stat().st_size == upload.stat().st_size and _digest(target) == _digest(upload):
+    if upload.is_dir():
+        if target.is_dir() and _digest(target) == _digest(upload):
+            return target
+    elif target.is_file() and target.stat().st_size == upload.stat().st_size and _digest(target) == _digest(upload):
         return target
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{name}.partial-{os.getpid()}"
-    shutil.copyfile(upload, tmp)
+    if upload.is_dir():
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(upload, tmp)
+        if target.is_dir():
+            shutil.rmtree(target)
+    else:
+        shutil.copyfile(upload, tmp)
     os.replace(tmp, target)
+    return target
+
+
+def stage_depth(depth: str | Path, video: str | Path) -> Path:
+    """Stage an uploaded depth (file or PNG folder) next to the staged ``video`` under its own
+    name, and remove the other depth inputs of that video there (an earlier upload's
+    ``STEM.npy`` would otherwise win over a new ``STEM_depth/``), so predict reads this one."""
+    video = Path(video)
+    target = stage(depth, video.parent.parent, key=video.parent.name)
+    files, folders = depth_names(video.stem)
+    for name in (*files, *folders):
+        other = video.with_name(name)
+        if other != target and other.is_dir():
+            shutil.rmtree(other)
+        elif other != target and other.exists():
+            other.unlink()
     return target
 
 

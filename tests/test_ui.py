@@ -18,16 +18,20 @@ import av
 import numpy as np
 import pytest
 
+from stereo_lit.data.wild_sources import DepthFile, find_depth_file
 from stereo_lit.ui_jobs import (
     GEOMETRIC,
     WAN,
     Settings,
+    check_depth,
     check_video,
     error_message,
+    expected_depth_names,
     is_inside,
     match_depth,
     predict_args,
     stage,
+    stage_depth,
 )
 from stereo_lit.ui_progress import ProgressFile, read_progress
 
@@ -147,6 +151,69 @@ def test_uploads_are_matched_checked_and_staged_once(tmp_path: Path) -> None:
     time.sleep(0.01)
     again = stage(video, tmp_path / "staged")  # the same content: reused, untouched (predict's resume sees it)
     assert again == first and again.stat().st_mtime_ns == mtime and first.name == "clip.mp4"
+
+
+DEPTH_INPUTS = ["clip.npy", "clip.npz", "clip_depths.npz", "clip_depth/", "clip.depth/"]
+
+
+def make_depth_input(folder: Path, name: str, num_frames: int = 3) -> Path:
+    """``name`` in ``folder``: an ``.npy``/``.npz`` of ``[T, 4, 6]`` or (``NAME/``) 16-bit PNGs ``000000.png ...``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    values = np.arange(num_frames * 24, dtype=np.uint16).reshape(num_frames, 4, 6) * 900 + 1
+    path = folder / name.rstrip("/")
+    if name.endswith("/"):
+        path.mkdir()
+        for k, frame in enumerate(values):
+            Image.fromarray(frame).save(path / f"{k:06d}.png")
+    elif name.endswith(".npy"):
+        np.save(path, values.astype(np.float32) / 65535)
+    else:
+        np.savez(path, depths=values.astype(np.float32) / 65535)
+    return path
+
+
+@pytest.mark.parametrize("present", [[0, 3], [3, 4], [2, 3], [4], [1, 2, 4]])
+def test_depth_uploads_are_the_depth_inputs_predict_reads(tmp_path: Path, present: list[int]) -> None:
+    """match_depth picks, among uploads, the one predict's find_depth_file picks next to the video
+    (files before PNG folders, in predict's order), edited-depth folders STEM_depth/ included."""
+    beside, uploads = tmp_path / "beside", []
+    (beside / "clip.mp4").parent.mkdir(parents=True)
+    (beside / "clip.mp4").write_bytes(b"")
+    for k in present:
+        make_depth_input(beside, DEPTH_INPUTS[k])
+        uploads.append(make_depth_input(tmp_path / f"upload{k}", DEPTH_INPUTS[k]))  # one gradio folder per file
+    uploads.append(make_depth_input(tmp_path / "other", "other_depth/"))
+    chosen = match_depth("clip.mp4", uploads[::-1])
+    assert chosen is not None and chosen.name == find_depth_file(beside / "clip.mp4").name
+    assert chosen == uploads[0]  # the first present in predict's order
+    assert match_depth("clip.mp4", [tmp_path / "upload3" / "clip_depth" / "000000.png"]) is None  # a loose frame is not a depth
+    assert expected_depth_names("clip.mp4") == (
+        "clip.npy, clip.npz, clip_depths.npz, clip_depth/ (16-bit PNGs), clip.depth/ (16-bit PNGs)"
+    )
+
+
+def test_a_depth_folder_is_checked_staged_once_and_replaces_an_older_depth(tmp_path: Path) -> None:
+    video = stage(write_clip(tmp_path / "up" / "clip.mp4", num_frames=3), tmp_path / "staged")
+    folder = make_depth_input(tmp_path / "up2", "clip_depth/")
+    check_depth(folder, "clip_depth", 3)
+    with pytest.raises(ValueError, match="clip_depth: depth has 3 frames but its video has 9"):
+        check_depth(folder, "clip_depth", 9)
+    stage_depth(tmp_path / "up" / "clip.npy", video)  # an earlier conversion's depth
+    staged = stage_depth(folder, video)
+    assert staged == video.with_name("clip_depth") and not video.with_name("clip.npy").exists()
+    assert find_depth_file(video) == staged  # predict reads the folder just uploaded
+    np.testing.assert_array_equal(DepthFile(staged).frames([0, 2]), DepthFile(folder).frames([0, 2]))
+    before = (staged / "000001.png").stat()
+    time.sleep(0.01)
+    assert stage_depth(folder, video) == staged  # the same folder again: reused untouched
+    after = (staged / "000001.png").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    make_depth_input(tmp_path / "up3", "clip_depth/", num_frames=2)
+    assert len(list(stage_depth(tmp_path / "up3" / "clip_depth", video).iterdir())) == 2  # an edit replaces it
+    assert stage_depth(tmp_path / "up" / "clip.npy", video) == find_depth_file(video) == video.with_name("clip.npy")
+    assert not staged.exists()  # back to a .npy: the folder is gone
 
 
 def test_error_message_has_no_traceback() -> None:
