@@ -1,52 +1,83 @@
 #!/usr/bin/env python
-"""Cost of stereo sampling, measured: stereo vs plain Wan sampling, and a table of sampling presets.
+"""What stereo sampling costs, measured side by side in one run: NFE, VAE passes, wall time, peak memory.
 
-    python benchmarks/bench_sampler.py                           # CPU, mid-size random transformer
-    python benchmarks/bench_sampler.py --repeats 3 --steps 4     # quick CPU run (about a minute of CPU time)
-    python benchmarks/bench_sampler.py --real-size               # GPU: Wan2.1-1.3B architecture, 81x480x832
+    python benchmarks/bench_sampler.py                    # CPU defaults: mid-size random transformer, 9x96x160,
+                                                          # 50/8 steps, 5 repeats: about 4 min of CPU time (one
+                                                          # torch thread; wall time is longer on a busy machine)
+    python benchmarks/bench_sampler.py --no-cost-table --repeats 11   # only stereo vs plain, tighter spread
+    python benchmarks/bench_sampler.py --profile          # + where the stereo window's time goes (one extra run)
+    python benchmarks/bench_sampler.py --repeats 3 --steps 4 --fast-steps 2   # a quick check (under a minute)
+    python benchmarks/bench_sampler.py --real-size        # CUDA only: Wan2.1-T2V-1.3B architecture, 81x480x832
 
-Every side uses the same random model, size and precomputed prompt embeddings.
+Every loop uses the same random models, size and precomputed prompt embeddings, and all of
+them run in ONE interleaved group: each loop is warmed up (``--warmup``), then repeat ``r``
+runs every loop once, the order rotated by ``r``, so a change of the machine's load hits all
+loops alike. Ratios are taken per repeat (loops of the same round) and summarised by their
+median and inter-quartile range (IQR, inclusive quartiles) with min and max; ratios are
+printed rounded *up* (never in the stereo side's favour). The load average is printed at the
+start and the end: on a shared machine it says how much to trust the wall times; on CPU the
+process CPU-time ratio (less disturbed by other processes) is printed as well.
 
-1. **Stereo vs plain** (same steps, scheduler, CFG and NFE). *Plain* is ``WanPipeline.__call__``
-   (noise -> latents -> decoded video); *stereo* is :meth:`WanStereoGenerator.generate`
-   (pixel warp + VAE encode of the warp + guided denoising + decode + cycle error). Both loops
-   are warmed up, then run ``--repeats`` times *interleaved* (the order alternates), and the
-   ratio stereo / plain of each repeat is summarised by its median, min/max and quartiles.
-   Target: median <= 1.05 where the transformer dominates the cost.
-2. **Cost table** (CPU default; ``--no-cost-table`` skips it): the stereo generator with
-   ``--steps``-step CFG, the same with ``noise: inverted``, ``--fast-steps``-step CFG-free
-   (guidance 1) and, when diffusers has ``FirstBlockCacheConfig``, CFG-free with that block
-   cache, and plain WanPipeline for reference; NFE (transformer calls), full evaluations
-   (calls whose last block ran) and median wall time, each as a ratio to the first row. All
-   loops of 1 and 2 run in one interleaved group.
+The loops (``S`` = ``--steps``, ``F`` = ``--fast-steps``):
 
-NFE is counted with :func:`stereo_lit.diffusion.nfe.count_nfe` (forward hooks, no sampler
-change). The load average (``os.getloadavg``) is printed at start and end: a shared or busy
-machine makes wall times noisy, and the spread columns show how much. ``--real-size`` builds
-the true Wan2.1-T2V-1.3B transformer and VAE (random weights; timing only) and also reports
-peak GPU memory.
+- ``plain``: diffusers' ``WanPipeline.__call__``, ``S`` steps with CFG (noise -> latents -> video);
+- ``stereo``: :meth:`WanStereoGenerator.generate` with ``--strategy`` (default ``x0_blend``), same
+  steps, scheduler, CFG and NFE (warp + VAE encode of the warp + guided denoising + decode +
+  cycle error), one window of all frames;
+- ``stereo + inversion``: the same with ``sampling.noise: inverted`` (the left latent is inverted
+  first with the sampler's CFG: 2x the NFE, one more VAE encode);
+- ``stereo CFG-free``: ``F`` steps, ``guidance_scale`` 1 (no unconditional pass);
+- ``stereo CFG-free + first_block cache``: the same with diffusers' ``FirstBlockCacheConfig``
+  (``--cache-threshold``) on a copy of the transformer (full evaluations drop; NFE does not). With
+  random weights the first block's residual changes a lot between steps: at threshold 0.1 the
+  mid-size model never skips, at the default 0.2 it runs 3 of 8 calls in full. The row measures
+  the saving of the skipped blocks, not the quality of a cache on trained weights.
+
+Printed: (1) stereo vs plain (issue 13, item 5: target median ratio <= 1.05), (2) the cost
+table (item 4): steps, NFE, full evaluations (calls whose last block ran), VAE passes (encode +
+decode calls), NFE / full / wall-time ratios to the ``S``-step CFG stereo row, median and IQR of
+the seconds and the peak memory of one run (CUDA: ``torch.cuda.max_memory_allocated`` reset per
+run; CPU: process peak RSS, Linux ``VmHWM`` reset per run, weights included). NFE and VAE passes
+are counted with hooks (:func:`stereo_lit.diffusion.nfe.count_nfe`,
+:func:`~stereo_lit.diffusion.nfe.count_vae_passes`), nothing in the sampler changes.
+
+``--profile`` times the pieces of one stereo and one plain run (warp, VAE encode/decode,
+transformer calls, the strategy's per-step edit, scheduler steps, cycle error, the rest) by
+wrapping them, after the measured repeats; the wrapped run itself is not part of any ratio.
+
+``--real-size`` builds the true Wan2.1-T2V-1.3B transformer and VAE (random weights, bfloat16
+transformer; timing only) and reports seconds per 81-frame clip and peak GPU memory of plain and
+stereo sampling without offload, then of stereo sampling with diffusers' model CPU offload
+(``enable_model_cpu_offload``: measured after the others, in its own group). It needs CUDA and
+exits with an error naming the problem without it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import gc
 import math
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from stereo_lit.diffusion.nfe import count_nfe
+from stereo_lit.diffusion.nfe import count_nfe, count_vae_passes
+from stereo_lit.metrics.cost import GIB, MEMORY_LABELS, peak_memory
 
 
-def build_pipe(real_size: bool, dtype: torch.dtype, device: str):
-    """A ``WanPipeline`` of random weights (tiny text encoder: prompt embeddings are given)."""
-    from diffusers import AutoencoderKLWan, WanPipeline, WanTransformer3DModel
+# ---------------------------------------------------------------------- models
+def build_parts(real_size: bool, dtype: torch.dtype, device: str) -> dict[str, Any]:
+    """Random Wan components: ``transformer, vae, scheduler, text_encoder, tokenizer`` on ``device``
+    (tiny text encoder: the prompt embeddings are given, never encoded)."""
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
 
     from stereo_lit.diffusion.tiny import tiny_wan_components
 
@@ -59,19 +90,17 @@ def build_pipe(real_size: bool, dtype: torch.dtype, device: str):
             qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
         )
         vae = AutoencoderKLWan(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, temperal_downsample=[False, True, True])
-    else:
+    else:  # the mid-size random transformer: 4 layers of width 256 (transformer time dominates, as on a GPU)
         transformer = WanTransformer3DModel(
             patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=64, in_channels=16, out_channels=16,
             text_dim=parts["text_encoder"].config.d_model, freq_dim=64, ffn_dim=1024, num_layers=4,
             cross_attn_norm=True, qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
         )
         vae = parts["vae"]
-    pipe = WanPipeline(
-        tokenizer=parts["tokenizer"], text_encoder=parts["text_encoder"], vae=vae.eval().float(),
-        scheduler=parts["scheduler"], transformer=cast_like_from_pretrained(transformer.eval(), dtype),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    parts["vae"] = vae.eval().float().to(device)
+    parts["transformer"] = cast_like_from_pretrained(transformer.eval(), dtype).to(device)
+    parts["text_encoder"] = parts["text_encoder"].to(device)
+    return parts
 
 
 def cast_like_from_pretrained(model: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
@@ -88,7 +117,7 @@ def cast_like_from_pretrained(model: torch.nn.Module, dtype: torch.dtype) -> tor
 def scene(frames: int, height: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Smooth random texture, far plane with a near box: a realistic warp with holes."""
     g = torch.Generator().manual_seed(0)
-    coarse = torch.rand(1, 3, frames, height // 8, width // 8, generator=g)
+    coarse = torch.rand(1, 3, frames, max(height // 8, 1), max(width // 8, 1), generator=g)
     left = torch.nn.functional.interpolate(coarse, size=(frames, height, width), mode="trilinear")
     disparity = torch.full((1, 1, frames, height, width), 0.01 * width)
     disparity[..., height // 4 : 3 * height // 4, width // 3 : 2 * width // 3] = 0.03 * width
@@ -98,16 +127,20 @@ def scene(frames: int, height: int, width: int, device: str) -> tuple[torch.Tens
 # ---------------------------------------------------------------------- measuring
 @dataclass
 class Loop:
-    """One thing to time: ``fn()`` runs it once; ``steps`` and ``label`` are for the table."""
+    """One thing to time: ``fn()`` runs it once on ``transformer`` / ``vae`` (counted there)."""
 
     label: str
     fn: Callable[[], None]
     steps: int
+    transformer: torch.nn.Module
+    vae: Any
     seconds: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)
     nfe: list[int] = field(default_factory=list)
     full: list[int] = field(default_factory=list)
-    peak_gib: float = float("nan")
+    vae_passes: list[int] = field(default_factory=list)
+    peaks: list[int] = field(default_factory=list)
+    memory: str | None = None
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -118,45 +151,65 @@ def summary(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "q1": q1, "q3": q3}
 
 
-def measure(loops: list[Loop], transformer: torch.nn.Module, device: str, repeats: int, warmup: int = 1) -> None:
+def up(value: float, digits: int = 3) -> str:
+    """``value`` rounded *up* to ``digits`` decimals (a ratio is never printed in the stereo side's favour)."""
+    if not math.isfinite(value):
+        return str(value)
+    scale = 10**digits
+    return f"{math.ceil(value * scale - 1e-9) / scale:.{digits}f}"
+
+
+def run_once(loop: Loop, device: str) -> None:
+    """One timed run of ``loop``: wall and CPU seconds, NFE, full evaluations, VAE passes, peak memory."""
+    cuda = device.startswith("cuda")
+    gc.collect()
+    if cuda:
+        torch.cuda.synchronize()
+    with count_nfe(loop.transformer) as nfe, count_vae_passes(loop.vae) as vae, peak_memory(device) as peak:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        loop.fn()
+        if cuda:
+            torch.cuda.synchronize()
+        loop.seconds.append(time.perf_counter() - start)
+        loop.cpu_seconds.append(time.process_time() - start_cpu)
+    loop.nfe.append(nfe.count)
+    loop.full.append(nfe.full)
+    loop.vae_passes.append(vae.passes)
+    if peak.peak_bytes is not None:
+        loop.peaks.append(peak.peak_bytes)
+        loop.memory = peak.memory
+
+
+def measure(loops: list[Loop], device: str, repeats: int, warmup: int = 1) -> None:
     """Warm every loop up ``warmup`` times, then run them ``repeats`` times interleaved.
 
-    Repeat ``r`` runs the loops rotated by ``r`` (A B, B A, A B, ...), so slow drift of the
-    machine's load hits every loop alike. Fills each loop's ``seconds``, ``nfe``, ``full``
-    (one entry per timed run), ``cpu_seconds`` (this process's CPU time: on CPU it barely
-    depends on other processes' load) and ``peak_gib`` (CUDA only).
+    Repeat ``r`` runs the loops rotated by ``r`` (A B C, B C A, C A B, ...), so slow drift of the
+    machine's load hits every loop alike. Fills each loop's lists (one entry per timed run).
     """
-    cuda = device.startswith("cuda")
     for _ in range(warmup):
         for loop in loops:
             loop.fn()
     for r in range(repeats):
         k = r % len(loops)
         for loop in loops[k:] + loops[:k]:
-            gc.collect()
-            if cuda:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            with count_nfe(transformer) as nfe:
-                start, start_cpu = time.perf_counter(), time.process_time()
-                loop.fn()
-                if cuda:
-                    torch.cuda.synchronize()
-                loop.seconds.append(time.perf_counter() - start)
-                loop.cpu_seconds.append(time.process_time() - start_cpu)
-            loop.nfe.append(nfe.count)
-            loop.full.append(nfe.full)
-            if cuda:
-                peak = torch.cuda.max_memory_allocated() / 2**30
-                loop.peak_gib = peak if math.isnan(loop.peak_gib) else max(loop.peak_gib, peak)
+            run_once(loop, device)
 
 
-def nfe_of(loop: Loop, what: str = "nfe") -> int:
-    """The loop's NFE (or full evaluations); raises when the repeats disagree (a non-deterministic cache)."""
+def constant(loop: Loop, what: str) -> int:
+    """The loop's NFE / full / VAE passes; raises when the repeats disagree (a non-deterministic cache)."""
     values = set(getattr(loop, what))
     if len(values) != 1:
         raise RuntimeError(f"{loop.label}: {what} differs between repeats: {sorted(values)}")
     return values.pop()
+
+
+def ratios(a: list[float], b: list[float]) -> list[float]:
+    """Per-repeat ratios ``a[r] / b[r]`` (runs of the same round)."""
+    return [x / y for x, y in zip(a, b)]
+
+
+def peak_text(loop: Loop) -> str:
+    return "n/a" if not loop.peaks else f"{max(loop.peaks) / GIB:.3f}"
 
 
 def load_average() -> str:
@@ -167,75 +220,151 @@ def load_average() -> str:
     return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min, {os.cpu_count()} CPUs)"
 
 
-# ---------------------------------------------------------------------- the loops
-def cached_call(transformer: torch.nn.Module, threshold: float, fn: Callable[[], None]) -> Callable[[], None]:
-    """``fn`` run with diffusers' First Block Cache on ``transformer`` (fresh cache state per run).
-
-    The stereo sampler calls the transformer without ``cache_context``; for a CFG-free run
-    every call is the conditional one, so one ``cache_context("cond")`` around the run is
-    what ``WanPipeline`` sets per call. The cache is removed after the run.
-    """
-    from diffusers.hooks import FirstBlockCacheConfig
-
-    def run() -> None:
-        transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
-        try:
-            with transformer.cache_context("cond"):
-                fn()
-        finally:
-            transformer.disable_cache()
-
-    return run
-
-
-def has_first_block_cache(transformer: torch.nn.Module) -> bool:
-    try:
-        from diffusers.hooks import FirstBlockCacheConfig  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(transformer, "enable_cache")
-
-
-def print_ratio(name: str, stereo: list[float], plain: list[float]) -> None:
-    ratios = [s / p for s, p in zip(stereo, plain)]
-    r = summary(ratios)
-    print(f"{name} per repeat: {' '.join(f'{x:.3f}' for x in ratios)}")
-    print(f"{name}: median {r['median']:.3f}  min {r['min']:.3f}  max {r['max']:.3f}  "
-          f"IQR {r['q1']:.3f}-{r['q3']:.3f}  (target median <= 1.05)")
+# ---------------------------------------------------------------------- printing
+def print_ratio(name: str, values: list[float], target: float | None = None) -> None:
+    r = summary(values)
+    print(f"{name} per repeat: {' '.join(up(x) for x in values)}")
+    verdict = ""
+    if target is not None:
+        verdict = f"  (target median <= {target}: {'met' if r['median'] <= target else 'NOT met'})"
+    print(f"{name}: median {up(r['median'])}  IQR {up(r['q1'])}-{up(r['q3'])}  min {up(r['min'])}  "
+          f"max {up(r['max'])}{verdict}")
 
 
 def print_comparison(plain: Loop, stereo: Loop, strategy: str, cpu: bool) -> None:
-    print(f"\n{'loop':<22} {'NFE':>5} {'median s':>9} {'min s':>8} {'max s':>8} {'peak GiB':>9}")
-    for label, loop in (("plain WanPipeline", plain), (f"stereo {strategy}", stereo)):
+    print(f"\n(1) stereo {strategy} vs plain WanPipeline: same steps, scheduler, CFG and NFE")
+    print(f"{'loop':<34} {'NFE':>5} {'VAE':>4} {'median s':>9} {'IQR s':>17} {'min s':>8} {'max s':>8} {'peak GiB':>9}")
+    for loop in (plain, stereo):
         t = summary(loop.seconds)
-        print(f"{label:<22} {nfe_of(loop):>5} {t['median']:>9.3f} {t['min']:>8.3f} {t['max']:>8.3f} {loop.peak_gib:>9.2f}")
-    print_ratio("wall-time ratio stereo/plain", stereo.seconds, plain.seconds)
+        print(f"{loop.label:<34} {constant(loop, 'nfe'):>5} {constant(loop, 'vae_passes'):>4} {t['median']:>9.3f} "
+              f"{t['q1']:>8.3f}-{t['q3']:<8.3f} {t['min']:>8.3f} {t['max']:>8.3f} {peak_text(loop):>9}")
+    print_ratio("wall-time ratio stereo/plain", ratios(stereo.seconds, plain.seconds), target=1.05)
     if cpu:
-        print_ratio("CPU-time ratio stereo/plain", stereo.cpu_seconds, plain.cpu_seconds)
-    if nfe_of(plain) != nfe_of(stereo):
-        print(f"WARNING: NFE differ (plain {nfe_of(plain)}, stereo {nfe_of(stereo)}): the ratio compares unequal work")
+        print_ratio("CPU-time ratio stereo/plain", ratios(stereo.cpu_seconds, plain.cpu_seconds), target=1.05)
+    if constant(plain, "nfe") != constant(stereo, "nfe"):
+        print(f"WARNING: NFE differ (plain {constant(plain, 'nfe')}, stereo {constant(stereo, 'nfe')}): unequal work")
 
 
 def print_cost_table(rows: list[Loop]) -> None:
     base = rows[0]
-    base_t, base_nfe, base_full = statistics.median(base.seconds), nfe_of(base), nfe_of(base, "full")
-    print(f"\n{'preset':<42} {'steps':>5} {'NFE':>5} {'full':>5} {'NFE x':>6} {'full x':>6} "
-          f"{'median s':>9} {'min-max s':>15} {'time x':>7}")
+    base_nfe, base_full = constant(base, "nfe"), constant(base, "full")
+    print(f"\n(2) cost table: ratios to '{base.label}' (time x: median [IQR] of the per-repeat ratios)")
+    print(f"{'preset':<40} {'steps':>5} {'NFE':>5} {'full':>5} {'VAE':>4} {'NFE x':>6} {'full x':>6} "
+          f"{'median s':>9} {'IQR s':>17} {'time x':>7} {'time x IQR':>13} {'peak GiB':>9}")
     for row in rows:
         t = summary(row.seconds)
-        nfe, full = nfe_of(row), nfe_of(row, "full")
-        print(f"{row.label:<42} {row.steps:>5} {nfe:>5} {full:>5} {nfe / base_nfe:>6.3f} {full / base_full:>6.3f} "
-              f"{t['median']:>9.3f} {t['min']:>7.3f}-{t['max']:<7.3f} {t['median'] / base_t:>7.3f}")
-    print("NFE: transformer calls; full: calls whose last block ran (a block cache skips the rest); "
-          "x: ratio to the first row")
+        x = summary(ratios(row.seconds, base.seconds))
+        nfe, full = constant(row, "nfe"), constant(row, "full")
+        print(f"{row.label:<40} {row.steps:>5} {nfe:>5} {full:>5} {constant(row, 'vae_passes'):>4} "
+              f"{up(nfe / base_nfe):>6} {up(full / base_full):>6} {t['median']:>9.3f} {t['q1']:>8.3f}-{t['q3']:<8.3f} "
+              f"{up(x['median']):>7} {up(x['q1']):>6}-{up(x['q3']):<6} {peak_text(row):>9}")
+    memory = next((row.memory for row in rows if row.memory), None)
+    print("NFE: transformer calls; full: calls whose last block ran (a block cache skips the rest); VAE: encode + "
+          f"decode calls; peak: {MEMORY_LABELS.get(memory, 'not measured')}, largest of the repeats")
 
 
-def main(argv: list[str] | None = None) -> None:
+# ---------------------------------------------------------------------- profile
+@contextlib.contextmanager
+def timing_wrappers(targets: list[tuple[Any, str, str]], totals: dict[str, list[float]], sync: Callable[[], None]) -> Iterator[None]:
+    """Replace each ``(owner, attribute, label)`` by a wrapper adding its wall seconds to ``totals[label]``."""
+    saved = []
+    for owner, attr, label in targets:
+        original = owner.__dict__.get(attr, None) if isinstance(owner, type) else getattr(owner, attr)
+        if original is None:
+            continue
+        inner = original.__func__ if isinstance(original, staticmethod) else original
+
+        def wrapped(*args: Any, _inner: Any = inner, _label: str = label, **kwargs: Any) -> Any:
+            sync()
+            start = time.perf_counter()
+            try:
+                return _inner(*args, **kwargs)
+            finally:
+                sync()
+                entry = totals.setdefault(_label, [0.0, 0])
+                entry[0] += time.perf_counter() - start
+                entry[1] += 1
+
+        setattr(owner, attr, staticmethod(wrapped) if isinstance(original, staticmethod) else wrapped)
+        saved.append((owner, attr, original))
+    try:
+        yield
+    finally:
+        for owner, attr, original in reversed(saved):
+            setattr(owner, attr, original)
+
+
+@contextlib.contextmanager
+def transformer_timer(transformer: torch.nn.Module, totals: dict[str, list[float]], sync: Callable[[], None]) -> Iterator[None]:
+    starts: list[float] = []
+
+    def before(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        sync()
+        starts.append(time.perf_counter())
+
+    def after(module: torch.nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        sync()
+        entry = totals.setdefault("transformer forward", [0.0, 0])
+        entry[0] += time.perf_counter() - starts.pop()
+        entry[1] += 1
+
+    handles = [transformer.register_forward_pre_hook(before, with_kwargs=True),
+               transformer.register_forward_hook(after, with_kwargs=True)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def profile_run(label: str, fn: Callable[[], None], transformer: torch.nn.Module, device: str) -> None:
+    """One run of ``fn`` with its pieces timed (wrappers add a little time of their own)."""
+    import diffusers
+
+    import stereo_lit.diffusion.generator as generator_module
+    import stereo_lit.diffusion.guidance as guidance_module
+    import stereo_lit.diffusion.pipeline as pipeline_module
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    totals: dict[str, list[float]] = {}
+    targets = [
+        (pipeline_module.WanStereoPipeline, "right_estimate", "warp (WarpFill) of the left view"),
+        (pipeline_module, "encode_video", "VAE encode (stereo)"),
+        (pipeline_module, "decode_latents", "VAE decode (stereo)"),
+        (pipeline_module, "mask_to_latent_grid", "masks to the latent grid"),
+        (pipeline_module, "disparity_to_latent_grid", "disparity to the latent grid"),
+        (guidance_module.X0Blend, "edit_velocity", "X0Blend.edit_velocity (per step)"),
+        (generator_module, "cycle_error", "cycle error (generate's extras)"),
+        (diffusers.AutoencoderKLWan, "decode", "AutoencoderKLWan.decode"),
+        (diffusers.UniPCMultistepScheduler, "step", "scheduler.step (UniPC)"),
+        (diffusers.FlowMatchEulerDiscreteScheduler, "step", "scheduler.step (Euler)"),
+        (diffusers.DPMSolverMultistepScheduler, "step", "scheduler.step (DPM++)"),
+    ]
+    gc.collect()
+    with torch.no_grad(), timing_wrappers(targets, totals, sync), transformer_timer(transformer, totals, sync):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        total = time.perf_counter() - start
+    print(f"\nprofile of one '{label}' run: {total:.3f} s")
+    print(f"  {'piece':<40} {'calls':>6} {'seconds':>9} {'share':>7}")
+    counted = 0.0
+    nested = {"AutoencoderKLWan.decode"} if "VAE decode (stereo)" in totals else set()  # inside decode_latents
+    for piece, (seconds, calls) in sorted(totals.items(), key=lambda kv: -kv[1][0]):
+        counted += 0.0 if piece in nested else seconds
+        print(f"  {piece:<40} {calls:>6} {seconds:>9.4f} {seconds / total:>7.1%}" + (" (inside the VAE decode)" if piece in nested else ""))
+    rest = total - counted
+    print(f"  {'rest (loop, CFG combine, padding, copies)':<40} {'':>6} {rest:>9.4f} {rest / total:>7.1%}")
+
+
+# ---------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--real-size", action="store_true", help="Wan2.1-1.3B architecture at 81x480x832 (GPU)")
-    parser.add_argument("--frames", type=int, default=None)
-    parser.add_argument("--height", type=int, default=None)
-    parser.add_argument("--width", type=int, default=None)
+    parser.add_argument("--real-size", action="store_true", help="Wan2.1-1.3B architecture at 81x480x832 (needs CUDA)")
+    parser.add_argument("--frames", type=int, default=None, help="frames (4k+1; default 9 on CPU, 81 real size)")
+    parser.add_argument("--height", type=int, default=None, help="multiple of 16 (default 96 on CPU, 480 real size)")
+    parser.add_argument("--width", type=int, default=None, help="multiple of 16 (default 160 on CPU, 832 real size)")
     parser.add_argument("--steps", type=int, default=50, help="denoising steps of the CFG loops (default 50)")
     parser.add_argument("--fast-steps", type=int, default=None, help="steps of the CFG-free rows (default min(8, --steps))")
     parser.add_argument("--strategy", default="x0_blend")
@@ -243,91 +372,146 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--guidance-scale", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=None, help="timed repeats per loop (default 5 CPU, 2 real size)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs of every loop first")
-    parser.add_argument("--cache-threshold", type=float, default=0.1, help="FirstBlockCacheConfig threshold")
+    parser.add_argument("--cache-threshold", type=float, default=0.2,
+                        help="FirstBlockCacheConfig threshold (default 0.2: random weights never skip at 0.1)")
     parser.add_argument("--cost-table", action=argparse.BooleanOptionalAction, default=None,
-                        help="print the preset cost table (default: on CPU, off with --real-size)")
+                        help="add the inversion / CFG-free / cache loops and print the cost table "
+                             "(default: on CPU, off with --real-size)")
+    parser.add_argument("--profile", action="store_true", help="time the pieces of one stereo and one plain run")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: on a shared machine more threads than free cores make "
                              "wall times erratic; 0 = torch's default); ignored on CUDA")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="default: cuda when available, else cpu")
     args = parser.parse_args(argv)
     if args.steps < 1 or (args.fast_steps is not None and args.fast_steps < 1):
-        raise SystemExit(f"--steps ({args.steps}) and --fast-steps ({args.fast_steps}) must be >= 1")
+        parser.error(f"--steps ({args.steps}) and --fast-steps ({args.fast_steps}) must be >= 1")
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.real_size and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise SystemExit(
+            f"--real-size needs a CUDA GPU (device={device!r}, torch.cuda.is_available()={torch.cuda.is_available()}): "
+            "the Wan2.1-1.3B architecture at 81x480x832 takes hours on a CPU. Run without --real-size for the CPU "
+            "benchmark on the mid-size transformer."
+        )
+    from diffusers import WanPipeline
 
     from stereo_lit.diffusion.generator import WanStereoGenerator
     from stereo_lit.diffusion.loading import WanComponents
+    from stereo_lit.diffusion.pipeline import WanStereoPipeline, apply_cache
 
-    load_start = load_average()
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    load_start, wall_start, cpu_start = load_average(), time.perf_counter(), time.process_time()
     if args.real_size:
         frames, height, width = args.frames or 81, args.height or 480, args.width or 832
         repeats, dtype = args.repeats or 2, torch.bfloat16
-        if not device.startswith("cuda"):
-            print("warning: --real-size on CPU will take hours; pass a CUDA device")
     else:
-        frames, height, width = args.frames or 9, args.height or 128, args.width or 192
+        frames, height, width = args.frames or 9, args.height or 96, args.width or 160
         repeats, dtype = args.repeats or 5, torch.float32
     if not device.startswith("cuda") and args.threads > 0:
         torch.set_num_threads(args.threads)
-    if repeats < 1:
-        raise SystemExit(f"--repeats must be >= 1, got {repeats}")
     cost_table = (not args.real_size) if args.cost_table is None else args.cost_table
     fast_steps = args.fast_steps or min(8, args.steps)
 
-    pipe = build_pipe(args.real_size, dtype, device)
-    transformer = pipe.transformer
+    parts = build_parts(args.real_size, dtype, device)
+    transformer = parts["transformer"]
+    plain_pipe = WanPipeline(**parts)
+    stereo_pipe = WanStereoPipeline(**parts)
+    for pipe in (plain_pipe, stereo_pipe):
+        pipe.set_progress_bar_config(disable=True)
     text_dim = transformer.config.text_dim
     g = torch.Generator().manual_seed(1)
     cond = torch.randn(1, 512, text_dim, generator=g).to(device, dtype)
     uncond = torch.randn(1, 512, text_dim, generator=g).to(device, dtype)
-    components = WanComponents(pipe=pipe, folder=Path("in-memory"))
     left, disparity = scene(frames, height, width, device)
+    memory = {"device": device, "dtype": str(dtype).removeprefix("torch."), "offload": "none", "vae_tiling": False}
 
-    def generator(steps: int, guidance_scale: float, **kw) -> WanStereoGenerator:
+    def generator(pipe: Any, steps: int, guidance_scale: float, **sampling: Any) -> WanStereoGenerator:
         gen = WanStereoGenerator(
-            Path("in-memory"), strategy=args.strategy, scheduler=args.scheduler, num_inference_steps=steps,
-            guidance_scale=guidance_scale, window=frames, overlap=1 if frames > 1 else 0, device=device,
-            progress=False, **kw,
-        ).use_components(components)
+            Path("in-memory"), strategy=args.strategy, window=frames, overlap=1 if frames > 1 else 0, progress=False,
+            sampling={"scheduler": args.scheduler, "num_inference_steps": steps, "guidance_scale": guidance_scale,
+                      **sampling},
+            memory=memory,
+        ).use_components(WanComponents(pipe=pipe, folder=Path("in-memory")))
         gen.cache_prompt_embeds(gen.prompt, cond, uncond if guidance_scale > 1 else None)
         return gen
 
-    stereo_gen = generator(args.steps, args.guidance_scale)
+    stereo_gen = generator(stereo_pipe, args.steps, args.guidance_scale)
 
     def plain() -> None:
-        pipe.scheduler = stereo_gen.new_scheduler()
-        pipe(
+        plain_pipe.scheduler = stereo_gen.new_scheduler()
+        plain_pipe(
             prompt_embeds=cond, negative_prompt_embeds=uncond, height=height, width=width, num_frames=frames,
             num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
             generator=torch.Generator().manual_seed(0), output_type="pt",
         )
 
-    print(f"device={device} size={frames}x{height}x{width} steps={args.steps} cfg={args.guidance_scale} "
-          f"strategy={args.strategy} scheduler={args.scheduler} repeats={repeats} warmup={args.warmup} "
-          f"torch_threads={torch.get_num_threads()} transformer_params="
-          f"{sum(p.numel() for p in transformer.parameters()) / 1e6:.1f}M")
+    def stereo_run(gen: WanStereoGenerator) -> Callable[[], None]:
+        return lambda: gen.generate(left, disparity)
+
+    print(f"device={device} size={frames}x{height}x{width} steps={args.steps} fast_steps={fast_steps} "
+          f"cfg={args.guidance_scale} strategy={args.strategy} scheduler={args.scheduler} repeats={repeats} "
+          f"warmup={args.warmup} torch_threads={torch.get_num_threads()} transformer_params="
+          f"{sum(p.numel() for p in transformer.parameters()) / 1e6:.1f}M dtype={dtype}")
     print(f"load average at start: {load_start}")
-    plain_loop = Loop(f"plain WanPipeline CFG {args.guidance_scale:g}", plain, args.steps)
-    stereo_loop = Loop(f"stereo CFG {args.guidance_scale:g}", lambda: stereo_gen.generate(left, disparity), args.steps)
+    vae = parts["vae"]
+    cfg = f"{args.steps}-step CFG {args.guidance_scale:g}"
+    plain_loop = Loop(f"plain WanPipeline {cfg}", plain, args.steps, transformer, vae)
+    stereo_loop = Loop(f"stereo {cfg}", stereo_run(stereo_gen), args.steps, transformer, vae)
     loops = [plain_loop, stereo_loop]
+    cached_transformer = None
     if cost_table:
-        inverted = generator(args.steps, args.guidance_scale, noise="inverted")
-        free = generator(fast_steps, 1.0)
+        inverted = generator(stereo_pipe, args.steps, args.guidance_scale, noise="inverted")
+        free = generator(stereo_pipe, fast_steps, 1.0)
         loops += [
-            Loop(f"stereo CFG {args.guidance_scale:g} + inversion", lambda: inverted.generate(left, disparity), args.steps),
-            Loop("stereo CFG-free (guidance 1)", lambda: free.generate(left, disparity), fast_steps),
+            Loop(f"stereo {cfg} + inversion", stereo_run(inverted), args.steps, transformer, vae),
+            Loop(f"stereo {fast_steps}-step CFG-free", stereo_run(free), fast_steps, transformer, vae),
         ]
-        if has_first_block_cache(transformer):
-            loops.append(Loop(f"stereo CFG-free + FirstBlockCache {args.cache_threshold:g}", cached_call(
-                transformer, args.cache_threshold, lambda: free.generate(left, disparity)), fast_steps))
+        if hasattr(transformer, "enable_cache"):
+            cached_transformer = copy.deepcopy(transformer)  # its own copy: the cache hooks never touch the others
+            apply_cache(cached_transformer, {"kind": "first_block", "threshold": args.cache_threshold})
+            cached_pipe = WanStereoPipeline(**{**parts, "transformer": cached_transformer})
+            cached_pipe.set_progress_bar_config(disable=True)
+            cached = generator(cached_pipe, fast_steps, 1.0)
+            loops.append(Loop(f"stereo {fast_steps}-step CFG-free + first_block {args.cache_threshold:g}",
+                              stereo_run(cached), fast_steps, cached_transformer, vae))
         else:
-            print("(this diffusers has no FirstBlockCacheConfig: no cache row)")
+            print("(this diffusers has no transformer.enable_cache: no cache row)")
     with torch.no_grad():  # one interleaved group: every ratio compares runs of the same rounds
-        measure(loops, transformer, device, repeats, args.warmup)
+        measure(loops, device, repeats, args.warmup)
     print_comparison(plain_loop, stereo_loop, args.strategy, cpu=not device.startswith("cuda"))
     if cost_table:
         print_cost_table(loops[1:] + loops[:1])
+    if args.real_size:
+        real_size_offload(stereo_pipe, generator, stereo_loop, left, disparity, device, repeats, args)
+    if args.profile:
+        profile_run(stereo_loop.label, stereo_loop.fn, transformer, device)
+        profile_run(plain_loop.label, plain_loop.fn, transformer, device)
     print(f"\nload average at end: {load_average()}")
+    print(f"benchmark took {time.perf_counter() - wall_start:.0f} s wall, {time.process_time() - cpu_start:.0f} s CPU")
+
+
+def real_size_offload(pipe: Any, generator: Callable[..., Any], no_offload: Loop, left: torch.Tensor,
+                      disparity: torch.Tensor, device: str, repeats: int, args: argparse.Namespace) -> None:
+    """Seconds per clip and peak GPU memory of stereo sampling with model CPU offload, after the rest
+    (the offload hooks stay on the pipeline), beside the same loop without offload."""
+    pipe.enable_model_cpu_offload(device=device)
+    gen = generator(pipe, args.steps, args.guidance_scale)
+    offloaded = Loop(f"{no_offload.label} + model CPU offload", lambda: gen.generate(left, disparity), args.steps,
+                     pipe.transformer, pipe.vae)
+    with torch.no_grad():
+        measure([offloaded], device, repeats, args.warmup)
+    frames = left.shape[2]
+    print(f"\n(3) real size, {frames}x{left.shape[3]}x{left.shape[4]}: seconds per 81-frame clip and peak GPU memory")
+    for loop in (no_offload, offloaded):
+        t = summary(loop.seconds)
+        per_clip = t["median"] * 81 / frames
+        print(f"{loop.label:<58} {per_clip:>9.2f} s/clip (median of {len(loop.seconds)}; IQR {t['q1']:.2f}-{t['q3']:.2f} s)"
+              f"  peak {peak_text(loop)} GiB")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def test_seconds_nfe_and_vae_passes_per_81_frames_are_pooled_sums() -> None:
     with pytest.raises(ValueError, match="one kind per metric"):
         cost.update(1.0, 3, peak_bytes=10, memory="cuda")
     empty = GenerationCost().compute()
-    assert math.isnan(float(empty["sec_per_81f"])) and math.isnan(float(empty["peak_rss_gib"]))
+    assert math.isnan(float(empty["sec_per_81f"])) and not any(k.startswith("peak_") for k in empty)
     gpu = GenerationCost()
     gpu.update(1.0, 81, nfe=4, vae_passes=2, peak_bytes=GIB // 2, memory="cuda")
     assert float(gpu.compute()["peak_cuda_gib"]) == pytest.approx(0.5) and "peak_rss_gib" not in gpu.compute()
@@ -133,3 +133,42 @@ def test_wan_generator_reports_nfe_and_vae_passes(tmp_path) -> None:
     assert (cost.nfe, cost.nfe_full, cost.vae_encodes, cost.vae_decodes) == (4, 4, 1, 1) and out.right.shape == left.shape
     assert (out.extras["nfe"], out.extras["vae_encodes"], out.extras["vae_decodes"]) == (4, 1, 1)
     assert cost.memory == "rss" and cost.peak_bytes > 0
+
+
+def test_the_table_has_the_cost_columns_and_says_what_they_measure() -> None:
+    """A Wan-like row (reported NFE, VAE passes, CUDA peak) and a geometric row in one table."""
+    from stereo_lit.evaluation import REFERENCE_ROW, EvaluationSuite
+    from test_evaluation import synthetic_batch
+
+    batch = synthetic_batch(num_frames=5, height=48, width=64)
+    suite = EvaluationSuite(["wan", "warp_fill"])
+    out = WarpFill().generate(batch["left"], batch["disparity_left_px"])
+    suite.update("wan", batch, out, cost=CallCost(2.0, 4, vae_encodes=1, vae_decodes=1, peak_bytes=GIB // 4, memory="cuda"))
+    suite.update("warp_fill", batch, out, cost=CallCost(0.5, 0, vae_encodes=0, vae_decodes=0))
+    table = suite.compute()
+    wan = table["wan"]  # 5 frames: x 81/5
+    assert (wan["sec_per_81f"], wan["nfe_per_81f"], wan["vae_passes_per_81f"], wan["peak_cuda_gib"]) == pytest.approx(
+        (32.4, 64.8, 32.4, 0.25))
+    assert "peak_cuda_gib" not in table["warp_fill"] and table["warp_fill"]["vae_passes_per_81f"] == 0
+    assert "| warp_fill |" in (md := suite.format_table(table)) and md.split("| warp_fill |")[1].split("\n")[0].strip().endswith("n/a |")
+    assert "vae_passes_per_81f" not in table[REFERENCE_ROW]
+    footer = suite.format_table(table)
+    assert "vae_passes_per_81f: VAE encode + decode calls" in footer and "peak_cuda_gib: the largest" in footer
+    assert "peak_rss_gib (CPU runs): the largest process peak resident set size" in footer
+
+
+def test_bench_sampler_rounds_ratios_up_and_real_size_needs_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sampler.py"
+    spec = importlib.util.spec_from_file_location("bench_sampler", path)
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_sampler", bench)  # dataclasses look their module up there
+    spec.loader.exec_module(bench)
+    assert (bench.up(1.0501), bench.up(1.05), bench.up(0.9999)) == ("1.051", "1.050", "1.000")
+    assert bench.summary([1.0, 2.0, 3.0, 4.0, 5.0]) == {"median": 3.0, "min": 1.0, "max": 5.0, "q1": 2.0, "q3": 4.0}
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="--real-size needs a CUDA GPU"):
+            bench.main(["--real-size"])

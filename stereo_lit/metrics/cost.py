@@ -280,7 +280,7 @@ class GenerationCost(Metric):
     ``update(seconds, frames, nfe=None, vae_passes=None, peak_bytes=None, memory=None)``: one
     call that produced ``frames`` source (unpadded) frames. ``compute()`` gives ``sec_per_81f``,
     ``nfe_per_81f``, ``vae_passes_per_81f`` and the peak memory column of the kind measured
-    (:data:`MEMORY_COLUMNS`; ``peak_rss_gib`` / nan when no call measured a peak).
+    (:data:`MEMORY_COLUMNS`; absent when no call measured a peak: the table shows n/a).
     """
 
     full_state_update = False
@@ -331,15 +331,13 @@ class GenerationCost(Metric):
         def per_81(total: torch.Tensor, missing: torch.Tensor) -> float:
             return float(total) * per if float(missing) == 0 else math.nan
 
-        calls = float(self.calls)
-        measured = calls > 0 and float(self.calls_without_peak) < calls
-        peak = float(self.peak_bytes) / GIB if measured else math.nan
         out = {
             "sec_per_81f": float(self.seconds) * per,
             "nfe_per_81f": per_81(self.nfe, self.calls_without_nfe),
             "vae_passes_per_81f": per_81(self.vae, self.calls_without_vae),
-            MEMORY_COLUMNS[self.memory or "rss"]: peak,
         }
+        if self.memory is not None:  # some call measured a peak (a row without one has no peak column: n/a)
+            out[MEMORY_COLUMNS[self.memory]] = float(self.peak_bytes) / GIB
         return {f"{self.prefix}{k}": torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
 
 
