@@ -34,6 +34,7 @@ from stereo_lit.ui_jobs import (
     check_settings,
     check_video,
     error_message,
+    expected_depth_names,
     first_frame,
     is_inside,
     match_depth,
@@ -43,6 +44,7 @@ from stereo_lit.ui_jobs import (
     preview_clip,
     result_files,
     stage,
+    stage_depth,
     vda_status,
     wan_status,
 )
@@ -143,13 +145,13 @@ class App:
                 if settings.depth == "file":
                     if depth is None:
                         raise ValueError(
-                            f"{name}: no depth file uploaded for it (expected {Path(name).stem}.npy, .npz or "
-                            "_depths.npz), and the depth source is 'uploaded depth file'"
+                            f"{name}: no depth file uploaded for it (expected one of {expected_depth_names(name)}), "
+                            "and the depth source is 'uploaded depth file'"
                         )
                     check_depth(depth, original_name(depth), frames)
                 staged = stage(upload, self.output_dir / UPLOADS)
                 if depth is not None:
-                    stage(depth, self.output_dir / UPLOADS, key=staged.parent.name)
+                    stage_depth(depth, staged)
                 row.update(path=staged, depth=depth, frames=frames)
             except ValueError as exc:
                 row.update(status="error", error=str(exc))
