@@ -9,15 +9,15 @@ import torch
 
 from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.diffusion.lora import LORA_WEIGHT_NAME, add_lora, load_lora_into, lora_parameters, save_lora
-from stereo_lit.diffusion.tiny import write_tiny_wan
+from stereo_lit.diffusion.tiny import TINY_WAN_DIRNAME
 from stereo_lit.diffusion.training import LoRATrainingObjective
 
 B, T, H, W = 1, 5, 32, 48
 
 
 @pytest.fixture(scope="module")
-def tiny_wan(tmp_path_factory) -> Path:
-    return write_tiny_wan(tmp_path_factory.mktemp("ckpt"), seed=0)
+def tiny_wan(tiny_checkpoints: Path) -> Path:
+    return tiny_checkpoints / TINY_WAN_DIRNAME
 
 
 def _pipe(folder: Path):
@@ -26,11 +26,12 @@ def _pipe(folder: Path):
     return WanPipeline.from_pretrained(folder, local_files_only=True)
 
 
-def _generator(tiny_wan: Path, **kw) -> WanStereoGenerator:
-    opts = dict(device="cpu", dtype="float32", prompt="a red ball", num_inference_steps=2, guidance_scale=1.0,
-                window=5, overlap=1, progress=False)
-    opts.update(kw)
-    return WanStereoGenerator(tiny_wan, **opts)
+def _generator(tiny_wan: Path, **lora) -> WanStereoGenerator:
+    """2 CFG-free steps on CPU in float32; ``lora``: the generator's ``lora`` options (rank, path...)."""
+    return WanStereoGenerator(
+        tiny_wan, sampling={"num_inference_steps": 2, "guidance_scale": 1.0}, memory={"dtype": "float32", "device": "cpu"},
+        lora=lora, prompt="a red ball", window=5, overlap=1, progress=False,
+    )
 
 
 def _batch(mono: bool = False) -> dict:
@@ -117,7 +118,7 @@ def _train(generator: WanStereoGenerator, batch: dict, steps: int, lr: float = 3
 
 @pytest.mark.parametrize("mono", [False, True], ids=["true_right", "mono"])
 def test_total_loss_goes_down_and_only_lora_changes(tiny_wan, mono):
-    generator = _generator(tiny_wan, lora_rank=8, cycle_weight=0.5)
+    generator = _generator(tiny_wan, rank=8, cycle_weight=0.5)
     components = generator.components
     frozen = {
         f"{part}.{n}": p.detach().clone()
@@ -141,7 +142,7 @@ def test_total_loss_goes_down_and_only_lora_changes(tiny_wan, mono):
 
 @pytest.mark.parametrize("space", ["latent", "pixel"])
 def test_cycle_term_reaches_the_lora_weights(tiny_wan, space):
-    generator = _generator(tiny_wan, lora_rank=4)
+    generator = _generator(tiny_wan, rank=4)
     transformer = generator.trainable_modules()[0]
     _perturb(lora_parameters(transformer))  # lora_B = 0 would zero every lora_A gradient
     batch, embeds = _batch(), generator.prompt_embeds("a red ball")[0]
@@ -162,7 +163,7 @@ def test_cycle_term_reaches_the_lora_weights(tiny_wan, space):
 
 
 def test_training_loss_api_and_errors(tiny_wan):
-    generator = _generator(tiny_wan, lora_rank=4)
+    generator = _generator(tiny_wan, rank=4)
     out = generator.training_loss(_batch())
     assert set(out) == {"loss", "loss_fm", "loss_cycle"}
     assert out["loss"].requires_grad and out["loss"].ndim == 0 and torch.isfinite(out["loss"])
@@ -179,15 +180,15 @@ def test_training_loss_api_and_errors(tiny_wan):
 
     plain = _generator(tiny_wan)
     assert plain.trainable_modules() == []
-    with pytest.raises(ValueError, match="lora_rank"):
+    with pytest.raises(ValueError, match="lora.rank"):
         plain.training_loss(_batch())
     with pytest.raises(ValueError, match="cycle_space"):
-        _generator(tiny_wan, lora_rank=4, cycle_space="rgb")
+        _generator(tiny_wan, rank=4, cycle_space="rgb")
 
 
 # ----------------------------------------------------------------------------- save / load
 def test_saved_adapter_loads_into_a_fresh_wan_pipeline_and_the_generator(tiny_wan, tmp_path):
-    generator = _generator(tiny_wan, lora_rank=4, lora_alpha=8)
+    generator = _generator(tiny_wan, rank=4, alpha=8)
     transformer = generator.trainable_modules()[0]
     _train(generator, _batch(), steps=3, lr=2e-2)
     _perturb(lora_parameters(transformer), scale=0.1)  # make the adapter's effect unmistakable
@@ -204,11 +205,11 @@ def test_saved_adapter_loads_into_a_fresh_wan_pipeline_and_the_generator(tiny_wa
     torch.testing.assert_close(_transformer_out(fresh.transformer), trained, rtol=1e-5, atol=1e-6)
     assert (trained - base).abs().max() > 1e-3
 
-    # the library's loader, and the generator's lora_path option
+    # the library's loader, and the generator's lora.path option
     loaded = load_lora_into(_pipe(tiny_wan), tmp_path / "adapter")
     torch.testing.assert_close(_transformer_out(loaded.transformer), trained, rtol=1e-5, atol=1e-6)
     assert not any(p.requires_grad for p in loaded.transformer.parameters())
-    with_adapter = _generator(tiny_wan, lora_path=str(tmp_path / "adapter"))
+    with_adapter = _generator(tiny_wan, path=str(tmp_path / "adapter"))
     torch.testing.assert_close(_transformer_out(with_adapter.components.transformer), trained, rtol=1e-5, atol=1e-6)
     assert with_adapter.trainable_modules() == []
 
@@ -219,8 +220,8 @@ def test_saved_adapter_loads_into_a_fresh_wan_pipeline_and_the_generator(tiny_wa
     right_base = _generator(tiny_wan).generate(left, disparity).right
     assert (right_lora - right_base).abs().max() > 1e-4
 
-    # resume: lora_path + lora_rank > 0 keeps the loaded adapter trainable
-    resumed = _generator(tiny_wan, lora_path=str(tmp_path / "adapter"), lora_rank=4)
+    # resume: lora.path + lora.rank > 0 keeps the loaded adapter trainable
+    resumed = _generator(tiny_wan, path=str(tmp_path / "adapter"), rank=4)
     params = [p for p in resumed.trainable_modules()[0].parameters() if p.requires_grad]
     assert params and len(params) == len(lora_parameters(transformer))
     torch.testing.assert_close(_transformer_out(resumed.components.transformer), trained, rtol=1e-5, atol=1e-6)
