@@ -243,3 +243,57 @@ def test_load_wan_loads_the_vace_folder(tiny_vace):
     assert backbone_of(components.transformer) == "vace"
     assert components.transformer.config.vace_layers == list(TINY_VACE_LAYERS)
     assert components.vae.dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------------------------- eval configs
+VACE_REAL = "checkpoints/Wan2.1-VACE-1.3B-diffusers"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _vace_rows(cli) -> list:
+    from stereo_lit.diffusion.generator import WanStereoGenerator
+
+    return [m for m in cli.model.methods if isinstance(m, WanStereoGenerator) and m.backbone == "vace"]
+
+
+@pytest.mark.parametrize("name", ["eval_tartanair.yaml", "eval_stereo_video.yaml"])
+def test_eval_configs_have_a_vace_row_with_its_own_checkpoint(tmp_path, name):
+    from stereo_lit.cli import build_cli
+
+    cli = build_cli(["-c", str(REPO / "configs" / name), "--model.wan_checkpoint", str(tmp_path / "t2v")], run=False)
+    (row,) = _vace_rows(cli)
+    assert row.checkpoint == Path(VACE_REAL)  # model.wan_checkpoint (the T2V folder) does not reach it
+    assert row.sampling.conditioning_scale == 1.0 and row.sampling.num_inference_steps == 50
+
+
+@pytest.mark.slow
+def test_stereo_lit_test_with_the_shipped_vace_row_reports_it(tiny_checkpoints, tiny_vace, tmp_path):
+    """``stereo-lit test`` through the real CLI: eval_tartanair.yaml's VACE row (lengths shortened, its
+    checkpoint the tiny VACE folder) beside WarpFill, on a 9-frame TartanAir sequence."""
+    import yaml
+
+    from stereo_lit.cli import build_cli
+    from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
+
+    config = yaml.safe_load((REPO / "configs" / "eval_tartanair.yaml").read_text())
+    (row,) = [b for b in config["model"]["baselines"] if b.get("init_args", {}).get("backbone") == "vace"]
+    assert row["init_args"]["checkpoint"] == VACE_REAL
+    row["init_args"].update(checkpoint=str(tiny_vace), window=5, overlap=1)
+    row["init_args"]["sampling"]["num_inference_steps"] = 2
+    config["model"].update(
+        generator=row, baselines=[{"class_path": "stereo_lit.generators.geometric.WarpFill"}],
+        wan_checkpoint=str(tiny_checkpoints / TINY_WAN_DIRNAME),
+    )
+    config["data"]["init_args"].update(clip_frames=9, stride=9, size=None)
+    path = tmp_path / "eval_vace.yaml"
+    path.write_text(yaml.safe_dump(config))
+    root, out = tmp_path / "tartanair", tmp_path / "out"
+    write_tartanair_sequence(render_sequence(9, 32, 48, seed=1), root / "EnvA" / "Easy" / "P000")
+    cli = build_cli(["test", "-c", str(path), "--data.init_args.root", str(root), "--model.output_dir", str(out),
+                     "--trainer.logger", "false"])
+    (vace,) = _vace_rows(cli)
+    assert backbone_of(vace.components.transformer) == "vace"
+    table = json.loads((out / "eval" / "test_metrics.json").read_text())
+    assert {vace.name, "warp_fill"} <= set(table["methods"])
+    row = table["methods"][vace.name]
+    assert row["psnr_all"] > 0 and "seam_jump_ratio" in row  # 9 frames in 5-frame windows: one seam
