@@ -19,12 +19,14 @@ from test_video_reader import write_test_clip
 
 REPO = Path(__file__).resolve().parents[1]
 WAN_REAL = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
+VACE_REAL = "checkpoints/Wan2.1-VACE-1.3B-diffusers"
 VDA_REAL = "checkpoints/video_depth_anything_vits.pth"
 
 
 def _tiny_config(name: str, tiny: Path, tmp_path: Path, **replace: str) -> Path:
     text = (REPO / "configs" / name).read_text()
     text = text.replace(WAN_REAL, str(tiny / "Wan2.1-T2V-tiny-Diffusers"))
+    text = text.replace(VACE_REAL, str(tiny / "Wan2.1-VACE-tiny-Diffusers"))
     text = text.replace(VDA_REAL, str(tiny / "video_depth_anything_tiny.pth"))
     text = text.replace("num_inference_steps: 50", "num_inference_steps: 2")
     for old, new in replace.items():
@@ -77,15 +79,19 @@ def test_eval_config_names_the_wan_checkpoint_once_and_the_override_reaches_ever
     assert text.count(WAN_REAL) == 1 and "wan_checkpoint: " + WAN_REAL in text
     other = str(tmp_path / "my-wan")
     cli = build_cli(["-c", str(config), "--model.wan_checkpoint", other], run=False)
-    wan = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator)]
+    wan = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator) and m.backbone != "vace"]
     assert [m.name for m in wan] == ["wan_x0_blend", "wan_latent_shift", "wan_repaint"]
     assert all(m.checkpoint == Path(other) for m in wan)
+    # the VACE row names its own folder (a VACE model, not the T2V one)
+    (vace,) = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator) and m.backbone == "vace"]
+    assert vace.checkpoint == Path(VACE_REAL)
     # a row that names its own checkpoint keeps it
     own = str(tmp_path / "wan-14b")
     cli = build_cli(["-c", str(config), "--model.wan_checkpoint", other, "--model.generator.init_args.checkpoint", own],
                     run=False)
     assert cli.model.generator.checkpoint == Path(own)
-    assert all(m.checkpoint == Path(other) for m in cli.model.baselines if isinstance(m, WanStereoGenerator))
+    assert all(m.checkpoint == Path(other) for m in cli.model.baselines
+               if isinstance(m, WanStereoGenerator) and m.backbone != "vace")
 
 
 def test_eval_config_runs_every_method_including_each_wan_strategy(
@@ -104,14 +110,15 @@ def test_eval_config_runs_every_method_including_each_wan_strategy(
         ["test", "-c", str(config), "--data.init_args.root", str(root), "--model.output_dir", str(out),
          "--trainer.logger", "false"]
     )
-    # three Wan rows naming one checkpoint: one text encoder / transformer / VAE, loaded once
-    wan = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator)]
-    assert len(wan) == 3 and loads == [str(tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers")]
-    assert all(m.components is wan[0].components for m in wan)
+    # three T2V rows naming one checkpoint: one text encoder / transformer / VAE, loaded once; the VACE row its own
+    wan = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator) and m.backbone != "vace"]
+    (vace,) = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator) and m.backbone == "vace"]
+    assert len(wan) == 3 and loads == [str(tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers"),
+                                       str(tiny_checkpoints / "Wan2.1-VACE-tiny-Diffusers")]
+    assert all(m.components is wan[0].components for m in wan) and vace.components is not wan[0].components
     table = json.loads((out / "eval" / "test_metrics.json").read_text())
-    assert {"wan_x0_blend", "wan_latent_shift", "wan_repaint", "copy_left", "warp_only", "warp_fill", "warp_fill_telea"} <= set(
-        table["methods"]
-    )
+    assert {"wan_x0_blend", "wan_latent_shift", "wan_repaint", vace.name, "copy_left", "warp_only", "warp_fill",
+            "warp_fill_telea"} <= set(table["methods"])
     for row in table["methods"].values():
         assert row["psnr_all"] is None or row["psnr_all"] == "inf" or row["psnr_all"] > 0
     # 9-frame clips in 5-frame windows: the sampler reports its seams, the table measures them

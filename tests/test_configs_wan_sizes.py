@@ -26,6 +26,7 @@ from test_video_reader import write_test_clip
 
 REPO = Path(__file__).resolve().parents[1]
 WAN_REAL = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
+VACE_REAL = "checkpoints/Wan2.1-VACE-1.3B-diffusers"
 VDA_REAL = "checkpoints/video_depth_anything_vits.pth"
 #: Lengths a test may shorten (frames, windows, steps); nothing else in a config is touched.
 LENGTHS = {"window": 5, "overlap": 1, "num_inference_steps": 2, "clip_frames": 5, "stride": 5, "num_frames": 5,
@@ -42,6 +43,7 @@ def _config(name: str, tiny: Path, tmp_path: Path) -> Path:
     text = (REPO / "configs" / name).read_text()
     assert WAN_REAL in text, f"configs/{name} names no Wan checkpoint"
     new = text.replace(WAN_REAL, str(tiny / "Wan2.1-T2V-tiny-Diffusers"))
+    new = new.replace(VACE_REAL, str(tiny / "Wan2.1-VACE-tiny-Diffusers"))
     new = new.replace(VDA_REAL, str(tiny / "video_depth_anything_tiny.pth"))
     for key, value in LENGTHS.items():
         new = re.sub(rf"(?m)((?:^|[{{,])\s*{key}): \d+", rf"\g<1>: {value}", new)  # block or flow style

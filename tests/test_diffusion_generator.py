@@ -212,3 +212,12 @@ def test_text_to_stereo_returns_both_eyes_and_depth(tiny_wan, components):
     # the left view is plain Wan text-to-video for that seed
     again = TextToStereo(gen, depth).generate_left("a red ball", num_frames=5, height=32, width=48)
     assert torch.equal(again, result.left)
+
+
+def test_row_names_say_the_backbone_and_the_strategy(tiny_checkpoints):
+    t2v, vace = tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers", tiny_checkpoints / "Wan2.1-VACE-tiny-Diffusers"
+    assert WanStereoGenerator(t2v).name == "wan_x0_blend"
+    assert WanStereoGenerator(vace, strategy="none").name == "wan_vace"  # backbone auto: read from the folder
+    assert WanStereoGenerator(vace, backbone="vace", strategy="x0_blend").name == "wan_vace_x0_blend"
+    with pytest.raises(ValueError, match="backbone='t2v' but .* is a 'vace' model"):
+        WanStereoGenerator(vace, backbone="t2v").check_paths()

@@ -87,8 +87,6 @@ class WanStereoGenerator(WanModels, StereoGenerator):
         max_sequence_length: text tokens (Wan: 512).
     """
 
-    name = "wan_stereo"
-
     def __init__(
         self,
         checkpoint: str | Path | None = None,
@@ -128,8 +126,23 @@ class WanStereoGenerator(WanModels, StereoGenerator):
             cycle_weight=self.lora.cycle_weight, cycle_space=self.lora.cycle_space,
             sigma_sampling=self.lora.sigma_sampling, flow_shift=self.sampling.flow_shift,
         )
-        self.name = f"wan_{strategy}"
         self._init_models(window)
+
+    @property
+    def name(self) -> str:
+        """The method's row name: ``wan_{strategy}`` (T2V), ``wan_vace`` / ``wan_vace_{strategy}`` (VACE;
+        with ``backbone: auto`` read from the folder when it is there)."""
+        backbone = self.backbone
+        if backbone == "auto" and self.checkpoint is not None and (self.checkpoint / "model_index.json").is_file():
+            from stereo_lit.diffusion.vace import backbone_of
+
+            try:
+                backbone = backbone_of(self.checkpoint)
+            except ValueError:  # not a T2V/VACE folder: check_paths says so at setup
+                backbone = "t2v"
+        if backbone == "vace":
+            return "wan_vace" if self.strategy == "none" else f"wan_vace_{self.strategy}"
+        return f"wan_{self.strategy}"
 
     # ------------------------------------------------------------------ LoRA fine-tuning
     def trainable_modules(self) -> list[torch.nn.Module]:
