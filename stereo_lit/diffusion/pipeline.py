@@ -58,7 +58,8 @@ class WanStereoPipelineOutput(BaseOutput):
         nfe: transformer evaluations made (inversion included; CFG: 2 per step with ``batch_mode="separate"``).
         control_latents: VACE only: the control latents ``[B, 96, f, h, w]`` every transformer call saw
             (:func:`~stereo_lit.diffusion.vace.vace_conditioning`); None with a T2V transformer.
-        known_latent: the encoded right-view estimate (carried frames first, then the warp).
+        known_latent: the encoded right-view estimate (carried frames first, then the warp); None when
+            nothing holds it (strategy ``none`` or ``latent_shift`` without carried frames: not encoded).
         latent_mask: ``[B, 1, f, h, w]`` latent cells the strategy holds (1 = known).
         fixed_latent_mask: ``[B, 1, f, h, w]`` latent cells of the carried frames (``fixed_right``).
     """
@@ -333,7 +334,10 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         estimate, known_mask = self.right_estimate(video, disparity_px, fill_holes)
         if num_fixed:
             estimate = torch.cat([fixed_right.to(estimate), estimate[:, :, num_fixed:]], dim=2)
-        known_latent = encode_video(self.vae, estimate).to(device)
+        # encoded only when something holds it (a strategy that blends it in, or carried frames): plain
+        # sampling and VACE's own fill make no extra VAE pass
+        needs_known = strategy in ("x0_blend", "repaint") or num_fixed > 0
+        known_latent = encode_video(self.vae, estimate).to(device) if needs_known else None
         fixed_pixels = torch.zeros_like(known_mask)
         fixed_pixels[:, :, :num_fixed] = 1.0
         fixed_mask = mask_to_latent_grid(fixed_pixels)
@@ -357,7 +361,10 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             }
 
         # 4. Prepare the noise: the generator's (as WanPipeline draws it), inverted or the left's shifted.
-        latents = randn_tensor(tuple(known_latent.shape), generator=generator, device=device, dtype=torch.float32)
+        b, _, t, h, w = video.shape
+        latent_shape = (b, self.transformer.config.in_channels, (t - 1) // self.vae_scale_factor_temporal + 1,
+                        h // self.vae_scale_factor_spatial, w // self.vae_scale_factor_spatial)
+        latents = randn_tensor(latent_shape, generator=generator, device=device, dtype=torch.float32)
         with count_nfe(self.transformer) as nfe:
             if inverting:
                 self.scheduler.set_timesteps(num_inference_steps, device=device)
