@@ -135,8 +135,9 @@ class LoRAOptions:
         dropout: LoRA dropout.
         target_modules: peft target modules (default ``to_q, to_k, to_v, to_out.0``).
         path: saved adapter(s): one folder/file, or a list of ``{path, weight, name}`` loaded through
-            diffusers' multi-adapter API (e.g. a step-distillation LoRA plus a stereo LoRA). One
-            adapter with ``rank > 0`` resumes training.
+            diffusers' multi-adapter API (e.g. a step-distillation LoRA plus a stereo LoRA). With
+            ``rank > 0`` the adapter named ``default`` (a single unnamed path) resumes training;
+            otherwise a fresh ``default`` trains over the frozen loaded ones.
         gradient_checkpointing: recompute transformer blocks in the backward pass (training).
         cycle_weight: weight of the right->left cycle term of the training loss.
         cycle_space: ``"latent"`` (no decode) or ``"pixel"`` (decode with gradients).
