@@ -317,8 +317,14 @@ def transformer_timer(transformer: torch.nn.Module, totals: dict[str, list[float
             handle.remove()
 
 
-def profile_run(label: str, fn: Callable[[], None], transformer: torch.nn.Module, device: str) -> None:
-    """One run of ``fn`` with its pieces timed (wrappers add a little time of their own)."""
+#: pieces of a stereo window that plain sampling does not run (its overhead)
+STEREO_ONLY = ("warp (WarpFill) of the left view", "VAE encode (stereo)", "masks to the latent grid",
+               "disparity to the latent grid", "X0Blend.edit_velocity (per step)", "cycle error (generate's extras)")
+
+
+def profile_run(label: str, fn: Callable[[], None], transformer: torch.nn.Module, device: str) -> float:
+    """One run of ``fn`` with its pieces timed (wrappers add a little time of their own); prints the
+    pieces and returns the share of the run spent in :data:`STEREO_ONLY` pieces."""
     import diffusers
 
     import stereo_lit.diffusion.generator as generator_module
@@ -356,6 +362,7 @@ def profile_run(label: str, fn: Callable[[], None], transformer: torch.nn.Module
         print(f"  {piece:<40} {calls:>6} {seconds:>9.4f} {seconds / total:>7.1%}" + (" (inside the VAE decode)" if piece in nested else ""))
     rest = total - counted
     print(f"  {'rest (loop, CFG combine, padding, copies)':<40} {'':>6} {rest:>9.4f} {rest / total:>7.1%}")
+    return sum(totals[piece][0] for piece in STEREO_ONLY if piece in totals) / total
 
 
 # ---------------------------------------------------------------------- main
@@ -489,8 +496,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.real_size:
         real_size_offload(stereo_pipe, generator, stereo_loop, left, disparity, device, repeats, args)
     if args.profile:
-        profile_run(stereo_loop.label, stereo_loop.fn, transformer, device)
+        share = profile_run(stereo_loop.label, stereo_loop.fn, transformer, device)
         profile_run(plain_loop.label, plain_loop.fn, transformer, device)
+        print(f"\nstereo-only pieces ({', '.join(STEREO_ONLY)}): {share:.2%} of the stereo run; if the shared "
+              f"pieces cost the same in both loops, stereo/plain = 1 / (1 - {share:.4f}) = {up(1 / (1 - share))} "
+              "(one run each: read it beside the ratios above, not instead of them)")
     print(f"\nload average at end: {load_average()}")
     print(f"benchmark took {time.perf_counter() - wall_start:.0f} s wall, {time.process_time() - cpu_start:.0f} s CPU")
 
