@@ -334,15 +334,18 @@ class StereoPredictionWriter(BasePredictionWriter):
         self._open[video_path] = outputs
         return outputs
 
-    def _finish(self, outputs: _VideoOutputs) -> None:
+    def _finish(self, outputs: _VideoOutputs, cost: dict[str, Any] | None = None) -> None:
         video_path = outputs.video_path
         files = outputs.close()
-        write_manifest(outputs.folder, {
+        record = {
             "video": video_path, "source": source_fingerprint(video_path),
             "depth_file": source_fingerprint(self.depth_files.get(video_path)),
             "frames": outputs.next_frame, "layouts": files, "settings": self.settings,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-        })
+        }
+        if cost is not None:  # what generating this video cost (stereo_lit.predict_cost); not compared on resume
+            record["cost"] = cost
+        write_manifest(outputs.folder, record)
         self.finished.extend(outputs.folder / entry["file"] for entry in files.values())
         self._release(video_path)
 
@@ -356,6 +359,7 @@ class StereoPredictionWriter(BasePredictionWriter):
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
         shifts = prediction.get("convergence_px") or [0.0] * len(prediction["video_path"])
+        costs = prediction.get("cost") or [None] * len(prediction["video_path"])  # each video's totals so far
         for i, video_path in enumerate(prediction["video_path"]):
             if video_path in self._ignored:
                 continue
@@ -375,7 +379,7 @@ class StereoPredictionWriter(BasePredictionWriter):
                 )
                 if outputs.done:
                     del self._open[video_path]
-                    self._finish(outputs)
+                    self._finish(outputs, cost=costs[i])
             except Exception:
                 outputs.abort()
                 self._open.pop(video_path, None)

@@ -3,6 +3,7 @@ with known answers (a generator that reports its NFE / VAE passes, and the tiny 
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import torch
 
 from stereo_lit.cli import build_cli
 from stereo_lit.generators.geometric import WarpFill
+from stereo_lit.io.output_manifest import MANIFEST_NAME
 from stereo_lit.metrics.cost import GIB, CallCost
 from stereo_lit.predict_cost import CostTotals, PredictCost
 from test_predict_outputs import _args, _clip
@@ -70,6 +72,8 @@ def test_predict_summary_prints_the_reported_cost_per_81_frames(tmp_path: Path, 
     record = cli.model.predict_cost.video_record(str(video))
     assert (record["frames"], record["nfe"], record["vae_passes"]) == (9, 20, 6)
     assert record["sec_per_81f"] > 0
+    manifest = json.loads((tmp_path / "out" / "clip" / MANIFEST_NAME).read_text())
+    assert manifest["cost"] == json.loads(json.dumps(record))  # the video's totals, in its manifest
 
 
 @pytest.mark.slow  # the tiny Wan through the CLI: about 20 s on a busy CPU

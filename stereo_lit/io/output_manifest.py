@@ -9,7 +9,9 @@ Layout of one video's output folder (``output_dir/<name>/``)::
 
 The manifest records the source's fingerprint (size, mtime, SHA-256 of its first MiB),
 the depth file's fingerprint, the frame count, each layout's file size, and the settings
-that change the pixels (:func:`manifest_mismatch` compares all of them on resume).
+that change the pixels (:func:`manifest_mismatch` compares all of them on resume), and
+``cost``: what generating the video cost (frames, seconds, NFE, VAE passes, peak memory and
+their per-81-frame rates, :meth:`stereo_lit.predict_cost.CostTotals.record`; never compared).
 ``output_dir`` itself gets a marker file (:data:`ROOT_MARKER`) so a reader scanning a
 folder that contains it leaves it out.
 """
