@@ -221,3 +221,20 @@ def test_row_names_say_the_backbone_and_the_strategy(tiny_checkpoints):
     assert WanStereoGenerator(vace, backbone="vace", strategy="x0_blend").name == "wan_vace_x0_blend"
     with pytest.raises(ValueError, match="backbone='t2v' but .* is a 'vace' model"):
         WanStereoGenerator(vace, backbone="t2v").check_paths()
+
+
+def test_a_one_window_video_is_exactly_the_pipeline_call_a_python_user_makes(tiny_wan, components):
+    """The generator adds windows and padding around WanStereoPipeline, no sampling math of its own."""
+    from stereo_lit.diffusion.pipeline import WanStereoPipeline
+
+    gen = _generator(tiny_wan, components, strategy="x0_blend", seed=4)
+    left = torch.rand(1, 3, 9, 16, 32, generator=torch.Generator().manual_seed(1))  # one window, nothing to pad
+    disparity = torch.full((1, 1, 9, 16, 32), 3.0)
+    disparity[..., 4:12, 8:20] = 9.0
+    out = gen.generate(left, disparity)
+    pipe = WanStereoPipeline(**gen.pipeline.components)  # what a diffusers user builds from the same models
+    pipe.scheduler = gen.new_scheduler()
+    direct = pipe(left, disparity, prompt="a red ball", negative_prompt=gen.negative_prompt, num_inference_steps=2,
+                  guidance_scale=5.0, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(out.right, direct.right) and torch.equal(out.known_mask, direct.known_mask)
+    assert out.extras["nfe"] == direct.nfe == 4  # 2 steps x CFG
