@@ -167,3 +167,39 @@ def test_inversion_then_sampling_returns_the_left_latent(tiny_wan, scheduler):
                      num_inference_steps=steps, guidance_scale=5.0)
     assert (back - z_left).abs().mean() < 0.1 and (back - z_left).abs().max() < 0.3
     assert (random - z_left).abs().mean() > 0.5
+
+
+def test_lcm_with_lightx2v_timesteps_samples_those_levels_reproducibly_and_holds_the_warp(tiny_wan):
+    """scheduler lcm + timesteps [1000, 750, 500, 250] at shift 5: the transformer sees t = 1000, 937.5, 833.3, 625
+    (lightx2v's distillation levels); the per-step re-noising is seeded; x0_blend lands on the encoded warp."""
+    from stereo_lit.diffusion.options import SamplingOptions
+
+    seen: list[float] = []
+    sampling = dict(scheduler="lcm", flow_shift=5.0, num_inference_steps=4, guidance_stop=1.0, guidance_scale=1.0,
+                    timesteps=[1000, 750, 500, 250])
+
+    def lcm(seed: int = 7) -> WanStereoGenerator:
+        loaded = _generator(tiny_wan).components  # the module's shared tiny model
+        return WanStereoGenerator(tiny_wan, strategy="x0_blend", seed=seed, prompt=PROMPT, sampling=sampling,
+                                  memory={"device": "cpu", "dtype": "float32"}).use_components(loaded)
+
+    gen = lcm()
+    hook = gen.components.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(float(kwargs["timestep"][0])), with_kwargs=True)
+    left, disparity = _scene()
+    try:
+        window = gen.sample_window(left, disparity)
+    finally:
+        hook.remove()
+    assert seen == pytest.approx([1000.0, 937.5, 833.333, 625.0], abs=1e-3)
+    known = window.latent_mask.expand_as(window.latents) > 0.5
+    assert known.float().mean() > 0.2
+    assert (window.latents - window.known_latent)[known].abs().max() <= 1e-5  # the last jump is to the blended x0
+    again = lcm().sample_window(left, disparity).latents
+    assert torch.equal(window.latents, again)  # re-noising drawn from the seeded generator
+    other = lcm(seed=8).sample_window(left, disparity).latents
+    assert (other - window.latents)[~known].abs().max() > 0.1
+    with pytest.raises(ValueError, match="sampling.timesteps needs a scheduler"):
+        SamplingOptions(scheduler="unipc", num_inference_steps=4, timesteps=[1000, 750, 500, 250])
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        SamplingOptions(scheduler="lcm", num_inference_steps=4, timesteps=[1000, 500, 750, 250])

@@ -201,7 +201,7 @@ class WanStereoGenerator(WanModels, StereoGenerator):
         extra = {"conditioning_scale": opts.conditioning_scale} if self._is_vace() else {}
         out = pipe(
             left, disparity_px, prompt_embeds=cond, negative_prompt_embeds=uncond,
-            num_inference_steps=opts.num_inference_steps, guidance_scale=opts.guidance_scale,
+            num_inference_steps=opts.num_inference_steps, sigmas=opts.sigmas, guidance_scale=opts.guidance_scale,
             strategy=self.strategy, guidance_stop=opts.guidance_stop, noise=opts.noise, batch_mode=opts.batch_mode,
             shift_every=opts.shift_every, fill_holes=self.fill_holes, fixed_right=fixed_right, left_noise=left_noise,
             generator=torch.Generator(device="cpu").manual_seed(seed), output_type="pt", **extra,

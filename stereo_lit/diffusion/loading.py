@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 import torch
 
+from stereo_lit.diffusion.options import SCHEDULERS  # one list of scheduler names
+
 #: Files a Wan2.1 Diffusers folder must have (``*/`` entries: any weights file in it).
 REQUIRED_FILES = (
     "model_index.json",
@@ -26,7 +28,6 @@ REQUIRED_FILES = (
     "text_encoder/config.json",
 )
 REQUIRED_WEIGHTS = ("vae", "transformer", "text_encoder")
-SCHEDULERS = ("unipc", "euler", "dpmpp")
 
 _DTYPES = {
     "float32": torch.float32,
@@ -88,12 +89,18 @@ def make_scheduler(name: str, flow_shift: float = 3.0, base_config: dict | None 
     """A fresh flow-matching scheduler (schedulers hold per-run state: make one per sampling run).
 
     Args:
-        name: ``"unipc"`` (Wan's default, multistep), ``"euler"`` (first order) or
-            ``"dpmpp"`` (DPM-Solver++ 2M, multistep).
+        name: ``"unipc"`` (Wan's default, multistep), ``"euler"`` (first order),
+            ``"dpmpp"`` (DPM-Solver++ 2M, multistep) or ``"lcm"`` (clean prediction re-noised with
+            fresh noise each step: pass a ``generator`` to its ``step``).
         flow_shift: sigma shift (3.0 for 480p, 5.0 for 720p).
         base_config: a scheduler config to start from (the checkpoint's), else defaults.
     """
-    from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        FlowMatchEulerDiscreteScheduler,
+        FlowMatchLCMScheduler,
+        UniPCMultistepScheduler,
+    )
 
     base = dict(base_config or {})
     num_train = int(base.get("num_train_timesteps", 1000))
@@ -103,6 +110,8 @@ def make_scheduler(name: str, flow_shift: float = 3.0, base_config: dict | None 
         return UniPCMultistepScheduler.from_config(keep)
     if name == "euler":
         return FlowMatchEulerDiscreteScheduler(num_train_timesteps=num_train, shift=flow_shift)
+    if name == "lcm":
+        return FlowMatchLCMScheduler(num_train_timesteps=num_train, shift=flow_shift)
     if name == "dpmpp":
         return DPMSolverMultistepScheduler(
             num_train_timesteps=num_train,

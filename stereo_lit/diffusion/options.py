@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SCHEDULERS = ("unipc", "euler", "dpmpp")
+SCHEDULERS = ("unipc", "euler", "dpmpp", "lcm")
+#: schedulers that take an explicit list of noise levels (``sampling.timesteps``)
+CUSTOM_TIMESTEP_SCHEDULERS = ("euler", "lcm")
 NOISE_MODES = ("shared", "inverted")
 BATCH_MODES = ("separate", "shared")
 CYCLE_SPACES = ("latent", "pixel")
@@ -43,7 +45,11 @@ class SamplingOptions:
             pass, halving the transformer evaluations.
         guidance_stop: fraction of the steps that are guided by the warp (the rest harmonise seams).
         flow_shift: sigma shift of the schedule (3.0 for 480p, 5.0 for 720p).
-        scheduler: ``"unipc"`` (Wan's default), ``"euler"`` or ``"dpmpp"``.
+        scheduler: ``"unipc"`` (Wan's default), ``"euler"``, ``"dpmpp"`` or ``"lcm"`` (diffusers'
+            ``FlowMatchLCMScheduler``: each step jumps to the clean prediction and re-noises it with
+            fresh seeded noise, as step-distilled samplers such as lightx2v's do).
+        timesteps: explicit noise levels out of 1000 before the shift, one per step (e.g. lightx2v's
+            ``[1000, 750, 500, 250]``); ``euler`` and ``lcm`` only; None = the scheduler's own spacing.
         noise: right-view initial noise: ``"shared"`` with the left (the seed's noise) or
             ``"inverted"`` (left latent inverted to noise with the sampler's CFG, shifted to the right view).
         batch_mode: ``"separate"`` transformer calls per prompt (as WanPipeline) or one ``"shared"``
@@ -65,6 +71,7 @@ class SamplingOptions:
     shift_every: int = 1
     cache: dict[str, Any] | None = None
     conditioning_scale: float = 1.0
+    timesteps: list[float] | None = None
 
     def __post_init__(self) -> None:
         _check_choice("sampling", "scheduler", self.scheduler, SCHEDULERS)
@@ -78,6 +85,26 @@ class SamplingOptions:
             raise ValueError(f"sampling.shift_every must be >= 1, got {self.shift_every}")
         if self.cache is not None:
             self.cache = dict(self.cache)
+        if self.timesteps is not None:
+            self.timesteps = [float(t) for t in self.timesteps]
+            if self.scheduler not in CUSTOM_TIMESTEP_SCHEDULERS:
+                raise ValueError(
+                    f"sampling.timesteps needs a scheduler that takes explicit noise levels {CUSTOM_TIMESTEP_SCHEDULERS}, "
+                    f"got scheduler {self.scheduler!r}"
+                )
+            steps = self.timesteps
+            if len(steps) != self.num_inference_steps or any(not 0 < t <= 1000 for t in steps) or any(
+                a <= b for a, b in zip(steps, steps[1:])
+            ):
+                raise ValueError(
+                    f"sampling.timesteps must be {self.num_inference_steps} (num_inference_steps) strictly decreasing "
+                    f"values in (0, 1000], got {steps}"
+                )
+
+    @property
+    def sigmas(self) -> list[float] | None:
+        """``timesteps / 1000`` (the unshifted sigmas the scheduler's ``set_timesteps`` takes), or None."""
+        return None if self.timesteps is None else [t / 1000.0 for t in self.timesteps]
 
     @property
     def uses_cfg(self) -> bool:
@@ -224,4 +251,4 @@ def as_options(value: Any, cls: type) -> Any:
     raise TypeError(f"expected {cls.__name__} or a dict of its fields, got {type(value).__name__}")
 
 
-__all__ = ["FLAT_OPTIONS", "GROUPS", "LoRAAdapter", "LoRAOptions", "MemoryOptions", "SamplingOptions", "as_options", "group_flat_options"]
+__all__ = ["CUSTOM_TIMESTEP_SCHEDULERS", "FLAT_OPTIONS", "GROUPS", "LoRAAdapter", "LoRAOptions", "MemoryOptions", "SamplingOptions", "as_options", "group_flat_options"]

@@ -37,7 +37,7 @@ from stereo_lit.diffusion.codec import decode_latents, encode_video
 from stereo_lit.diffusion.flow import inversion_sigmas
 from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Repaint, X0Blend
 from stereo_lit.diffusion.nfe import count_nfe
-from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert
+from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert, set_schedule
 from stereo_lit.diffusion.vace import backbone_of, conditioning_scales, grey_holes, vace_conditioning
 from stereo_lit.geometry import disparity_to_latent_grid, mask_to_latent_grid, shift_noise
 from stereo_lit.windows import is_wan_length
@@ -251,6 +251,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         prompt: str | list[str] | None = None,
         negative_prompt: str | list[str] | None = None,
         num_inference_steps: int = 50,
+        sigmas: list[float] | None = None,
         guidance_scale: float = 5.0,
         strategy: str = "x0_blend",
         guidance_stop: float = 0.8,
@@ -290,7 +291,11 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 held on every step and returned unchanged.
             left_noise: the noise the left view came from (text-to-stereo), latent shape: the right
                 starts from it shifted onto the known cells, fresh noise in the holes.
-            generator: seeds the noise (drawn as ``WanPipeline.prepare_latents`` draws it); ``repaint``
+            sigmas: explicit unshifted noise levels, one per step (e.g. ``[1.0, 0.75, 0.5, 0.25]``, lightx2v's
+                schedule); schedulers that take them only (``FlowMatchEulerDiscreteScheduler``,
+                ``FlowMatchLCMScheduler``); None = the scheduler's own spacing.
+            generator: seeds the noise (drawn as ``WanPipeline.prepare_latents`` draws it) and, after it,
+                the per-step noise of a stochastic scheduler (``FlowMatchLCMScheduler``); ``repaint``
                 noises the known latent from ``generator.initial_seed() + 1``.
             conditioning_scale: VACE only (as ``WanVACEPipeline``): scale of the control, one float or
                 one per VACE layer. The control is the right estimate (carried frames, then the warp)
@@ -367,7 +372,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         latents = randn_tensor(latent_shape, generator=generator, device=device, dtype=torch.float32)
         with count_nfe(self.transformer) as nfe:
             if inverting:
-                self.scheduler.set_timesteps(num_inference_steps, device=device)
+                set_schedule(self.scheduler, num_inference_steps, device, sigmas)
                 left_noise = invert(
                     self.transformer, left_latent, inversion_sigmas(self.scheduler.sigmas), prompt_embeds,
                     negative_prompt_embeds, guidance_scale=guidance_scale,
@@ -416,6 +421,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                     num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, guidance=guidance,
                     guidance_stop=guidance_stop, constraint=_StepHooks(constraint, on_step),
                     batch_mode=batch_mode, attention_kwargs=attention_kwargs, transformer_kwargs=transformer_kwargs,
+                    sigmas=sigmas, generator=generator,
                 )
         self._current_timestep = None
 

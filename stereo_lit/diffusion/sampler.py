@@ -10,6 +10,7 @@ stereo strategies of :mod:`stereo_lit.diffusion.guidance` hook in between.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from typing import Any
 
@@ -117,6 +118,19 @@ def predict_velocity(
     return velocity.to(latents.dtype)
 
 
+def set_schedule(scheduler: Any, num_inference_steps: int, device: Any, sigmas: list[float] | None = None) -> None:
+    """``scheduler.set_timesteps`` with the scheduler's own spacing, or with explicit unshifted ``sigmas``
+    (one per step, e.g. ``[1.0, 0.75, 0.5, 0.25]``; the scheduler applies its shift)."""
+    if sigmas is None:
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        return
+    if len(sigmas) != num_inference_steps:
+        raise ValueError(f"sigmas must have num_inference_steps={num_inference_steps} values, got {len(sigmas)}")
+    if "sigmas" not in inspect.signature(scheduler.set_timesteps).parameters:
+        raise ValueError(f"{type(scheduler).__name__} takes no explicit sigmas; use scheduler euler or lcm")
+    scheduler.set_timesteps(num_inference_steps, device=device, sigmas=list(sigmas))
+
+
 @torch.no_grad()
 def denoise(
     transformer: Any,
@@ -134,6 +148,8 @@ def denoise(
     attention_kwargs: dict | None = None,
     transformer_kwargs: dict | None = None,
     progress: str | None = None,
+    sigmas: list[float] | None = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Sample clean latents from ``latents`` (pure noise at the first sigma, float32).
 
@@ -148,6 +164,8 @@ def denoise(
         transformer_kwargs: merged into every transformer call (:func:`predict_velocity`), e.g.
             VACE's ``control_hidden_states`` and ``control_hidden_states_scale``.
         progress: label of a progress bar over the steps; None = no bar.
+        sigmas: explicit unshifted sigmas, one per step (:func:`set_schedule`); None = the scheduler's spacing.
+        generator: the per-step noise of a stochastic scheduler (``lcm``); deterministic ones ignore it.
 
     Returns:
         clean latents ``[B, 16, f, h, w]``, float32.
@@ -157,8 +175,11 @@ def denoise(
     device = latents.device
 
     # 1. Timesteps and sigmas (the scheduler's own schedule, as WanPipeline sets it).
-    scheduler.set_timesteps(num_inference_steps, device=device)
+    set_schedule(scheduler, num_inference_steps, device, sigmas)
     scheduler.set_begin_index(0)
+    # stochastic schedulers (lcm) draw their per-step noise from ``generator``: reproducible for a seed
+    takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+    step_kwargs = {"generator": generator} if generator is not None and takes_generator else {}
     timesteps = scheduler.timesteps
     sigmas = [float(s) for s in scheduler.sigmas]  # len = steps + 1, last is 0
     guided = num_guided_steps(len(timesteps), guidance_stop)
@@ -187,7 +208,7 @@ def denoise(
         velocity = constraint.edit_velocity(latents, velocity, sigmas[i])
 
         # 3c. The scheduler's step (UniPC / DPM++ / Euler), unchanged.
-        latents = scheduler.step(velocity, t, latents, return_dict=False)[0]
+        latents = scheduler.step(velocity, t, latents, return_dict=False, **step_kwargs)[0]
 
         # 3d. Edit the sample at the next sigma (repaint, latent_shift), i.e. before the next
         # model call: a multistep corrector may rewrite the edited cells from its history, but

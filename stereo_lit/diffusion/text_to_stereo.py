@@ -80,11 +80,14 @@ class TextToStereo:
         cond, uncond = gen.prompt_embeds(prompt)
         z_dim = gen.components.vae.config.z_dim
         shape = (1, z_dim, (num_frames - 1) // 4 + 1, height // 8, width // 8)
-        noise = gen.initial_noise(shape, gen.seed if seed is None else seed)
+        from diffusers.utils.torch_utils import randn_tensor
+
+        generator = torch.Generator(device="cpu").manual_seed(gen.seed if seed is None else seed)
+        noise = randn_tensor(shape, generator=generator, device=gen.execution_device, dtype=torch.float32)  # = initial_noise
         latents = denoise(
             gen.components.transformer, gen.new_scheduler(), noise, cond, uncond,
             num_inference_steps=gen.sampling.num_inference_steps, guidance_scale=gen.sampling.guidance_scale,
-            batch_mode=gen.sampling.batch_mode,
+            batch_mode=gen.sampling.batch_mode, sigmas=gen.sampling.sigmas, generator=generator,
             progress="sampling (left view)" if gen.progress else None,
         )
         return decode_latents(gen.components.vae, latents), noise
