@@ -15,6 +15,7 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
+from pipeline_loading import load_pipeline
 from stereo_lit.diffusion.pipeline import WanStereoPipeline  # noqa: E402
 from stereo_lit.diffusion.tiny import TINY_VACE_LAYERS, TINY_WAN_DIRNAME, TINY_WAN_VACE_DIRNAME, write_tiny_wan_vace  # noqa: E402
 from stereo_lit.diffusion.vace import backbone_of, conditioning_scales, grey_holes, vace_conditioning  # noqa: E402
@@ -29,22 +30,14 @@ def tiny_vace(tiny_checkpoints) -> Path:
     return write_tiny_wan_vace(tiny_checkpoints)
 
 
-def _load(cls, folder: Path):
-    with warnings.catch_warnings():  # diffusers 0.42 renamed torch_dtype to dtype; both work
-        warnings.simplefilter("ignore", FutureWarning)
-        pipe = cls.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 @pytest.fixture(scope="module")
 def pipe(tiny_vace) -> WanStereoPipeline:
-    return _load(WanStereoPipeline, tiny_vace)
+    return load_pipeline(WanStereoPipeline, tiny_vace)
 
 
 @pytest.fixture(scope="module")
 def ref(tiny_vace):
-    return _load(diffusers.WanVACEPipeline, tiny_vace)
+    return load_pipeline(diffusers.WanVACEPipeline, tiny_vace)
 
 
 @pytest.fixture(scope="module")

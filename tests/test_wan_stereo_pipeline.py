@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from pipeline_loading import load_pipeline
 from stereo_lit.diffusion.tiny import TINY_WAN_DIRNAME
 
 diffusers = pytest.importorskip("diffusers")
@@ -18,14 +18,6 @@ from stereo_lit.diffusion.pipeline import WanStereoPipeline, WanStereoPipelineOu
 
 PROMPT, NEGATIVE = "a cat walks on a table", "blurry ugly"
 T, H, W, STEPS = 5, 32, 48, 3
-
-
-def _load(cls, folder: Path):
-    with warnings.catch_warnings():  # diffusers 0.42 renamed torch_dtype to dtype; both work
-        warnings.simplefilter("ignore", FutureWarning)
-        pipe = cls.from_pretrained(folder, torch_dtype=torch.float32, local_files_only=True)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def _digest(folder: Path) -> str:
@@ -42,7 +34,7 @@ def folder(tiny_checkpoints) -> Path:
 
 @pytest.fixture(scope="module")
 def pipe(folder) -> WanStereoPipeline:
-    return _load(WanStereoPipeline, folder)
+    return load_pipeline(WanStereoPipeline, folder)
 
 
 def _scene(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,7 +55,7 @@ def _run(pipe, **kw) -> WanStereoPipelineOutput:
 
 def test_loads_from_an_unchanged_wan_folder_with_wans_components(folder):
     before = _digest(folder)
-    pipe = _load(WanStereoPipeline, folder)
+    pipe = load_pipeline(WanStereoPipeline, folder)
     assert isinstance(pipe, diffusers.DiffusionPipeline)
     assert set(pipe.components) == {"vae", "text_encoder", "tokenizer", "transformer", "scheduler"}
     assert type(pipe.transformer).__name__ == "WanTransformer3DModel" and pipe.backbone == "t2v"
@@ -75,7 +67,7 @@ def test_loads_from_an_unchanged_wan_folder_with_wans_components(folder):
 
 def test_strategy_none_reproduces_wan_pipeline(folder, pipe):
     ours = _run(pipe, strategy="none", output_type="np")
-    wan = _load(diffusers.WanPipeline, folder)
+    wan = load_pipeline(diffusers.WanPipeline, folder)
     final: dict[str, torch.Tensor] = {}
 
     def keep_latents(p, step, timestep, kwargs):
@@ -140,7 +132,7 @@ def test_progress_bar_config_is_respected(pipe, capfd):
 
 def test_model_cpu_offload_gives_the_same_window(folder, pipe):
     plain = _run(pipe, strategy="x0_blend", output_type="latent")
-    offloaded = _load(WanStereoPipeline, folder)
+    offloaded = load_pipeline(WanStereoPipeline, folder)
     device = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: the hook chain runs on the CPU itself
     offloaded.enable_model_cpu_offload(device=device)
     hooks = offloaded._all_hooks  # one chain, in model_cpu_offload_seq order: each model offloads the one before
@@ -168,7 +160,7 @@ def test_first_block_cache_skips_full_evaluations(folder, pipe, batch_mode):
     from stereo_lit.diffusion.pipeline import apply_cache
 
     plain = _run(pipe, batch_mode=batch_mode, output_type="latent")
-    cached = _load(WanStereoPipeline, folder)
+    cached = load_pipeline(WanStereoPipeline, folder)
     apply_cache(cached.transformer, {"kind": "first_block", "threshold": 0.0})  # never skips
     with count_nfe(cached.transformer) as calls:
         exact = _run(cached, batch_mode=batch_mode, output_type="latent")
@@ -196,7 +188,7 @@ def test_cache_and_attention_backend_options_are_checked_and_applied(folder, pip
     with pytest.raises(ValueError, match="FirstBlockCacheConfig"):
         cache_config({"kind": "first_block", "thresh": 0.1})
     plain = _run(pipe, output_type="latent", guidance_scale=1.0)
-    other = _load(WanStereoPipeline, folder)
+    other = load_pipeline(WanStereoPipeline, folder)
     apply_attention_backend(other.transformer, "_native_math")
     assert {p.processor._attention_backend for p in [other.transformer.blocks[0].attn1]} == {"_native_math"}
     out = _run(other, output_type="latent", guidance_scale=1.0)
