@@ -79,6 +79,7 @@ class StereoLitModule(EvaluationSteps, LightningModule):
             baselines) that names none itself: written once per config, changed for every
             row with ``--model.wan_checkpoint DIR``. Wan methods that agree on folder, dtype,
             device and LoRA settings share one loaded text encoder / transformer / VAE.
+        vace_checkpoint: the same for the Wan methods with ``backbone: vace`` (a Wan2.1-VACE folder).
         shot_aware: for video files with an estimator, detect shot cuts, restart the depth
             windows at them and take the relative-depth range per shot (README, 3D control).
         range_smoothing: None: one range per shot; ``tau`` frames: the range follows the
@@ -108,6 +109,7 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         weight_decay: float = 0.0,
         lora_every_n_steps: int = 0,
         wan_checkpoint: str | None = None,
+        vace_checkpoint: str | None = None,
         shot_aware: bool = True,
         range_smoothing: float | None = None,
         edges: EdgeOptions | None = None,
@@ -119,8 +121,8 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         super().__init__()
         self.generator = generator if generator is not None else WarpFill()
         self.baselines = list(baselines or [])
-        self.wan_checkpoint = wan_checkpoint
-        _share_wan_models(self.methods, wan_checkpoint)
+        self.wan_checkpoint, self.vace_checkpoint = wan_checkpoint, vace_checkpoint
+        _share_wan_models(self.methods, wan_checkpoint, vace_checkpoint)
         self.depth = depth
         self._window_depth = WindowDepth(depth, shot_aware=shot_aware) if depth is not None else None
         self.align_estimated_depth = align_estimated_depth
@@ -451,14 +453,16 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in state.items() if k in trainable}
 
 
-def _share_wan_models(methods: list[StereoGenerator], wan_checkpoint: str | None) -> None:
-    """Fill unset Wan checkpoints with ``wan_checkpoint`` and let equal Wan set-ups load once."""
+def _share_wan_models(methods: list[StereoGenerator], wan_checkpoint: str | None, vace_checkpoint: str | None) -> None:
+    """Fill unset Wan checkpoints (``vace_checkpoint`` for ``backbone: vace``, else ``wan_checkpoint``)
+    and let equal Wan set-ups load once."""
     from stereo_lit.diffusion.loading import SharedComponents
 
     shared = SharedComponents()
     for method in methods:
-        if wan_checkpoint is not None and hasattr(method, "fill_checkpoint"):
-            method.fill_checkpoint(wan_checkpoint)
+        folder = vace_checkpoint if getattr(method, "backbone", None) == "vace" else wan_checkpoint
+        if folder is not None and hasattr(method, "fill_checkpoint"):
+            method.fill_checkpoint(folder)
         if hasattr(method, "share_loads"):
             method.share_loads(shared)
 

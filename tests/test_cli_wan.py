@@ -82,7 +82,7 @@ def test_eval_config_names_the_wan_checkpoint_once_and_the_override_reaches_ever
     wan = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator) and m.backbone != "vace"]
     assert [m.name for m in wan] == ["wan_x0_blend", "wan_latent_shift", "wan_repaint"]
     assert all(m.checkpoint == Path(other) for m in wan)
-    # the VACE row names its own folder (a VACE model, not the T2V one)
+    # the VACE row takes model.vace_checkpoint (a VACE model, not the T2V one)
     (vace,) = [m for m in cli.model.methods if isinstance(m, WanStereoGenerator) and m.backbone == "vace"]
     assert vace.checkpoint == Path(VACE_REAL)
     # a row that names its own checkpoint keeps it

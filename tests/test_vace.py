@@ -240,6 +240,7 @@ def test_load_wan_loads_the_vace_folder(tiny_vace):
 
 # ---------------------------------------------------------------------------------------------- eval configs
 VACE_REAL = "checkpoints/Wan2.1-VACE-1.3B-diffusers"
+WAN_T2V_REAL = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -250,13 +251,20 @@ def _vace_rows(cli) -> list:
 
 
 @pytest.mark.parametrize("name", ["eval_tartanair.yaml", "eval_stereo_video.yaml"])
-def test_eval_configs_have_a_vace_row_with_its_own_checkpoint(tmp_path, name):
+def test_eval_configs_have_a_vace_row_filled_by_vace_checkpoint(tmp_path, name):
     from stereo_lit.cli import build_cli
 
     cli = build_cli(["-c", str(REPO / "configs" / name), "--model.wan_checkpoint", str(tmp_path / "t2v")], run=False)
     (row,) = _vace_rows(cli)
-    assert row.checkpoint == Path(VACE_REAL)  # model.wan_checkpoint (the T2V folder) does not reach it
+    assert row.checkpoint == Path(VACE_REAL)  # model.vace_checkpoint; model.wan_checkpoint (T2V) does not reach it
     assert row.sampling.conditioning_scale == 1.0 and row.sampling.num_inference_steps == 50
+    cli = build_cli(["-c", str(REPO / "configs" / name), "--model.vace_checkpoint", str(tmp_path / "vace")], run=False)
+    (row,) = _vace_rows(cli)
+    assert row.checkpoint == tmp_path / "vace"  # one override reaches the VACE rows...
+    from stereo_lit.diffusion.generator import WanStereoGenerator
+
+    assert all(m.checkpoint == Path(WAN_T2V_REAL) for m in cli.model.methods  # ...and no T2V row
+               if isinstance(m, WanStereoGenerator) and m.backbone != "vace")
 
 
 @pytest.mark.slow
@@ -270,12 +278,12 @@ def test_stereo_lit_test_with_the_shipped_vace_row_reports_it(tiny_checkpoints, 
 
     config = yaml.safe_load((REPO / "configs" / "eval_tartanair.yaml").read_text())
     (row,) = [b for b in config["model"]["baselines"] if b.get("init_args", {}).get("backbone") == "vace"]
-    assert row["init_args"]["checkpoint"] == VACE_REAL
-    row["init_args"].update(checkpoint=str(tiny_vace), window=5, overlap=1)
+    assert config["model"]["vace_checkpoint"] == VACE_REAL
+    row["init_args"].update(window=5, overlap=1)
     row["init_args"]["sampling"]["num_inference_steps"] = 2
     config["model"].update(
         generator=row, baselines=[{"class_path": "stereo_lit.generators.geometric.WarpFill"}],
-        wan_checkpoint=str(tiny_checkpoints / TINY_WAN_DIRNAME),
+        wan_checkpoint=str(tiny_checkpoints / TINY_WAN_DIRNAME), vace_checkpoint=str(tiny_vace),
     )
     config["data"]["init_args"].update(clip_frames=9, stride=9, size=None)
     path = tmp_path / "eval_vace.yaml"
