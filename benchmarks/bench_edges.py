@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.depth_edges import EdgeOptions, antialias
+from stereo_lit.stereo.edges import EdgeOptions, antialias
 from stereo_lit.generators.geometric import WarpFill
 
 OPTIONS: list[tuple[str, EdgeOptions]] = [

@@ -71,7 +71,7 @@ def main() -> None:
             video = root / f"clip_{n}.mp4"
             make_video(video, n, opts.height, opts.width)
             cmd = [
-                str(exe), "predict", "-c", str(REPO / "configs/predict_wild.yaml"),
+                str(exe), "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
                 "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
                 "--model.output_dir", str(root / f"out_{n}"), "--data.init_args.source", str(video),
                 "--data.init_args.window", str(opts.window), "--data.init_args.overlap", "1",

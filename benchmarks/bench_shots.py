@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.disparity import DisparityPolicy
-from stereo_lit.shots import detect_cuts
+from stereo_lit.stereo.disparity import DisparityPolicy
+from stereo_lit.stereo.shots import detect_cuts
 
 
 def two_shot_clip(

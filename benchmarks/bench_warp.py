@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Forward-warp throughput: stereo_lit.geometry.forward_warp vs the two reference schemes.
+"""Forward-warp throughput: stereo_lit.stereo.geometry.forward_warp vs the two reference schemes.
 
     python benchmarks/bench_warp.py [--frames 33 --height 480 --width 832 --repeats 3 --device cpu]
 
@@ -15,8 +15,8 @@ import time
 
 import torch
 
-from stereo_lit.geometry import forward_warp
-from stereo_lit.warp_references import nearest_zbuffer_warp, soft_splat_warp
+from stereo_lit.stereo.geometry import forward_warp
+from stereo_lit.stereo.warp_references import nearest_zbuffer_warp, soft_splat_warp
 
 
 def _frames(x: torch.Tensor) -> torch.Tensor:

@@ -13,10 +13,10 @@ OUT=outputs/demo
 if [ ! -f "$DATA/pose_left.txt" ]; then
   $PY data_prep/make_synthetic.py --out "$DATA" --frames 33 --height 240 --width 320 --seed 0
 fi
-CONFIG=configs/demo.yaml
+CONFIG=stereo_lit/configs/demo.yaml
 EXTRA=()
 if [ -f checkpoints/Wan2.1-T2V-1.3B-Diffusers/model_index.json ]; then
-  CONFIG=configs/demo_wan.yaml
+  CONFIG=stereo_lit/configs/demo_wan.yaml
   echo "demo: Wan2.1 checkpoint found in checkpoints/: the training-free Wan sampler fills the disocclusions"
 else
   echo "demo: no Wan2.1 checkpoint in checkpoints/ (see checkpoints/README.md): using the geometric baseline (warp + background fill)"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Rewrite a stereo-lit config from the flat WanStereoGenerator options to the grouped ones.
 
-    python scripts/migrate_generator_config.py configs/my_eval.yaml [more.yaml ...]   # in place, .bak kept
+    python scripts/migrate_generator_config.py stereo_lit/configs/my_eval.yaml [more.yaml ...]   # in place, .bak kept
     python scripts/migrate_generator_config.py --check my.yaml                        # exit 1 if it needs migrating
 
 Until December 2026 the generator took about 30 flat options (``num_inference_steps: 50``,

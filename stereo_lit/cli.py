@@ -1,8 +1,8 @@
 """The ``stereo-lit`` command: LightningCLI over :class:`StereoLitModule` and any datamodule.
 
-    stereo-lit predict -c configs/predict_wild.yaml --data.init_args.source my_video.mp4
-    stereo-lit test    -c configs/eval_tartanair.yaml
-    stereo-lit fit     -c configs/lora_tartanair.yaml
+    stereo-lit predict -c stereo_lit/configs/predict_wild.yaml --data.init_args.source my_video.mp4
+    stereo-lit test    -c stereo_lit/configs/eval_tartanair.yaml
+    stereo-lit fit     -c stereo_lit/configs/lora_tartanair.yaml
 
 The model class is fixed (its generator, depth source and evaluated methods are chosen
 in YAML); the datamodule is chosen by ``data.class_path``.
@@ -44,10 +44,10 @@ SHIPPED_CLASS_MODULES = (
     "stereo_lit.data.stereo_images",
 )
 JOBS = {
-    "fit": "LoRA fine-tuning of the Wan generator (configs/lora_*.yaml)",
+    "fit": "LoRA fine-tuning of the Wan generator (stereo_lit/configs/lora_*.yaml)",
     "validate": "score every method on a validation split",
-    "test": "score every method: TartanAir, stereo video, stereo image pairs (configs/eval_*.yaml)",
-    "predict": "convert your videos (or prompts) to stereo (configs/predict_wild.yaml, text_to_stereo.yaml)",
+    "test": "score every method: TartanAir, stereo video, stereo image pairs (stereo_lit/configs/eval_*.yaml)",
+    "predict": "convert your videos (or prompts) to stereo (stereo_lit/configs/predict_wild.yaml, text_to_stereo.yaml)",
 }
 VERBOSE_FLAGS = ("-v", "--verbose")
 
@@ -65,8 +65,8 @@ def import_shipped_classes() -> list[str]:
 
 
 def configs_dir() -> Path | None:
-    """The shipped ``configs/`` folder: beside the package (a source checkout), else ``./configs``; None if neither."""
-    for candidate in (Path(__file__).resolve().parents[1] / "configs", Path.cwd() / "configs"):
+    """The shipped configs (package data ``stereo_lit/configs``); None if the install lacks them."""
+    for candidate in (Path(__file__).resolve().parent / "configs",):
         if candidate.is_dir() and any(candidate.glob("*.yaml")):
             return candidate
     return None
@@ -95,7 +95,7 @@ def description() -> str:
     """The text of ``stereo-lit --help``: the four jobs, the shipped configs, where to go next."""
     lines = ["Monocular video -> stereo video (depth, disparity warp, Wan2.1 fill), on Lightning.", "", "jobs:"]
     lines += [f"  {name:<9} {text}" for name, text in JOBS.items()]
-    if importlib.util.find_spec("stereo_lit.ui") is not None:
+    if importlib.util.find_spec("stereo_lit.ui.app") is not None:
         lines.append(f"  {'ui':<9} a local web page (Gradio) over predict: stereo-lit ui [--port 8000]")
     lines.append(f"  {'preview':<9} one frame at several strengths x convergences, a labelled PNG grid: stereo-lit preview VIDEO")
     folder = configs_dir()
@@ -106,7 +106,7 @@ def description() -> str:
         lines += [f"  {name:<24} {text}" for name, text in config_summaries(folder)]
     lines += [
         "",
-        "example: stereo-lit predict -c configs/predict_wild.yaml --data.init_args.source my_video.mp4",
+        "example: stereo-lit predict -c stereo_lit/configs/predict_wild.yaml --data.init_args.source my_video.mp4",
         "options of a job: stereo-lit predict --help; of a class: --model.generator.help WanStereoGenerator",
         "-v / --verbose (or STEREO_LIT_LOG_LEVEL=DEBUG): show every library warning and debug messages",
     ]
@@ -259,12 +259,12 @@ def main(args: list[str] | None = None) -> None:
     in the summary it printed), 1 when every video it attempted failed, or on any error.
     """
     argv = list(sys.argv[1:] if args is None else args)
-    if argv[:1] == ["ui"]:  # `stereo-lit ui`: the local web page (stereo_lit.ui), not a LightningCLI job
-        from stereo_lit.ui import main as ui_main
+    if argv[:1] == ["ui"]:  # `stereo-lit ui`: the local web page (stereo_lit.ui.app), not a LightningCLI job
+        from stereo_lit.ui.app import main as ui_main
 
         return ui_main(argv[1:])
-    if argv[:1] == ["preview"]:  # `stereo-lit preview`: one frame at several strengths/convergences (stereo_lit.preview)
-        from stereo_lit.preview import main as preview_main
+    if argv[:1] == ["preview"]:  # `stereo-lit preview`: one frame at several strengths/convergences (stereo_lit.commands.preview)
+        from stereo_lit.commands.preview import main as preview_main
 
         return preview_main(argv[1:])
     args, verbose = split_verbose(argv)

@@ -6,8 +6,8 @@ No diffusion or geometry code lives here; this module only routes batches:
   disparity -> generator -> the frames this window produces, for the
   :class:`~stereo_lit.callbacks.StereoPredictionWriter` it installs;
 - ``validation_step`` / ``test_step``: TartanAir clips with a true right view -> every
-  method (the generator and the baselines) -> :class:`~stereo_lit.evaluation.EvaluationSuite`
-  (:mod:`stereo_lit.eval_steps`);
+  method (the generator and the baselines) -> :class:`~stereo_lit.evaluation.suite.EvaluationSuite`
+  (:mod:`stereo_lit.evaluation.steps`);
 - ``training_step``: the hook the LoRA fine-tuning plugs into (see :meth:`training_step`).
 """
 
@@ -22,19 +22,19 @@ import torch
 from lightning.pytorch import LightningModule
 
 from stereo_lit.depth.estimator import DepthEstimator
-from stereo_lit.depth_source import WindowDepth, align_inverse_depth, batch_padding
-from stereo_lit.depth_edges import EdgeOptions
+from stereo_lit.depth.source import WindowDepth, align_inverse_depth, batch_padding
+from stereo_lit.stereo.edges import EdgeOptions
 from stereo_lit.io.layouts import VR180Options
 from stereo_lit.io.video_writer import EncoderOptions
-from stereo_lit.disparity import DisparityPolicy
+from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator, check_carry_window
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.metrics.cost import call_cost, measure_call
-from stereo_lit.padding import Padding, unpad_video
-from stereo_lit.eval_steps import EvaluationSteps
-from stereo_lit.predict_cost import PredictCost
-from stereo_lit.real_footage import RealFootageEval
-from stereo_lit.run_summary import SKIPPED_KEY, RunFailures
+from stereo_lit.stereo.padding import Padding, unpad_video
+from stereo_lit.evaluation.steps import EvaluationSteps
+from stereo_lit.evaluation.predict_cost import PredictCost
+from stereo_lit.evaluation.real_footage import RealFootageEval
+from stereo_lit.data.skips import SKIPPED_KEY, RunFailures
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,14 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         shot_aware: for video files with an estimator, detect shot cuts, restart the depth
             windows at them and take the relative-depth range per shot (README, 3D control).
         range_smoothing: None: one range per shot; ``tau`` frames: the range follows the
-            content inside a shot (look-ahead mean + EMA, :mod:`stereo_lit.shots`).
-        edges: depth-edge options (:class:`~stereo_lit.depth_edges.EdgeOptions`: ``dilate_px``,
+            content inside a shot (look-ahead mean + EMA, :mod:`stereo_lit.stereo.shots`).
+        edges: depth-edge options (:class:`~stereo_lit.stereo.edges.EdgeOptions`: ``dilate_px``,
             ``antialias``, ``foreground_scale``), applied to disparity made from depth (never to
             a batch's true disparity).
         eval_protocol: real footage (stereo videos / images) in validate/test: ``aligned``
             (estimated depth fitted to the reference disparity), ``blind`` (the strength and
             convergence above) or ``both`` (rows ``NAME:aligned``, ``NAME:blind``); see
-            :mod:`stereo_lit.real_footage`.
+            :mod:`stereo_lit.evaluation.real_footage`.
     """
 
     def __init__(
@@ -157,7 +157,7 @@ class StereoLitModule(EvaluationSteps, LightningModule):
 
     def configure_callbacks(self) -> list:
         from stereo_lit.callbacks import TensorBoardPreviews
-        from stereo_lit.run_summary import SkippingPredictionWriter
+        from stereo_lit.callbacks import SkippingPredictionWriter
 
         from stereo_lit.callbacks import LoRAAdapterSaver
 
@@ -326,7 +326,7 @@ class StereoLitModule(EvaluationSteps, LightningModule):
 
     def on_predict_end(self) -> None:
         """``predict summary:`` the videos (finished / skipped) and one cost line per method
-        (:mod:`stereo_lit.predict_cost`; the generator's calls only, depth excluded)."""
+        (:mod:`stereo_lit.evaluation.predict_cost`; the generator's calls only, depth excluded)."""
         datamodule = getattr(self.trainer, "datamodule", None)
         for name, reason in getattr(datamodule, "skipped", []):
             self.failures.record(name, reason)

@@ -14,7 +14,7 @@ from stereo_lit.cli import build_cli
 from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = sorted((REPO / "stereo_lit" / "configs").glob("*.yaml"))
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_every_config_builds_through_the_cli(config: Path) -> None:
 
 def test_a_config_with_an_unknown_key_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO / "configs" / "demo.yaml").read_text().replace("output_dir:", "output_dri:"))
+    bad.write_text((REPO / "stereo_lit" / "configs" / "demo.yaml").read_text().replace("output_dir:", "output_dri:"))
     with pytest.raises(SystemExit) as exit_info:
         build_cli(["-c", str(bad)], run=False)
     assert exit_info.value.code != 0
@@ -59,7 +59,7 @@ def test_a_config_with_an_unknown_key_is_rejected(tmp_path: Path) -> None:
 def test_predict_writes_decodable_stereo_videos(tiny_sequence: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     build_cli(
-        ["predict", "-c", str(REPO / "configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
+        ["predict", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
          "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--model.output_dir", str(out),
          "--model.layouts", "[right, sbs, sbs_half, tb, anaglyph]"]
     )
@@ -77,7 +77,7 @@ def test_predict_writes_decodable_stereo_videos(tiny_sequence: Path, tmp_path: P
 def test_test_writes_one_table_with_a_row_per_method(tiny_sequence: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     build_cli(
-        ["test", "-c", str(REPO / "configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
+        ["test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
          "--data.init_args.clip_frames", "9", "--model.output_dir", str(out)]
     )
     table = json.loads((out / "eval" / "test_metrics.json").read_text())
@@ -99,7 +99,7 @@ def test_console_script_exits_zero_and_reports_a_missing_folder(tmp_path: Path) 
     assert ok.returncode == 0 and "predict" in ok.stdout
     missing = tmp_path / "no_such_sequence"
     bad = subprocess.run(
-        [str(exe), "predict", "-c", str(REPO / "configs/demo.yaml"), "--data.init_args.root", str(missing),
+        [str(exe), "predict", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(missing),
          "--model.output_dir", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300,
     )
@@ -113,7 +113,7 @@ def test_test_logs_scalars_and_preview_gifs_to_tensorboard(tiny_sequence: Path, 
 
     out = tmp_path / "out"
     build_cli(
-        ["test", "-c", str(REPO / "configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
+        ["test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
          "--data.init_args.clip_frames", "9", "--model.output_dir", str(out),
          "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
          "--trainer.logger.save_dir", str(tmp_path / "tb")]

@@ -30,7 +30,7 @@ def tartanair_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _cli(stage: str, root: Path, out: Path, devices: int) -> subprocess.CompletedProcess:
     args = [
-        str(EXE), stage, "-c", str(REPO / "configs/demo.yaml"),
+        str(EXE), stage, "-c", str(REPO / "stereo_lit/configs/demo.yaml"),
         "--data.init_args.root", str(root), f"--data.init_args.{stage}", json.dumps(TRAJECTORIES),
         "--data.init_args.clip_frames", "9", "--data.init_args.window", "5", "--data.init_args.overlap", "1",
         "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--model.output_dir", str(out),

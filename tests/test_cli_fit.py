@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _tiny_config(name: str, tiny: Path, tmp_path: Path, **replace: str) -> Path:
-    text = (REPO / "configs" / name).read_text()
+    text = (REPO / "stereo_lit" / "configs" / name).read_text()
     text = text.replace("checkpoints/Wan2.1-T2V-1.3B-Diffusers", str(tiny / "Wan2.1-T2V-tiny-Diffusers"))
     text = text.replace("checkpoints/video_depth_anything_vits.pth", str(tiny / "video_depth_anything_tiny.pth"))
     for old, new in {"precision: bf16-mixed": "precision: 32-true", "max_steps: 2000": "max_steps: 3",

@@ -53,7 +53,7 @@ def test_top_level_help_names_the_jobs_and_every_shipped_config() -> None:
     assert code == 0
     for job in ("fit", "validate", "test", "predict"):
         assert f"\n  {job} " in text, job
-    for config in sorted((REPO / "configs").glob("*.yaml")):
+    for config in sorted((REPO / "stereo_lit" / "configs").glob("*.yaml")):
         first = next(line for line in config.read_text().splitlines() if line.startswith("#")).lstrip("#").strip()
         assert f"  {config.name} " in text and first in text, config.name
 
@@ -263,7 +263,7 @@ def _remux(src: Path, dst: Path) -> None:
 
 def test_depth_cache_hits_for_a_remux_with_identical_frames(tmp_path: Path, monkeypatch) -> None:
     from stereo_lit.depth import VDAEstimator, write_tiny_vda
-    from stereo_lit.depth_source import whole_video_depth
+    from stereo_lit.depth.source import whole_video_depth
     from stereo_lit.io.video_reader import iter_frames
     from test_video_reader import write_test_clip
 
@@ -322,7 +322,7 @@ def test_loading_an_adapter_names_it_and_counts_its_layers(tmp_path: Path, caplo
 
 
 def test_prompt_outputs_include_the_generated_left_view(tmp_path: Path) -> None:
-    from stereo_lit.callbacks import _VideoOutputs
+    from stereo_lit.callbacks.prediction_writer import _VideoOutputs
 
     left = np.full((5, 32, 48, 3), 200, np.uint8)
     right = np.full((5, 32, 48, 3), 50, np.uint8)

@@ -24,7 +24,7 @@ VDA_REAL = "checkpoints/video_depth_anything_vits.pth"
 
 
 def _tiny_config(name: str, tiny: Path, tmp_path: Path, **replace: str) -> Path:
-    text = (REPO / "configs" / name).read_text()
+    text = (REPO / "stereo_lit" / "configs" / name).read_text()
     text = text.replace(WAN_REAL, str(tiny / "Wan2.1-T2V-tiny-Diffusers"))
     text = text.replace(VACE_REAL, str(tiny / "Wan2.1-VACE-tiny-Diffusers"))
     text = text.replace(VDA_REAL, str(tiny / "video_depth_anything_tiny.pth"))
@@ -74,7 +74,7 @@ def _count_wan_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_eval_config_names_the_wan_checkpoint_once_and_the_override_reaches_every_row(tmp_path: Path) -> None:
-    config = REPO / "configs" / "eval_tartanair.yaml"
+    config = REPO / "stereo_lit" / "configs" / "eval_tartanair.yaml"
     text = config.read_text()
     assert text.count(WAN_REAL) == 1 and "wan_checkpoint: " + WAN_REAL in text
     other = str(tmp_path / "my-wan")

@@ -40,7 +40,7 @@ def _size_lines(text: str) -> list[str]:
 
 def _config(name: str, tiny: Path, tmp_path: Path) -> Path:
     """configs/NAME with the tiny checkpoints' paths and short lengths, sizes untouched (asserted)."""
-    text = (REPO / "configs" / name).read_text()
+    text = (REPO / "stereo_lit" / "configs" / name).read_text()
     assert WAN_REAL in text, f"configs/{name} names no Wan checkpoint"
     new = text.replace(WAN_REAL, str(tiny / "Wan2.1-T2V-tiny-Diffusers"))
     new = new.replace(VACE_REAL, str(tiny / "Wan2.1-VACE-tiny-Diffusers"))

@@ -12,7 +12,7 @@ import torch
 from stereo_lit.data.wild import WildVideoDataModule
 from stereo_lit.data.wild_sources import resolve_videos
 from stereo_lit.io.video_reader import read_frames
-from stereo_lit.padding import Padding, unpad_video
+from stereo_lit.stereo.padding import Padding, unpad_video
 from test_video_reader import write_test_clip
 
 

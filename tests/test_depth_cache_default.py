@@ -9,7 +9,7 @@ import yaml
 
 from stereo_lit.depth import VDAEstimator, write_tiny_vda
 from stereo_lit.depth.cache import default_cache_dir
-from stereo_lit.depth_source import WindowDepth
+from stereo_lit.depth.source import WindowDepth
 from stereo_lit.data.wild import WildVideoDataModule
 from test_video_reader import write_test_clip
 
@@ -59,7 +59,7 @@ def test_two_passes_over_a_video_estimate_depth_once(
     assert len(passes) == 2 and len(list(depth_cache_in_tmp.glob("*.npy"))) == 1  # cache=False: nothing stored
 
 
-@pytest.mark.parametrize("config", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("config", sorted((REPO / "stereo_lit" / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_no_config_turns_the_depth_cache_off(config: Path) -> None:
     model = (yaml.safe_load(config.read_text()) or {}).get("model") or {}
     depth = model.get("depth") or {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereo_lit.depth_edges import EdgeOptions, antialias, dilate_foreground, scale_foreground
+from stereo_lit.stereo.edges import EdgeOptions, antialias, dilate_foreground, scale_foreground
 
 NEAR, FAR = 8.0, 2.0
 

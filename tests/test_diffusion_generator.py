@@ -12,7 +12,7 @@ from stereo_lit.diffusion.generator import WanStereoGenerator, WindowResult
 from stereo_lit.diffusion.options import group_flat_options
 from stereo_lit.diffusion.text_to_stereo import TextToStereo
 from stereo_lit.diffusion.tiny import write_tiny_wan
-from stereo_lit.disparity import DisparityPolicy
+from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator
 
 H, W = 12, 40  # padded to 16 x 48 inside
@@ -123,7 +123,7 @@ def test_carry_chains_windows_without_a_seam(tiny_wan, components):
 def test_inverted_noise_is_the_cfg_inversion_shifted_with_fresh_noise_in_the_holes(tiny_wan, components, monkeypatch):
     """noise='inverted': invert with the sampler's CFG, shift to the nearest latent cell, seed noise elsewhere."""
     import stereo_lit.diffusion.pipeline as generator  # the window's sampling runs in the pipeline
-    from stereo_lit.geometry import disparity_to_latent_grid, shift_noise
+    from stereo_lit.stereo.geometry import disparity_to_latent_grid, shift_noise
 
     gen = _generator(tiny_wan, components, strategy="none", noise="inverted", seed=3)
     seen: dict[str, object] = {}

@@ -19,7 +19,7 @@ from PIL import Image
 
 from stereo_lit.cli import build_cli
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.real_footage import RealFootageEval, translate_right
+from stereo_lit.evaluation.real_footage import RealFootageEval, translate_right
 from test_stereo_images import write_middlebury
 from test_stereo_video_data import write_frames
 
@@ -70,7 +70,7 @@ def films(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 def film_run(films: list[Path], tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("out")
     cli = build_cli(
-        ["test", "-c", str(REPO / "configs/eval_stereo_video.yaml"), *GEOMETRIC,
+        ["test", "-c", str(REPO / "stereo_lit/configs/eval_stereo_video.yaml"), *GEOMETRIC,
          "--data.init_args.source", json.dumps([str(p) for p in films]), "--data.init_args.window", "5",
          "--data.init_args.max_side", "null", "--data.init_args.layout", "sbs", "--model.output_dir", str(out)]
     )
@@ -157,7 +157,7 @@ class _Depth:
 def test_protocols_aligned_fits_the_reference_and_blind_takes_the_policys_convergence() -> None:
     from types import SimpleNamespace
 
-    from stereo_lit.disparity import DisparityPolicy
+    from stereo_lit.stereo.disparity import DisparityPolicy
 
     left, right = (to_batch(v) for v in converged_clip())
     truth = torch.full_like(left[:, :1], -3.0)
@@ -188,7 +188,7 @@ def test_middlebury_and_kitti_folders_give_one_parallel_table(tmp_path: Path) ->
         Image.fromarray(frames[0]).save(kitti / sub / "000000_10.png")
     out = tmp_path / "out"
     build_cli(
-        ["test", "-c", str(REPO / "configs/eval_stereo_images.yaml"), *GEOMETRIC,
+        ["test", "-c", str(REPO / "stereo_lit/configs/eval_stereo_images.yaml"), *GEOMETRIC,
          "--data.init_args.source", str(tmp_path / "sets" / "middlebury"), "--model.output_dir", str(out)]
     )
     (only,) = (out / "eval").glob("*_metrics.json")
@@ -200,7 +200,7 @@ def test_middlebury_and_kitti_folders_give_one_parallel_table(tmp_path: Path) ->
     assert rows["warp_fill"]["psnr_visible"] > rows["copy_left"]["psnr_visible"] + 5
     out2 = tmp_path / "out2"
     build_cli(
-        ["test", "-c", str(REPO / "configs/eval_stereo_images.yaml"), *GEOMETRIC,
+        ["test", "-c", str(REPO / "stereo_lit/configs/eval_stereo_images.yaml"), *GEOMETRIC,
          "--data.init_args.source", str(tmp_path / "sets"), "--model.output_dir", str(out2)]
     )
     both = json.loads((out2 / "eval" / "test_parallel_metrics.json").read_text())
@@ -238,7 +238,7 @@ def test_eval_stereo_video_config_with_wan_and_vda_gives_both_protocol_rows(film
 def test_negative_search_keeps_every_column_whose_match_is_in_the_right_view() -> None:
     """Searching [-10, 10] px on a pair at d = -3: only the 3 last columns (seen beyond the right
     edge) may fail for lack of a match; the first columns are not lost to the negative range."""
-    from stereo_lit.reference_disparity import reference_disparity
+    from stereo_lit.metrics.reference_disparity import reference_disparity
 
     texture = _texture(4, H, W + 40)
     x = np.arange(W)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.evaluation import REFERENCE_ROW, SGBM_FOOTNOTE, EvaluationSuite
+from stereo_lit.evaluation.suite import REFERENCE_ROW, SGBM_FOOTNOTE, EvaluationSuite
 from stereo_lit.generators.base import StereoOutput
 from stereo_lit.generators.geometric import CopyLeft, WarpFill, WarpOnly
 from stereo_lit.metrics import CallCost, lpips_unavailable_reason
@@ -140,7 +140,7 @@ def test_unknown_and_reserved_method_names() -> None:
 
 
 def test_seam_lists_from_collated_batches() -> None:
-    from stereo_lit.evaluation import _seam_list
+    from stereo_lit.evaluation.suite import _seam_list
 
     assert _seam_list(None) is None
     assert _seam_list([[4, 8], [4], None]) == [4, 8]
@@ -166,7 +166,7 @@ def _score(batch: dict, outputs: dict, device: str = "cpu", cost: CallCost | Non
 def test_padding_never_counts() -> None:
     """A clip of 7 frames of 40x56 padded to 9 frames of 48x64 (as Wan needs) gives exactly
     the table of the unpadded clip, every column; the padded area holds garbage."""
-    from stereo_lit.padding import Padding, pad_video
+    from stereo_lit.stereo.padding import Padding, pad_video
 
     batch = synthetic_batch(num_frames=7, height=40, width=56)
     padding = Padding(bottom=8, right=8, frames=2)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from stereo_lit.geometry import (
+from stereo_lit.stereo.geometry import (
     backward_warp,
     cycle_warp_right_to_left,
     disparity_to_latent_grid,

@@ -20,7 +20,7 @@ from stereo_lit.io.layouts import (
     LAYOUTS, PLAYER_SUFFIXES, VR180_MAX_EYE, VR180Options, compose, output_filename, vr180,
 )
 from stereo_lit.io.output_manifest import MANIFEST_NAME
-from stereo_lit.projection import equirect_rays, pinhole_focal_px, pinhole_rays, rotation_yaw_pitch
+from stereo_lit.stereo.projection import equirect_rays, pinhole_focal_px, pinhole_rays, rotation_yaw_pitch
 from test_projection import smooth_colour
 
 _RIGHT_SCENE = rotation_yaw_pitch(35.0, -20.0)  # the right eye sees another (rotated) scene, so a swap shows

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.losses import cycle_loss, flow_matching_loss, latent_cycle_loss, sample_sigmas, shift_sigmas
+from stereo_lit.diffusion.losses import cycle_loss, flow_matching_loss, latent_cycle_loss, sample_sigmas, shift_sigmas
 
 
 def _latents(seed: int, shape=(2, 16, 2, 4, 6)) -> torch.Tensor:

@@ -12,7 +12,7 @@ from stereo_lit.diffusion import memory_plan as mp
 from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.diffusion.options import group_flat_options
 from stereo_lit.diffusion.memory_plan import GB, WanOutOfMemoryError, estimate_peak_bytes, plan_memory
-from stereo_lit.run_summary import RunFailures
+from stereo_lit.data.skips import RunFailures
 
 F, H, W = 81, 480, 832
 

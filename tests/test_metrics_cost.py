@@ -137,7 +137,7 @@ def test_wan_generator_reports_nfe_and_vae_passes(tmp_path) -> None:
 
 def test_the_table_has_the_cost_columns_and_says_what_they_measure() -> None:
     """A Wan-like row (reported NFE, VAE passes, CUDA peak) and a geometric row in one table."""
-    from stereo_lit.evaluation import REFERENCE_ROW, EvaluationSuite
+    from stereo_lit.evaluation.suite import REFERENCE_ROW, EvaluationSuite
     from test_evaluation import synthetic_batch
 
     batch = synthetic_batch(num_frames=5, height=48, width=64)

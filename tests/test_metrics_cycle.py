@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from stereo_lit.geometry import forward_warp
+from stereo_lit.stereo.geometry import forward_warp
 from stereo_lit.metrics import CycleConsistencyError
 
 

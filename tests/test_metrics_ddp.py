@@ -37,7 +37,7 @@ def _batch(seed: int) -> dict:
 
 
 def _evaluate(seeds: list[int]) -> dict:
-    from stereo_lit.evaluation import EvaluationSuite
+    from stereo_lit.evaluation.suite import EvaluationSuite
     from stereo_lit.generators.geometric import CopyLeft, WarpFill
     from stereo_lit.metrics import CallCost
 

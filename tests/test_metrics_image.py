@@ -11,7 +11,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.geometry import occlusion_mask
+from stereo_lit.stereo.geometry import occlusion_mask
 from stereo_lit.metrics import RightViewMetrics, lpips_unavailable_reason
 from stereo_lit.metrics import image as image_metrics
 

@@ -89,5 +89,5 @@ def test_every_flat_key_has_a_field_in_its_group() -> None:
 
 
 def test_shipped_configs_are_migrated() -> None:
-    done = _migrate(REPO / "configs" / "predict_wild.yaml", "--check")
+    done = _migrate(REPO / "stereo_lit" / "configs" / "predict_wild.yaml", "--check")
     assert done.returncode == 0 and "up to date" in done.stdout

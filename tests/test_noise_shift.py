@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from stereo_lit.diffusion.guidance import LatentShift
-from stereo_lit.geometry import forward_warp, shift_noise
+from stereo_lit.stereo.geometry import forward_warp, shift_noise
 
 SHAPE = (1, 16, 5, 30, 52)  # Wan latents of 17 frames at 240x416
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stereo_lit.callbacks import to_uint8_frames
+from stereo_lit.io.frames import to_uint8_frames
 from stereo_lit.cli import build_cli
 from stereo_lit.data.collate import collate_samples
 from stereo_lit.io.image_reader import probe_image, read_image
-from stereo_lit.windows import Window
+from stereo_lit.stereo.windows import Window
 from test_predict_outputs import _args, _clip, _frames
 
 H, W = 32, 48

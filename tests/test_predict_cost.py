@@ -15,7 +15,7 @@ from stereo_lit.cli import build_cli
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.io.output_manifest import MANIFEST_NAME
 from stereo_lit.metrics.cost import GIB, CallCost
-from stereo_lit.predict_cost import CostTotals, PredictCost
+from stereo_lit.evaluation.predict_cost import CostTotals, PredictCost
 from test_predict_outputs import _args, _clip
 
 

@@ -61,7 +61,7 @@ def _clip(path: Path, num_frames: int = 9, height: int = 32, width: int = 48) ->
 
 def _args(source: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "predict", "-c", str(REPO / "configs/predict_wild.yaml"),
+        "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
         "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
         "--model.output_dir", str(out), "--data.init_args.source", str(source),
         "--data.init_args.window", "5", "--data.init_args.overlap", "1",

@@ -26,7 +26,7 @@ def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
 
 def _predict_args(source: Path, out: Path, tiny: Path, *extra: str) -> list[str]:
     return [
-        "predict", "-c", str(REPO / "configs/predict_wild.yaml"),
+        "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
         "--model.generator", "stereo_lit.generators.geometric.WarpFill",
         "--model.depth.checkpoint", str(tiny / "video_depth_anything_tiny.pth"),
         "--model.depth.input_size", "28", "--model.depth.cache_dir", str(out / ".depth_cache"),
@@ -119,7 +119,7 @@ def test_kill_after_frames_were_encoded_leaves_only_hidden_partials(tmp_path: Pa
     np.save(tmp_path / "noise.npy", np.tile(np.linspace(0.1, 1.0, width, dtype=np.float32), (frames, height, 1)))
     out = tmp_path / "out"
     args = [
-        "predict", "-c", str(REPO / "configs/predict_wild.yaml"), "--model.depth", "null",
+        "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"), "--model.depth", "null",
         "--model.generator", "stereo_lit.generators.geometric.WarpFill",
         "--model.output_dir", str(out), "--data.init_args.source", str(video),
         "--data.init_args.window", "17", "--data.init_args.overlap", "1",

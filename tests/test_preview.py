@@ -9,17 +9,17 @@ import pytest
 import torch
 from PIL import Image
 
-from stereo_lit.callbacks import to_uint8_frames
+from stereo_lit.io.frames import to_uint8_frames
 from stereo_lit.cli import main as cli_main
 from stereo_lit.data.wild import WildVideoDataModule
 from stereo_lit.data.wild_sources import resolve_videos
-from stereo_lit.depth_edges import EdgeOptions
-from stereo_lit.disparity import DisparityPolicy
+from stereo_lit.stereo.edges import EdgeOptions
+from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.io.layouts import apply_convergence, compose
 from stereo_lit.io.video_reader import read_frames
 from stereo_lit.io.video_writer import write_video
-from stereo_lit.preview import LABEL_HEIGHT, main
+from stereo_lit.commands.preview import LABEL_HEIGHT, main
 
 T, H, W = 6, 32, 48
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from stereo_lit.projection import (
+from stereo_lit.stereo.projection import (
     default_pinhole_size,
     equirect_rays,
     equirect_to_pinhole,

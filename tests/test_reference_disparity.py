@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stereo_lit.data.synthetic import SKY_DEPTH_M, render_sequence
-from stereo_lit.reference_disparity import reference_disparity, reference_disparity_video, zero_parallax_shift
+from stereo_lit.metrics.reference_disparity import reference_disparity, reference_disparity_video, zero_parallax_shift
 
 H, W = 80, 128
 BG, FG = 2, 6  # disparities (px) of the background and of the front rectangle

@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from stereo_lit.evaluation import REFERENCE_ROW, EvaluationSuite
+from stereo_lit.evaluation.suite import REFERENCE_ROW, EvaluationSuite
 from stereo_lit.generators.base import StereoOutput
 from stereo_lit.generators.geometric import CopyLeft, WarpFill, WarpOnly
 from stereo_lit.metrics import timed_generate
-from stereo_lit.report import ERROR_RANGE, PANEL_WIDTH, error_map, sample_strip
+from stereo_lit.evaluation.report import ERROR_RANGE, PANEL_WIDTH, error_map, sample_strip
 
 REPO = Path(__file__).resolve().parents[1]
 T, H, W = 4, 48, 64
@@ -159,14 +159,14 @@ def test_error_map_scale_and_large_frames_are_downscaled() -> None:
 
 @pytest.mark.slow
 def test_stereo_lit_test_writes_the_report(tmp_path: Path) -> None:
-    """The real CLI (configs/demo.yaml): the report sits next to the tables, one row and one strip per method."""
+    """The real CLI (stereo_lit/configs/demo.yaml): the report sits next to the tables, one row and one strip per method."""
     from stereo_lit.cli import build_cli
     from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
 
     root = tmp_path / "synthetic"
     write_tartanair_sequence(render_sequence(5, H, W, seed=3), root)
     out = tmp_path / "out"
-    build_cli(["test", "-c", str(REPO / "configs/demo.yaml"), "--data.init_args.root", str(root),
+    build_cli(["test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(root),
                "--data.init_args.clip_frames", "5", "--model.output_dir", str(out)])
     rows = json.loads((out / "eval" / "test_metrics.json").read_text())["methods"]
     page = parse_report(out / "eval" / "test_report.html")
@@ -179,7 +179,7 @@ def test_stereo_lit_test_writes_the_report(tmp_path: Path) -> None:
 
 def test_collector_bounds_clips_and_pools_image_pairs() -> None:
     """Videos: the first ``max_clips`` clips, a curve each; one-frame clips (image pairs): one series, a point per pair."""
-    from stereo_lit.report import ReportData
+    from stereo_lit.evaluation.report import ReportData
 
     data = ReportData(max_clips=2, sample_frames=3)
     for clip in range(3):  # 3 video clips of 5 frames, batch of 1: only 2 are kept

@@ -7,7 +7,7 @@ test proves the work an option skips:
 - ``guidance_scale: 1`` makes half the transformer calls of ``guidance_scale: 5`` (no unconditional pass);
 - a first-block cache with a huge threshold cuts every call after the first short (``nfe_full``);
 - ``memory.attention_backend: native`` is set on every attention processor and runs;
-- ``configs/predict_few_step.yaml`` runs with two adapters (its distillation LoRA slot and its
+- ``stereo_lit/configs/predict_few_step.yaml`` runs with two adapters (its distillation LoRA slot and its
   optional stereo LoRA line, both tiny random adapters here) at 4 CFG-free steps: 4 NFE per window.
 """
 
@@ -43,7 +43,7 @@ def depth_cache(tmp_path_factory) -> Path:
 
 def _config(name: str, tiny: Path, tmp_path: Path, replace: dict[str, str]) -> Path:
     """configs/NAME with the tiny checkpoints, 5-frame windows and the given replacements (each asserted present)."""
-    text = (REPO / "configs" / name).read_text()
+    text = (REPO / "stereo_lit" / "configs" / name).read_text()
     replace = {VDA_REAL: str(tiny / "video_depth_anything_tiny.pth"), "window: 81": "window: 5", "overlap: 9": "overlap: 1",
                **replace}
     for old, new in replace.items():

@@ -157,7 +157,7 @@ def test_corrupt_shard_is_skipped_by_name_or_raises(tmp_path: Path, converted, c
     datamodule.setup("test")
     with caplog.at_level(logging.WARNING):
         samples = list(datamodule.dataset("test"))
-    from stereo_lit.run_summary import SKIPPED_KEY, is_skip_marker
+    from stereo_lit.data.skips import SKIPPED_KEY, is_skip_marker
 
     markers = [s for s in samples if is_skip_marker(s)]  # a dropped item travels as a marker, never a substitute
     assert len(markers) == 1 and markers[0][SKIPPED_KEY][0].startswith("envA/Easy/P000")

@@ -11,9 +11,9 @@ import torch
 
 from stereo_lit.depth import VideoDepthAnything, infer_video_depth
 from stereo_lit.depth.tiny import tiny_vda_state_dict
-from stereo_lit.depth_source import WindowDepth, video_cuts
-from stereo_lit.disparity import DisparityPolicy
-from stereo_lit.shots import detect_cuts, frame_ranges, range_jumps, robust_range, shot_bounds, smooth_shot
+from stereo_lit.depth.source import WindowDepth, video_cuts
+from stereo_lit.stereo.disparity import DisparityPolicy
+from stereo_lit.stereo.shots import detect_cuts, frame_ranges, range_jumps, robust_range, shot_bounds, smooth_shot
 
 CUT = 23  # first frame of the second shot
 

@@ -15,7 +15,7 @@ from PIL import Image
 from stereo_lit.data.stereo_frames import detect_layout, unsqueeze
 from stereo_lit.data.stereo_video import StereoVideoDataModule, to_video
 from stereo_lit.data.synthetic import render_sequence
-from stereo_lit.projection import equirect_rays, pinhole_rays
+from stereo_lit.stereo.projection import equirect_rays, pinhole_rays
 
 T, H, W = 5, 44, 60  # odd sizes: padded to 48 x 64, never cropped
 
@@ -244,7 +244,7 @@ def test_mono_footage_and_bad_options_are_clear(tmp_path, eyes) -> None:
 def test_converged_clip_reference_has_the_known_zero_parallax_shift(tmp_path) -> None:
     import cv2
 
-    from stereo_lit.reference_disparity import zero_parallax_shift
+    from stereo_lit.metrics.reference_disparity import zero_parallax_shift
 
     noise = np.random.default_rng(4).uniform(0, 255, (48, 160, 3)).astype(np.float32)
     texture = np.clip(cv2.GaussianBlur(noise, (0, 0), 1.2) * 1.8 - 100, 0, 255).astype(np.uint8)

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from stereo_lit.data.synthetic import BASELINE_M, SKY_DEPTH_M, render_sequence, write_tartanair_sequence
-from stereo_lit.geometry import forward_warp
+from stereo_lit.stereo.geometry import forward_warp
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,8 +13,8 @@ import stereo_lit.diffusion.text_to_stereo as t2s_module
 from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.diffusion.sampler import denoise as real_denoise
 from stereo_lit.diffusion.text_to_stereo import TextToStereo
-from stereo_lit.disparity import DisparityPolicy
-from stereo_lit.geometry import disparity_to_latent_grid, shift_noise
+from stereo_lit.stereo.disparity import DisparityPolicy
+from stereo_lit.stereo.geometry import disparity_to_latent_grid, shift_noise
 
 PROMPT, T, H, W = "a red ball", 5, 16, 96
 

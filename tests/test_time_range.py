@@ -155,7 +155,7 @@ class GreyDepth:
 
 def test_the_estimator_sees_the_same_cut_frames(clip: Path) -> None:
     from stereo_lit.data.collate import collate_samples
-    from stereo_lit.depth_source import WindowDepth
+    from stereo_lit.depth.source import WindowDepth
 
     datamodule = WildVideoDataModule(str(clip), window=5, overlap=1, start_time=0.5, end_time=0.875, use_depth=False)
     datamodule.setup("predict")

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from stereo_lit.data.wild_sources import DepthFile, find_depth_file
-from stereo_lit.ui_jobs import (
+from stereo_lit.ui.jobs import (
     GEOMETRIC,
     WAN,
     Settings,
@@ -33,7 +33,7 @@ from stereo_lit.ui_jobs import (
     stage,
     stage_depth,
 )
-from stereo_lit.ui_progress import ProgressFile, read_progress
+from stereo_lit.ui.progress import ProgressFile, read_progress
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,7 +83,7 @@ def test_predict_args_from_form_values(tmp_path: Path) -> None:
     assert _value(args, "--data.init_args.source") == str(tmp_path / "in" / "clip.mp4")
     assert (_value(args, "--data.init_args.window"), _value(args, "--data.init_args.overlap")) == ("33", "9")
     callbacks = json.loads(_value(args, "--trainer.callbacks"))
-    assert callbacks == [{"class_path": "stereo_lit.ui_progress.ProgressFile", "init_args": {"path": str(tmp_path / "p.json")}}]
+    assert callbacks == [{"class_path": "stereo_lit.ui.progress.ProgressFile", "init_args": {"path": str(tmp_path / "p.json")}}]
     preview = predict_args(tmp_path / "c.mkv", tmp_path / "o", settings, tmp_path / "no-wan", tmp_path / "no.pth", window=1)
     assert (_value(preview, "--data.init_args.window"), _value(preview, "--data.init_args.overlap")) == ("1", "0")
 
@@ -240,7 +240,7 @@ def test_progress_file_round_trip(tmp_path: Path) -> None:
 
 
 def test_cli_dispatches_ui_and_port_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    import stereo_lit.ui as ui
+    import stereo_lit.ui.app as ui
     from stereo_lit.cli import main
 
     seen: list[list[str]] = []
@@ -358,7 +358,7 @@ def test_page_previews_converts_and_downloads(ui_server, browser_page, tmp_path:
     page = browser_page
     from PIL import Image
 
-    from stereo_lit.ui_jobs import photo_extensions
+    from stereo_lit.ui.jobs import photo_extensions
 
     video = write_clip(tmp_path / "upload" / "clip.mp4")
     uploads, depths = [str(video)], [str(video.with_suffix(".npy"))]
@@ -411,7 +411,7 @@ def test_page_previews_converts_and_downloads(ui_server, browser_page, tmp_path:
 def test_cancel_stops_a_running_conversion(tmp_path: Path) -> None:
     import threading
 
-    from stereo_lit.ui import App
+    from stereo_lit.ui.app import App
 
     video = write_clip(tmp_path / "up" / "clip.mp4")
     app = App(tmp_path / "out", tmp_path / "no-wan", tmp_path / "no.pth")

@@ -254,11 +254,11 @@ def _vace_rows(cli) -> list:
 def test_eval_configs_have_a_vace_row_filled_by_vace_checkpoint(tmp_path, name):
     from stereo_lit.cli import build_cli
 
-    cli = build_cli(["-c", str(REPO / "configs" / name), "--model.wan_checkpoint", str(tmp_path / "t2v")], run=False)
+    cli = build_cli(["-c", str(REPO / "stereo_lit" / "configs" / name), "--model.wan_checkpoint", str(tmp_path / "t2v")], run=False)
     (row,) = _vace_rows(cli)
     assert row.checkpoint == Path(VACE_REAL)  # model.vace_checkpoint; model.wan_checkpoint (T2V) does not reach it
     assert row.sampling.conditioning_scale == 1.0 and row.sampling.num_inference_steps == 50
-    cli = build_cli(["-c", str(REPO / "configs" / name), "--model.vace_checkpoint", str(tmp_path / "vace")], run=False)
+    cli = build_cli(["-c", str(REPO / "stereo_lit" / "configs" / name), "--model.vace_checkpoint", str(tmp_path / "vace")], run=False)
     (row,) = _vace_rows(cli)
     assert row.checkpoint == tmp_path / "vace"  # one override reaches the VACE rows...
     from stereo_lit.diffusion.generator import WanStereoGenerator
@@ -276,7 +276,7 @@ def test_stereo_lit_test_with_the_shipped_vace_row_reports_it(tiny_checkpoints, 
     from stereo_lit.cli import build_cli
     from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
 
-    config = yaml.safe_load((REPO / "configs" / "eval_tartanair.yaml").read_text())
+    config = yaml.safe_load((REPO / "stereo_lit" / "configs" / "eval_tartanair.yaml").read_text())
     (row,) = [b for b in config["model"]["baselines"] if b.get("init_args", {}).get("backbone") == "vace"]
     assert config["model"]["vace_checkpoint"] == VACE_REAL
     row["init_args"].update(window=5, overlap=1)

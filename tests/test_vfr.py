@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from stereo_lit.data.wild import WildVideoDataModule
-from stereo_lit.depth_source import WindowDepth
+from stereo_lit.depth.source import WindowDepth
 from stereo_lit.io.video_reader import probe_video, read_frames, source_index
 
 H, W, N, GOP = 48, 64, 60, 12

@@ -2,7 +2,7 @@
 
 scikit-image ships the pair and its left disparity (``skimage.data.stereo_motorcycle``;
 unknown disparity is inf). The warp of the left view must match the real right view
-better than the two reference schemes of :mod:`stereo_lit.warp_references`, at equal or
+better than the two reference schemes of :mod:`stereo_lit.stereo.warp_references`, at equal or
 better coverage. The images differ photometrically (real cameras), so the absolute
 error does not reach 0; the comparison is what matters.
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereo_lit.geometry import forward_warp
-from stereo_lit.warp_references import nearest_zbuffer_warp, soft_splat_warp
+from stereo_lit.stereo.geometry import forward_warp
+from stereo_lit.stereo.warp_references import nearest_zbuffer_warp, soft_splat_warp
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the Middlebury pair")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from stereo_lit.padding import Padding, pad_video, padding_for, unpad_video
-from stereo_lit.windows import is_wan_length, next_wan_length, plan_windows
+from stereo_lit.stereo.padding import Padding, pad_video, padding_for, unpad_video
+from stereo_lit.stereo.windows import is_wan_length, next_wan_length, plan_windows
 
 
 @pytest.mark.parametrize("num_frames", [1, 2, 5, 33, 34, 70, 81, 82, 200, 1001])

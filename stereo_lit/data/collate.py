@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate
 
-from stereo_lit.run_summary import SKIPPED_KEY, is_skip_marker, skip_marker
+from stereo_lit.data.skips import SKIPPED_KEY, is_skip_marker, skip_marker
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def check_on_error(on_error: str) -> str:
 def collate_samples(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] | None:
     """Collate sample dicts; ``None`` samples are dropped, keys not in every sample too.
 
-    Skip markers (:func:`stereo_lit.run_summary.skip_marker`, items dropped under
+    Skip markers (:func:`stereo_lit.data.skips.skip_marker`, items dropped under
     ``on_error="skip"``) are gathered into ``batch["skipped"]`` = ``[(name, reason), ...]``;
     a batch of markers only is ``{"skipped": [...]}``. Samples of different sizes are an
     error that says to use ``batch_size: 1``.

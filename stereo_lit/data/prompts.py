@@ -15,7 +15,7 @@ from typing import Any
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
-from stereo_lit.windows import is_wan_length
+from stereo_lit.stereo.windows import is_wan_length
 
 
 def prompt_id(index: int, prompt: str, max_words: int = 6) -> str:

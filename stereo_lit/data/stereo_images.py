@@ -198,7 +198,7 @@ class StereoImagePairs(Dataset):
             valid = (torch.isfinite(disparity) & (disparity >= 0)).float()
             source = "ground_truth"
         elif self.reference_disparity:
-            from stereo_lit.reference_disparity import reference_disparity_video
+            from stereo_lit.metrics.reference_disparity import reference_disparity_video
 
             disparity, valid, _ = reference_disparity_video(left, right)
             source = "matched"

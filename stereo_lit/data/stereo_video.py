@@ -4,12 +4,12 @@ Sources and file discovery: :mod:`stereo_lit.data.stereo_sources` (a file, a fol
 ``.txt`` list or a ``datasets`` collection, as the wild-video datamodule takes). Layouts
 (``layout=``): ``sbs``, ``sbs_half``, ``tb``, ``tb_half`` (half layouts un-squeezed),
 ``vr180_sbs`` (each eye an equirect 180 half-frame, re-projected to a rectified pinhole
-view with :func:`stereo_lit.projection.equirect_to_pinhole`, the same rotation for both
+view with :func:`stereo_lit.stereo.projection.equirect_to_pinhole`, the same rotation for both
 eyes, so the pair is a parallel rig), ``separate`` (``NAME_L.*``/``NAME_R.*`` files or
 ``left/``+``right/`` folders; found automatically) or ``auto`` (separate files when found,
 else :func:`stereo_lit.data.stereo_frames.detect_layout`, the decision logged).
 
-Every sample (one window of one clip; windows from :func:`stereo_lit.windows.plan_windows`,
+Every sample (one window of one clip; windows from :func:`stereo_lit.stereo.windows.plan_windows`,
 each frame produced once) carries the keys TartanAir evaluation batches carry:
 
 - ``left`` (the input) and ``right`` (the reference) float ``[3, T, H, W]`` in [0, 1],
@@ -24,7 +24,7 @@ each frame produced once) carries the keys TartanAir evaluation batches carry:
   ``rig`` option, default ``unknown``);
 - VR180 only: ``intrinsics`` ``[5]`` = (fx, fy, cx, cy, baseline_m) of the pinhole view;
 - with ``reference_disparity=True``: ``disparity_left_px`` ``[1, T, H, W]`` from a stereo
-  matcher on the true pair (:mod:`stereo_lit.reference_disparity`), ``reference_failed_px``
+  matcher on the true pair (:mod:`stereo_lit.metrics.reference_disparity`), ``reference_failed_px``
   (pixels excluded) and ``disparity_source`` = ``"matched"``.
 """
 
@@ -44,9 +44,9 @@ from stereo_lit.data.stereo_frames import LAYOUTS, FrameSource, detect_layout, e
 from stereo_lit.data.stereo_sources import StereoEntry, resolve_stereo
 from stereo_lit.data.wild import output_size
 from stereo_lit.data.windowed import EvalDataloaders, WindowedDataModule, check_pad_mode, check_window
-from stereo_lit.padding import pad_video, padding_for
-from stereo_lit.projection import default_pinhole_size, equirect_to_pinhole, pinhole_intrinsics, rotation_yaw_pitch
-from stereo_lit.windows import Window, is_wan_length, next_wan_length, plan_windows
+from stereo_lit.stereo.padding import pad_video, padding_for
+from stereo_lit.stereo.projection import default_pinhole_size, equirect_to_pinhole, pinhole_intrinsics, rotation_yaw_pitch
+from stereo_lit.stereo.windows import Window, is_wan_length, next_wan_length, plan_windows
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class StereoVideoWindows(Dataset):
         disparity = valid = None
         failed = 0
         if self.reference_disparity:
-            from stereo_lit.reference_disparity import reference_disparity_video
+            from stereo_lit.metrics.reference_disparity import reference_disparity_video
 
             parallel = clip.layout == "vr180_sbs" or self.rig == "parallel"
             # converged (or unknown) footage has disparities of both signs: search both

@@ -31,11 +31,11 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem, rank_and_world, shard_of
-from stereo_lit.run_summary import skip_marker
+from stereo_lit.data.skips import skip_marker
 from stereo_lit.data.shards import iter_trajectory_frames, load_manifest, manifest_path
 from stereo_lit.data.tartanair_layout import Trajectory, find_trajectories, open_trajectory, read_depth, read_image
 from stereo_lit.data.tartanair_sample import ClipSpec, build_sample, plan_clips, plan_predict
-from stereo_lit.windows import is_wan_length, next_wan_length
+from stereo_lit.stereo.windows import is_wan_length, next_wan_length
 
 log = logging.getLogger(__name__)
 

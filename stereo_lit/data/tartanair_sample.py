@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stereo_lit.padding import pad_video, padding_for
-from stereo_lit.windows import next_wan_length, plan_windows
+from stereo_lit.stereo.padding import pad_video, padding_for
+from stereo_lit.stereo.windows import next_wan_length, plan_windows
 
 
 @dataclass(frozen=True)

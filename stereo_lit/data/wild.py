@@ -7,7 +7,7 @@ Every sample (one window of one video) holds:
   repeated); ``padding`` = ``{"bottom", "right", "frames"}`` so outputs are restored;
 - ``video_path``, ``sample_id``, ``caption`` ("" when none), ``fps``, ``num_frames`` (of
   the whole video on the output timeline), ``window_start``, ``window_stop``,
-  ``keep_start`` (absolute frame indices, :func:`stereo_lit.windows.plan_windows`),
+  ``keep_start`` (absolute frame indices, :func:`stereo_lit.stereo.windows.plan_windows`),
   ``has_audio``;
 - with a depth file next to the video: ``depth`` float ``[1, T, H, W]`` and
   ``depth_kind`` (``"inverse_relative"`` or ``"metric_m"``).
@@ -41,8 +41,8 @@ from stereo_lit.data.windowed import WindowedDataModule, check_pad_mode, check_w
 from stereo_lit.data.wild_sources import DepthFile, VideoEntry, find_depth_file, resolve_videos
 from stereo_lit.io.image_reader import is_image_file, probe_image
 from stereo_lit.io.video_reader import VideoInfo, probe_video, read_frames, resampled_num_frames, source_index
-from stereo_lit.padding import pad_video, padding_for
-from stereo_lit.windows import Window, plan_windows
+from stereo_lit.stereo.padding import pad_video, padding_for
+from stereo_lit.stereo.windows import Window, plan_windows
 
 log = logging.getLogger(__name__)
 

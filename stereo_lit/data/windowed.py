@@ -21,7 +21,7 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples
-from stereo_lit.windows import is_wan_length, plan_windows
+from stereo_lit.stereo.windows import is_wan_length, plan_windows
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
     depth = VDAEstimator("checkpoints/video_depth_anything_vits.pth").estimate(video)  # [B,1,T,H,W]
 
 Estimators return a :class:`DepthResult` labelled ``metric_m`` (metres) or ``inverse_relative``
-(larger = nearer); ``stereo_lit.disparity`` turns it into disparity.
+(larger = nearer); ``stereo_lit.stereo.disparity`` turns it into disparity.
 """
 
 from .align import INFER_LEN, INTERP_LEN, KEYFRAMES, OVERLAP, WindowAligner

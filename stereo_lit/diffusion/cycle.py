@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from stereo_lit.geometry import cycle_warp_right_to_left, right_disparity_from_left
+from stereo_lit.stereo.geometry import cycle_warp_right_to_left, right_disparity_from_left
 
 
 def cycle_error(left: torch.Tensor, right: torch.Tensor, disparity_left_px: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ A thin Lightning-side adapter around :class:`~stereo_lit.diffusion.pipeline.WanS
 which samples one window (warp, encode the known view, noise, guided denoising, decode;
 read its ``__call__``). Here, around it:
 
-- long videos run in overlapping windows (:func:`stereo_lit.windows.plan_windows`); every
+- long videos run in overlapping windows (:func:`stereo_lit.stereo.windows.plan_windows`); every
   frame is produced once, and each window starts from the previous window's produced
   frames, held on every step (``fixed_right``); ``StereoOutput.carry`` chains calls;
 - frames are padded to multiples of 16 and back (edge pixels repeated);
@@ -34,8 +34,8 @@ from stereo_lit.diffusion.options import LoRAOptions, MemoryOptions, SamplingOpt
 from stereo_lit.diffusion.training import LoRATrainingObjective
 from stereo_lit.diffusion.wan_models import BACKBONES, DEFAULT_WINDOW, WanModels
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
-from stereo_lit.padding import Padding, pad_video, padding_for, unpad_video
-from stereo_lit.windows import plan_windows
+from stereo_lit.stereo.padding import Padding, pad_video, padding_for, unpad_video
+from stereo_lit.stereo.windows import plan_windows
 
 #: Wan's usual negative prompt, in English.
 DEFAULT_NEGATIVE_PROMPT = (

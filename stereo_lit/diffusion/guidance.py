@@ -20,7 +20,7 @@ UniPC). What reproduces the symptom (the right view comes back as a copy of the 
 starting the right view from the left view's *unshifted* noise while the left itself was
 generated from that noise (text-to-stereo), with guidance stopped early. The right view's
 noise is therefore the left's noise shifted onto the known cells with
-:func:`~stereo_lit.geometry.shift_noise` (nearest cell, unit variance kept), fresh noise in the
+:func:`~stereo_lit.stereo.geometry.shift_noise` (nearest cell, unit variance kept), fresh noise in the
 holes.
 
 Strategies:
@@ -39,7 +39,7 @@ from __future__ import annotations
 import torch
 
 from stereo_lit.diffusion.flow import add_noise, blend, velocity_from_x0, x0_from_velocity
-from stereo_lit.geometry import forward_warp, shift_noise
+from stereo_lit.stereo.geometry import forward_warp, shift_noise
 
 STRATEGIES = ("x0_blend", "repaint", "latent_shift", "none")
 
@@ -134,7 +134,7 @@ class LatentShift(Guidance):
         left_latent: normalised left latent ``[B, 16, f, h, w]``.
         left_noise: the left trajectory's noise (same shape).
         disparity_latent: ``[B, 1, f, h, w]`` disparity in latent pixels
-            (:func:`stereo_lit.geometry.disparity_to_latent_grid`).
+            (:func:`stereo_lit.stereo.geometry.disparity_to_latent_grid`).
         every: shift after every ``every``-th step (1 = every step).
     """
 

@@ -39,8 +39,8 @@ from stereo_lit.diffusion.guidance import STRATEGIES, Guidance, LatentShift, Rep
 from stereo_lit.diffusion.nfe import count_nfe
 from stereo_lit.diffusion.sampler import BATCH_MODES, denoise, invert, set_schedule
 from stereo_lit.diffusion.vace import backbone_of, conditioning_scales, grey_holes, vace_conditioning
-from stereo_lit.geometry import disparity_to_latent_grid, mask_to_latent_grid, shift_noise
-from stereo_lit.windows import is_wan_length
+from stereo_lit.stereo.geometry import disparity_to_latent_grid, mask_to_latent_grid, shift_noise
+from stereo_lit.stereo.windows import is_wan_length
 
 NOISE_MODES = ("shared", "inverted")
 OUTPUT_TYPES = ("pt", "np", "latent")

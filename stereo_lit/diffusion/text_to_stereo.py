@@ -4,10 +4,10 @@
 2. a depth estimator on the left video (any object with ``estimate(video) -> result``
    where ``result.values`` is ``[B, 1, T, H, W]`` and ``result.kind`` is ``"metric_m"``
    or ``"inverse_relative"``, e.g. :mod:`stereo_lit.depth`'s Video-Depth-Anything);
-3. depth -> disparity with :class:`~stereo_lit.disparity.DisparityPolicy`;
+3. depth -> disparity with :class:`~stereo_lit.stereo.disparity.DisparityPolicy`;
 4. :meth:`WanStereoGenerator.sample_window` -> right video (same model, prompt and
    settings, one window like the left). The right view starts from the noise that made
-   the left, shifted onto the known latent cells (:func:`~stereo_lit.geometry.shift_noise`),
+   the left, shifted onto the known latent cells (:func:`~stereo_lit.stereo.geometry.shift_noise`),
    with fresh noise (seed + 1) in the holes: starting it from the left's *unshifted* noise
    pulls it towards a copy of the left (DESIGN.md section 4).
 
@@ -26,9 +26,9 @@ from stereo_lit.diffusion.codec import decode_latents
 from stereo_lit.diffusion.cycle import cycle_error
 from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.diffusion.sampler import denoise
-from stereo_lit.disparity import DisparityPolicy
+from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoOutput
-from stereo_lit.windows import is_wan_length
+from stereo_lit.stereo.windows import is_wan_length
 
 
 @dataclass

@@ -6,7 +6,7 @@ Per batch (:meth:`LoRATrainingObjective.__call__`):
    (TartanAir), else the left view forward-warped to the right (holes filled from the
    background) with its latent known mask (a cell is known only when all its pixels are
    covered by the warp);
-2. ``sigma`` (:func:`~stereo_lit.losses.sample_sigmas`, shifted like the sampler's
+2. ``sigma`` (:func:`~stereo_lit.diffusion.losses.sample_sigmas`, shifted like the sampler's
    schedule) and Gaussian noise; ``x_sigma = (1 - sigma) x0 + sigma noise``;
 3. the transformer's velocity (conditional prompt only, no CFG), gradients through the
    LoRA weights only;
@@ -32,14 +32,14 @@ from stereo_lit.diffusion.lora import ADAPTER_NAME, add_lora, adapter_names, loa
 from stereo_lit.diffusion.options import LoRAOptions, as_options
 from stereo_lit.diffusion.sampler import predict_velocity
 from stereo_lit.generators.geometric import WarpFill
-from stereo_lit.geometry import (
+from stereo_lit.stereo.geometry import (
     disparity_to_latent_grid,
     mask_to_latent_grid,
     occlusion_mask,
     right_disparity_from_left,
 )
-from stereo_lit.losses import SIGMA_SAMPLING, cycle_loss, flow_matching_loss, latent_cycle_loss, sample_sigmas
-from stereo_lit.windows import is_wan_length
+from stereo_lit.diffusion.losses import SIGMA_SAMPLING, cycle_loss, flow_matching_loss, latent_cycle_loss, sample_sigmas
+from stereo_lit.stereo.windows import is_wan_length
 
 CYCLE_SPACES = ("latent", "pixel")
 #: Latent cycle: a right-view latent cell counts only when the disparity of the pixels it

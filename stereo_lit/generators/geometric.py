@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
-from stereo_lit.geometry import forward_warp, right_disparity_from_left
+from stereo_lit.stereo.geometry import forward_warp, right_disparity_from_left
 
 
 class CopyLeft(StereoGenerator):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stereo_lit.io.video_reader import VideoInfo, VideoReadError
+from stereo_lit.io.media import VideoInfo, VideoReadError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 IMAGE_FPS = 1.0  # nominal frame rate of a one-frame clip (nothing is timed by it)

@@ -8,7 +8,7 @@
   is ``p = x_R - x_L = shift_px - d``. The vacated edge strips are black (a
   "floating window");
 - :func:`vr180`: each eye painted into a 180x180-degree equirectangular half
-  (:func:`stereo_lit.projection.pinhole_to_equirect`, the source treated as a pinhole
+  (:func:`stereo_lit.stereo.projection.pinhole_to_equirect`, the source treated as a pinhole
   camera of horizontal field of view ``hfov_deg``), left | right; black outside the
   source's frustum;
 - :func:`disparity_to_colormap` for a depth visualisation video;
@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from stereo_lit.projection import pinhole_focal_px, pinhole_to_equirect
+from stereo_lit.stereo.projection import pinhole_focal_px, pinhole_to_equirect
 
 LAYOUTS = ("right", "sbs", "sbs_half", "tb", "tb_half", "anaglyph", "vr180", "depth")
 NAMINGS = ("plain", "player")

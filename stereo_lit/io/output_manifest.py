@@ -11,7 +11,7 @@ The manifest records the source's fingerprint (size, mtime, SHA-256 of its first
 the depth file's fingerprint, the frame count, each layout's file size, and the settings
 that change the pixels (:func:`manifest_mismatch` compares all of them on resume), and
 ``cost``: what generating the video cost (frames, seconds, NFE, VAE passes, peak memory and
-their per-81-frame rates, :meth:`stereo_lit.predict_cost.CostTotals.record`; never compared).
+their per-81-frame rates, :meth:`stereo_lit.evaluation.predict_cost.CostTotals.record`; never compared).
 ``output_dir`` itself gets a marker file (:data:`ROOT_MARKER`) so a reader scanning a
 folder that contains it leaves it out.
 """

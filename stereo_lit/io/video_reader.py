@@ -26,39 +26,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from stereo_lit.io.image_reader import is_image_file, read_image
+from stereo_lit.io.media import VideoInfo, VideoReadError
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".gif")
-
-
-class VideoReadError(RuntimeError):
-    """A video could not be opened or decoded; the message names the file."""
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """What :func:`probe_video` learns from a file's headers (no full decode).
-
-    Attributes:
-        path: the file.
-        num_frames: frames in the video stream.
-        fps: average frame rate (frames per second).
-        height, width: decoded frame size in pixels.
-        has_audio: the container has at least one audio stream.
-        duration_s: duration of the video stream in seconds (``num_frames / fps`` if unknown).
-        codec: video codec name; audio_codec / audio_sample_rate / audio_channels: first
-            audio stream (None without audio).
-    """
-
-    path: str
-    num_frames: int
-    fps: float
-    height: int
-    width: int
-    has_audio: bool
-    duration_s: float
-    codec: str
-    audio_codec: str | None = None
-    audio_sample_rate: int | None = None
-    audio_channels: int | None = None
 
 
 def _open(path: Path) -> av.container.InputContainer:
@@ -260,8 +231,6 @@ def iter_frames(
     Raises:
         VideoReadError: the file is unreadable or ends before ``stop``.
     """
-    from stereo_lit.io.image_reader import is_image_file, read_image
-
     path = Path(path)
     if is_image_file(path):
         if start != 0 or stop not in (None, 1):

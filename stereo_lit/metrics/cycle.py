@@ -1,7 +1,7 @@
 """Right -> left cycle consistency: warp the produced right view back to the left and compare.
 
 The produced right view is forward-splatted to the left with the right view's disparity
-(:func:`stereo_lit.geometry.cycle_warp_right_to_left`, z-buffered), and compared with
+(:func:`stereo_lit.stereo.geometry.cycle_warp_right_to_left`, z-buffered), and compared with
 the true left view on co-visible pixels: left pixels that received right content, and,
 when given, inside ``mask`` (e.g. left pixels visible in the right view and valid).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torchmetrics import Metric
 
-from stereo_lit.geometry import cycle_warp_right_to_left
+from stereo_lit.stereo.geometry import cycle_warp_right_to_left
 from stereo_lit.metrics._video import check_same_grid, check_video, full_precision, mask_or_ones
 
 

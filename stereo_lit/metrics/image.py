@@ -4,7 +4,7 @@ Regions (masks ``[B,1,T,H,W]``, 1 = in region):
 
 - ``all``: valid pixels of the true right view;
 - ``visible``: valid right pixels that the left camera also sees (from the true right
-  disparity, :func:`stereo_lit.geometry.occlusion_mask` with ``direction=1``);
+  disparity, :func:`stereo_lit.stereo.geometry.occlusion_mask` with ``direction=1``);
 - ``disoccluded``: valid and not visible: what a method must invent.
 
 PSNR is computed from the pooled squared error of the region over everything seen

@@ -27,7 +27,7 @@ is warped to ``t`` and compared with produced frame ``t``:
   keys appear only once some seam was seen. Seams between *batches* (consecutive
   windows fed as separate batches) cannot be measured here.
 
-Inputs are scored as given: remove padding before (:class:`stereo_lit.evaluation.EvaluationSuite` does).
+Inputs are scored as given: remove padding before (:class:`stereo_lit.evaluation.suite.EvaluationSuite` does).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Evaluation on real stereo footage (3D films, VR180 clips, stereo rigs, Middlebury / KITTI pairs).
 
 Real footage has no depth. The reference geometry is the disparity that came with the
-batch: matched on the true pair (:mod:`stereo_lit.reference_disparity`, SGBM plus a
+batch: matched on the true pair (:mod:`stereo_lit.metrics.reference_disparity`, SGBM plus a
 left-right check; ``disparity_source = "matched"``) or a dataset's own ground truth
 (Middlebury ``disp0.pfm``, KITTI ``disp_occ_0``). Pixels without a reference value
 (``valid_left == 0`` on content) are excluded from the region split and the geometry
@@ -11,7 +11,7 @@ Parallel and converged footage are scored in separate tables (suites
 ``{stage}_parallel`` and ``{stage}_converged``). A converged clip (3D film) has
 disparities of both signs; our geometry keeps them >= 0 and applies convergence as a
 horizontal translation. Per clip (fixed on its first window) the zero-parallax shift
-``s`` is estimated from the true pair (:func:`stereo_lit.reference_disparity.zero_parallax_shift`,
+``s`` is estimated from the true pair (:func:`stereo_lit.metrics.reference_disparity.zero_parallax_shift`,
 2nd percentile of the matched disparity) and the clip is scored in the frame where its
 disparity is ``d + k >= 0``, ``k = round(-s)`` px: the convergence of the produced pair
 is ``k``. Rather than translating every produced right view by ``-k``, the *true* right
@@ -23,7 +23,7 @@ is resampled, and the geometry metrics (which search ``d >= 0``) work unchanged.
 Protocols (rows of the table, named in its footer; depth from ``model.depth``):
 
 - ``aligned``: estimated inverse depth fitted by least squares (scale and shift) to the
-  reference disparity of each window (:func:`~stereo_lit.depth_source.align_inverse_depth`);
+  reference disparity of each window (:func:`~stereo_lit.depth.source.align_inverse_depth`);
 - ``blind``: the user-facing settings (``max_disparity_pct``, ``convergence``) as
   ``predict`` uses them; on converged clips the produced right view is translated by
   ``c - k`` (``c`` the policy's convergence in px) into the scoring frame; parallel
@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
-from stereo_lit.depth_source import align_inverse_depth, batch_padding
+from stereo_lit.depth.source import align_inverse_depth, batch_padding
 from stereo_lit.generators.base import StereoOutput
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class RealFootageEval:
 
     def clip_shift(self, batch: dict[str, Any], disparity: torch.Tensor, valid: torch.Tensor) -> ClipShift:
         """The batch's clip shift (one clip per batch), estimated on the clip's first window."""
-        from stereo_lit.reference_disparity import zero_parallax_shift
+        from stereo_lit.metrics.reference_disparity import zero_parallax_shift
 
         keys = sorted({str(k) for k in _as_list(batch.get("video_path", ["clip"]))})
         rigs = sorted({str(r) for r in _as_list(batch["rig"])})

@@ -24,11 +24,11 @@ the columns ``sec_per_81f``, ``nfe_per_81f``, ``vae_passes_per_81f`` and the pea
 reference row has none. Notes the metrics leave (MS-SSIM on frames too small, LPIPS not
 available, what the cost columns measure) are the table's footer (:attr:`EvaluationSuite.notes`).
 :attr:`EvaluationSuite.report_data` collects per-frame metrics and sample frames for
-:meth:`EvaluationSuite.write_report` (``{stage}_report.html``, :mod:`stereo_lit.report`).
+:meth:`EvaluationSuite.write_report` (``{stage}_report.html``, :mod:`stereo_lit.evaluation.report`).
 
 Padding never counts: the batch and every method's output are unpadded
 (:func:`unpad_batch`, from ``batch["padding"]``, see
-:func:`stereo_lit.depth_source.batch_padding`) before anything is scored, so masks,
+:func:`stereo_lit.depth.source.batch_padding`) before anything is scored, so masks,
 flows, SGBM matches and the disoccluded region are those of the source frames.
 Precision: every metric runs in float32 with autocast off, so the table under a
 ``bf16-mixed`` trainer is the one of ``32-true``.
@@ -46,13 +46,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from stereo_lit.depth_source import batch_padding
+from stereo_lit.depth.source import batch_padding
 from stereo_lit.generators.base import StereoOutput
-from stereo_lit.geometry import occlusion_mask, right_disparity_from_left
+from stereo_lit.stereo.geometry import occlusion_mask, right_disparity_from_left
 from stereo_lit.metrics._video import autocast_off
 from stereo_lit.metrics.cost import COST_FOOTNOTE, CallCost
-from stereo_lit.padding import Padding, unpad_video
-from stereo_lit.report import ReportData, render_report, write_report
+from stereo_lit.stereo.padding import Padding, unpad_video
+from stereo_lit.evaluation.report import ReportData, render_report, write_report
 
 #: name of the row holding the true right view's metrics (matcher / flow / warp floors)
 REFERENCE_ROW = "true_right"
@@ -371,7 +371,7 @@ class EvaluationSuite(nn.Module):
         self, table: dict[str, dict[str, float]], out_dir: Path, stage: str, depth_source: str = "",
         skipped: list[tuple[str, str]] | None = None,
     ) -> Path:
-        """Write the self-contained ``{stage}_report.html`` into ``out_dir`` (:mod:`stereo_lit.report`)."""
+        """Write the self-contained ``{stage}_report.html`` into ``out_dir`` (:mod:`stereo_lit.evaluation.report`)."""
         notes = ([SGBM_FOOTNOTE] if any(c.startswith("sgbm_") for c in _columns(table)) else []) + self.notes
         page = render_report(
             table, _columns(table), title=f"stereo-lit {stage}", notes=notes, depth_source=depth_source,

@@ -1,7 +1,7 @@
-"""Reference forward-splatting schemes that :func:`stereo_lit.geometry.forward_warp` is measured against.
+"""Reference forward-splatting schemes that :func:`stereo_lit.stereo.geometry.forward_warp` is measured against.
 
 They exist for the accuracy test on a real stereo pair and for ``benchmarks/bench_warp.py``;
-the package itself always uses :func:`~stereo_lit.geometry.forward_warp`.
+the package itself always uses :func:`~stereo_lit.stereo.geometry.forward_warp`.
 
 - :func:`nearest_zbuffer_warp`: every source pixel lands on the nearest target column;
   the largest disparity (nearest surface) wins. No sub-pixel accuracy.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from stereo_lit.geometry import MIN_COVER_WEIGHT
+from stereo_lit.stereo.geometry import MIN_COVER_WEIGHT
 
 #: base of the StereoCrafter soft-splatting weight ``SOFT_BASE ** d``
 SOFT_BASE = 1.414

@@ -6,7 +6,7 @@ for a video *file* the estimator runs once over the whole video, streamed and ca
 on disk (:meth:`stereo_lit.depth.VDAEstimator.video_depth`), and each window takes its
 slice. In-memory clips (TartanAir, text-to-stereo) go through ``estimate`` directly.
 With ``shot_aware``, the shot cuts of a video file are found first (a decoding pass at
-low resolution, :func:`stereo_lit.shots.detect_cuts`), the depth windows restart at every
+low resolution, :func:`stereo_lit.stereo.shots.detect_cuts`), the depth windows restart at every
 cut, and the cuts go with the depth to the disparity policy (one range per shot).
 
 Also here: least-squares alignment of relative inverse depth to a reference
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stereo_lit.padding import Padding, pad_video
+from stereo_lit.stereo.padding import Padding, pad_video
 
 log = logging.getLogger(__name__)
 CUT_DETECTION_WIDTH = 320  # frames are decoded this wide (even height, same aspect) for cut detection
@@ -122,10 +122,10 @@ def video_cuts(
     """Shot cuts of a video file on the datamodule's timeline (``fps``), memoised in ``cache_dir``.
 
     Frames are decoded :data:`CUT_DETECTION_WIDTH` px wide; the cuts are those of
-    :func:`stereo_lit.shots.detect_cuts` (PySceneDetect ``ContentDetector``, defaults).
+    :func:`stereo_lit.stereo.shots.detect_cuts` (PySceneDetect ``ContentDetector``, defaults).
     """
     from stereo_lit.io.video_reader import iter_frames
-    from stereo_lit.shots import detect_cuts
+    from stereo_lit.stereo.shots import detect_cuts
 
     height, width = size
     small_w = min(width, CUT_DETECTION_WIDTH) // 2 * 2

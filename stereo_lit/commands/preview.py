@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stereo_lit.callbacks import to_uint8_frames
+from stereo_lit.io.frames import to_uint8_frames
 from stereo_lit.data.wild import check_depth_values, resize_depth
 from stereo_lit.data.wild_sources import DepthFile, find_depth_file, resolve_videos
-from stereo_lit.depth_edges import EdgeOptions
-from stereo_lit.disparity import DisparityPolicy
+from stereo_lit.stereo.edges import EdgeOptions
+from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.io.image_reader import is_image_file, probe_image
 from stereo_lit.io.layouts import apply_convergence, compose
@@ -39,7 +39,7 @@ PREVIEW_LAYOUTS = ("anaglyph", "sbs")
 
 def whole_depth_sample(depth: DepthFile) -> torch.Tensor:
     """Every ``T // 64``-th frame ``[T', H, W]`` of a depth file: the sample ``predict``
-    fixes a video's strength range from (:mod:`stereo_lit.depth_source`)."""
+    fixes a video's strength range from (:mod:`stereo_lit.depth.source`)."""
     return torch.from_numpy(depth.frames(list(range(0, depth.num_frames, max(1, depth.num_frames // 64)))))
 
 

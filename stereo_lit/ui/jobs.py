@@ -23,7 +23,7 @@ from pathlib import Path
 from stereo_lit.data.wild_sources import depth_names
 from stereo_lit.io.layouts import LAYOUTS
 from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
-from stereo_lit.ui_progress import read_progress
+from stereo_lit.ui.progress import read_progress
 
 DEFAULT_WAN = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
 DEFAULT_VDA = "checkpoints/video_depth_anything_vits.pth"
@@ -104,7 +104,7 @@ def predict_args(
         source: the video (its depth file ``NAME.npy`` beside it for ``depth="file"``).
         output_dir: the predict ``model.output_dir``; outputs go to ``output_dir/NAME/``.
         window, progress_file: frames per window (default 81 for Wan, 33 otherwise); the
-            :class:`~stereo_lit.ui_progress.ProgressFile` target.
+            :class:`~stereo_lit.ui.progress.ProgressFile` target.
     """
     check_settings(settings, wan_checkpoint, vda_checkpoint)
     wan = settings.method == "wan"
@@ -135,7 +135,7 @@ def predict_args(
         "--data.init_args.on_error", "skip",
     ]
     if progress_file is not None:
-        callback = {"class_path": "stereo_lit.ui_progress.ProgressFile", "init_args": {"path": str(progress_file)}}
+        callback = {"class_path": "stereo_lit.ui.progress.ProgressFile", "init_args": {"path": str(progress_file)}}
         args += ["--trainer.callbacks", json.dumps([callback])]
     return args
 

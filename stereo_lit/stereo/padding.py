@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from stereo_lit.windows import next_wan_length
+from stereo_lit.stereo.windows import next_wan_length
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Two cases (DESIGN.md section 2):
   first time a video is seen, so consecutive windows of one video share one depth
   scale and the 3D strength does not jump at window seams. With ``shot_aware`` and the
   video's shot cuts, each shot gets its own range (optionally smoothed over time inside
-  the shot, ``range_smoothing``): the rules are in :mod:`stereo_lit.shots`.
+  the shot, ``range_smoothing``): the rules are in :mod:`stereo_lit.stereo.shots`.
 
 The convergence (zero-parallax) plane is not part of the disparity (which stays
 >= 0 so that larger always means nearer); it is returned as a shift in pixels that
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from stereo_lit.geometry import metric_depth_to_disparity
-from stereo_lit.shots import frame_ranges, robust_range
+from stereo_lit.stereo.geometry import metric_depth_to_disparity
+from stereo_lit.stereo.shots import frame_ranges, robust_range
 
 
 @dataclass
@@ -46,7 +46,7 @@ class DisparityPolicy:
         shot_aware: one range per shot (given the video's cuts) instead of one per video.
         range_smoothing: None: the range is constant inside a shot; ``tau`` (frames): it
             follows each frame's range through a look-ahead mean and an EMA of time constant
-            ``tau`` (:func:`stereo_lit.shots.frame_ranges`).
+            ``tau`` (:func:`stereo_lit.stereo.shots.frame_ranges`).
     """
 
     max_disparity_pct: float = 2.0

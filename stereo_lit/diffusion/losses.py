@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from stereo_lit.geometry import cycle_warp_right_to_left
+from stereo_lit.stereo.geometry import cycle_warp_right_to_left
 
 SIGMA_SAMPLING = ("logit_normal", "uniform")
 
@@ -125,7 +125,7 @@ def cycle_loss(
     """Right -> left cycle L1 in pixel space, differentiable w.r.t. ``right_pred``.
 
     The predicted right view is forward-splatted back to the left view with the right
-    view's disparity (z-buffered, :func:`~stereo_lit.geometry.cycle_warp_right_to_left`;
+    view's disparity (z-buffered, :func:`~stereo_lit.stereo.geometry.cycle_warp_right_to_left`;
     the splat is linear in the image, so gradients reach every right pixel that lands),
     and compared with the true left view on co-visible pixels: left pixels that receive
     right content (right pixels hidden in the left view lose the z-buffer; left pixels
@@ -156,7 +156,7 @@ def latent_cycle_loss(
     """The right -> left cycle on the Wan latent grid (no VAE decode): cheap, approximate.
 
     Same splat as :func:`cycle_loss`, applied to latents ``[B, 16, f, h, w]`` with the
-    right disparity in *latent* pixels (:func:`~stereo_lit.geometry.disparity_to_latent_grid`
+    right disparity in *latent* pixels (:func:`~stereo_lit.stereo.geometry.disparity_to_latent_grid`
     of the pixel disparity). A latent cell summarises 8x8 pixels and 4 frames, so this is
     exact only for shifts the VAE commutes with; pass masks that drop cells straddling
     depth edges (see :mod:`stereo_lit.diffusion.training`).

@@ -1,4 +1,4 @@
-"""Lightning callbacks: the stereo prediction writer (and its resume helpers).
+"""The stereo prediction writer (and its resume helpers): predictions -> files.
 
 Contract with :meth:`StereoLitModule.predict_step` (one dict per batch):
 
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter
 
 from stereo_lit.io.layouts import (
     LAYOUTS, NAMINGS, VR180Options, apply_convergence, compose, disparity_to_colormap, output_filename,
@@ -42,6 +42,7 @@ from stereo_lit.io.output_manifest import (
     write_manifest,
 )
 from stereo_lit.io.image_reader import is_image_file
+from stereo_lit.io.frames import to_uint8_frames
 from stereo_lit.io.image_writer import ImageOutputs, image_filenames
 from stereo_lit.io.video_writer import EncoderOptions, StreamingVideoWriter, as_encoder_options, read_color_metadata
 
@@ -125,11 +126,6 @@ def outputs_complete(
         filenames=layout_filenames(folder, list(layouts), naming),
     )
     return reason is None
-
-
-def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
-    """``[3, T, H, W]`` float [0,1] -> uint8 ``[T, H, W, 3]``."""
-    return (video.detach().float().clamp(0, 1).permute(1, 2, 3, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
 
 
 class _VideoOutputs:
@@ -343,7 +339,7 @@ class StereoPredictionWriter(BasePredictionWriter):
             "frames": outputs.next_frame, "layouts": files, "settings": self.settings,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
-        if cost is not None:  # what generating this video cost (stereo_lit.predict_cost); not compared on resume
+        if cost is not None:  # what generating this video cost (stereo_lit.evaluation.predict_cost); not compared on resume
             record["cost"] = cost
         write_manifest(outputs.folder, record)
         self.finished.extend(outputs.folder / entry["file"] for entry in files.values())
@@ -403,77 +399,6 @@ class StereoPredictionWriter(BasePredictionWriter):
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         self._abort_open()
-
-
-class TensorBoardPreviews(Callback):
-    """Side-by-side preview GIFs (left | produced right | true right) of evaluated clips.
-
-    Logs the first ``max_clips`` batches of validation/test per method, when the trainer's
-    logger is a TensorBoard logger; does nothing otherwise. Frames are subsampled to at
-    most ``max_frames`` and the width to at most ``max_width`` pixels per view.
-    """
-
-    def __init__(self, max_clips: int = 2, max_frames: int = 33, max_width: int = 320, fps: float = 8.0) -> None:
-        self.max_clips, self.max_frames, self.max_width, self.fps = max_clips, max_frames, max_width, fps
-
-    def _log(self, trainer: Any, outputs: Any, batch_idx: int, stage: str) -> None:
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        from stereo_lit.previews import log_gif, preview_strip
-
-        if batch_idx >= self.max_clips or not trainer.is_global_zero or not isinstance(outputs, dict):
-            return
-        loggers = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if not loggers:
-            return
-        step_t = max(1, -(-outputs["left"].shape[2] // self.max_frames))
-        step_x = max(1, -(-outputs["left"].shape[-1] // self.max_width))
-
-        def frames(video: torch.Tensor | None) -> np.ndarray | None:
-            return None if video is None else to_uint8_frames(video[0, :, ::step_t, ::step_x, ::step_x])
-
-        left, truth = frames(outputs["left"]), frames(outputs.get("right_true"))
-        for method, right in outputs["right"].items():
-            strip = preview_strip(left, frames(right), truth)
-            for logger in loggers:
-                log_gif(logger.experiment, f"{stage}_preview/{method}/clip{batch_idx}", strip, self.fps, trainer.global_step)
-
-    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._log(trainer, outputs, batch_idx, "validate")
-
-    def on_test_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._log(trainer, outputs, batch_idx, "test")
-
-
-class LoRAAdapterSaver(Callback):
-    """Saves the generator's LoRA adapter during ``fit`` (diffusers format, atomic).
-
-    ``folder/step_N`` every ``every_n_steps`` optimizer steps (0: never) and
-    ``folder/final`` when training ends; each loads with ``WanPipeline.load_lora_weights``
-    or ``WanStereoGenerator(lora={"path": ...})``. Only rank 0 writes.
-    """
-
-    def __init__(self, folder: str | Path, every_n_steps: int = 0) -> None:
-        self.folder, self.every_n_steps = Path(folder), every_n_steps
-        self.saved: list[Path] = []
-        self._last_step = -1
-
-    def _save(self, trainer: Any, pl_module: Any, name: str) -> None:
-        save = getattr(pl_module.generator, "save_lora", None)
-        if save is None or not trainer.is_global_zero:
-            return
-        self.saved.append(save(self.folder / name))
-
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = trainer.global_step  # optimizer steps (gradient accumulation repeats a step)
-        if self.every_n_steps > 0 and step > 0 and step % self.every_n_steps == 0 and step != self._last_step:
-            self._last_step = step
-            self._save(trainer, pl_module, f"step_{step}")
-
-    def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        self._save(trainer, pl_module, "final")
-        if trainer.is_global_zero and self.saved:
-            print(f"LoRA adapter saved: {self.saved[-1]}")
 
 
 def _gather_lists(items: list[str], world_size: int) -> list[str]:

@@ -12,7 +12,7 @@ the range must not flicker inside a shot. The rules used here:
 2. **Range per shot** (:func:`frame_ranges`, ``smoothing=None``): the robust
    ``(low, high)`` percentiles of inverse depth pooled over up to ``max(4, 64 // shots)``
    evenly spaced frames of each shot, constant within the shot. A clip with one shot gets
-   exactly the whole-video range of :class:`~stereo_lit.disparity.DisparityPolicy`.
+   exactly the whole-video range of :class:`~stereo_lit.stereo.disparity.DisparityPolicy`.
 3. **Smoothing within a shot** (``smoothing=tau`` frames): each frame's own percentiles,
    averaged over a look-ahead window ``[t, t + L]`` (``L = round(tau)``, clipped at the shot's
    end) and followed by an exponential moving average ``y_t = y_{t-1} + a (m_t - y_{t-1})``,

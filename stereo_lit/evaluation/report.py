@@ -1,6 +1,6 @@
 """A self-contained HTML report of an evaluation run: tables, sample strips, per-frame plots.
 
-:class:`ReportData` is filled by :class:`stereo_lit.evaluation.EvaluationSuite` while it
+:class:`ReportData` is filled by :class:`stereo_lit.evaluation.suite.EvaluationSuite` while it
 scores (bounded memory: the first ``max_clips`` clips' per-frame metrics, and
 ``sample_frames`` frames of the first clip for the strips). :func:`render_report` turns
 it and the table into one HTML page; every image is an embedded ``data:image/png;base64``

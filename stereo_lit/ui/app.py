@@ -7,7 +7,7 @@ Upload videos (with a depth file ``NAME.npy`` each, or use Video-Depth-Anything 
 checkpoint is present), choose the method, strength, convergence and layouts, look at a
 preview frame, convert (one progress bar per video), download the results, cancel a run.
 Every preview and conversion is the real ``stereo-lit predict`` in a subprocess (see
-:mod:`stereo_lit.ui_jobs`); the page serves files from the output folder only.
+:mod:`stereo_lit.ui.jobs`); the page serves files from the output folder only.
 Needs the ``ui`` extra: ``pip install "stereo-lit[ui]"``.
 """
 
@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 from stereo_lit.io.layouts import LAYOUTS, PLAYER_SUFFIXES
 from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
-from stereo_lit.ui_jobs import (
+from stereo_lit.ui.jobs import (
     DEFAULT_VDA,
     DEFAULT_WAN,
     PredictRun,

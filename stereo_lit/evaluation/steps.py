@@ -1,12 +1,12 @@
 """Validate / test steps of :class:`~stereo_lit.module.StereoLitModule`: every method on each batch,
-scored side by side into :class:`~stereo_lit.evaluation.EvaluationSuite` tables.
+scored side by side into :class:`~stereo_lit.evaluation.suite.EvaluationSuite` tables.
 
 ``validation_step`` / ``test_step``: TartanAir clips (or real stereo footage) with a true right
 view -> every method (the generator and the baselines, each call measured with
 :func:`~stereo_lit.metrics.cost.timed_generate`: wall time, NFE, VAE passes, peak memory) ->
 the suite of that stage; at the epoch end each table is computed (reduced across processes),
 logged, printed and written to ``output_dir/eval`` (markdown, CSV, JSON, HTML report). Real
-footage gets one table per rig kind (:mod:`stereo_lit.real_footage`).
+footage gets one table per rig kind (:mod:`stereo_lit.evaluation.real_footage`).
 
 :class:`EvaluationSteps` is a mixin: it reads the module's ``methods``, ``generator``,
 ``depth``, ``real_footage``, ``failures``, ``output_dir``, ``eval_methods_on_val``,
@@ -20,9 +20,9 @@ from typing import Any
 
 import torch
 
-from stereo_lit.depth_source import batch_padding
-from stereo_lit.real_footage import RIG_KINDS, EvalRun, is_real_footage, is_real_footage_data, translate_output
-from stereo_lit.run_summary import RunFailures
+from stereo_lit.depth.source import batch_padding
+from stereo_lit.evaluation.real_footage import RIG_KINDS, EvalRun, is_real_footage, is_real_footage_data, translate_output
+from stereo_lit.data.skips import RunFailures
 
 
 class EvaluationSteps:
@@ -31,7 +31,7 @@ class EvaluationSteps:
     def _suite(self, stage: str, real: bool = False) -> Any:
         """The suite of table ``stage`` (``test``, or ``test_parallel`` / ``test_converged`` for real footage)."""
         if stage not in self._suites:
-            from stereo_lit.evaluation import EvaluationSuite
+            from stereo_lit.evaluation.suite import EvaluationSuite
 
             methods = self.methods if (stage.startswith("test") or self.eval_methods_on_val) else [self.generator]
             names = [m.name for m in methods]

@@ -1,0 +1,37 @@
+"""What the readers share: the probe result of a video or photo and the read error (no imports of readers)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class VideoReadError(RuntimeError):
+    """A video could not be opened or decoded; the message names the file."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What :func:`probe_video` learns from a file's headers (no full decode).
+
+    Attributes:
+        path: the file.
+        num_frames: frames in the video stream.
+        fps: average frame rate (frames per second).
+        height, width: decoded frame size in pixels.
+        has_audio: the container has at least one audio stream.
+        duration_s: duration of the video stream in seconds (``num_frames / fps`` if unknown).
+        codec: video codec name; audio_codec / audio_sample_rate / audio_channels: first
+            audio stream (None without audio).
+    """
+
+    path: str
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+    has_audio: bool
+    duration_s: float
+    codec: str
+    audio_codec: str | None = None
+    audio_sample_rate: int | None = None
+    audio_channels: int | None = None
