@@ -73,7 +73,7 @@ def main() -> None:
             cmd = [
                 str(exe), "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
                 "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-                "--model.output_dir", str(root / f"out_{n}"), "--data.init_args.source", str(video),
+                "--model.output.dir", str(root / f"out_{n}"), "--data.init_args.source", str(video),
                 "--data.init_args.window", str(opts.window), "--data.init_args.overlap", "1",
                 "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
             ]

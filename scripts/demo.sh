@@ -27,8 +27,8 @@ if [ -f checkpoints/video_depth_anything_vits.pth ]; then
 else
   echo "demo: no Video-Depth-Anything checkpoint: depth is the sequence's ground truth"
 fi
-.venv/bin/stereo-lit predict -c "$CONFIG" --model.output_dir "$OUT" --data.init_args.root "$DATA" "${EXTRA[@]}"
-.venv/bin/stereo-lit test -c "$CONFIG" --model.output_dir "$OUT" --data.init_args.root "$DATA" "${EXTRA[@]}"
+.venv/bin/stereo-lit predict -c "$CONFIG" --model.output.dir "$OUT" --data.init_args.root "$DATA" "${EXTRA[@]}"
+.venv/bin/stereo-lit test -c "$CONFIG" --model.output.dir "$OUT" --data.init_args.root "$DATA" "${EXTRA[@]}"
 echo
 echo "demo outputs:"
 find "$OUT" -type f \( -name '*.mp4' -o -name '*.md' -o -name '*.csv' -o -name '*.json' \) | sort | sed 's/^/  /'

@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from stereo_lit import quiet
 from stereo_lit.module import StereoLitModule
+from stereo_lit.options import moved_keys_in_args
 from stereo_lit.progress import StepProgressBar, VideoTiming
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,15 @@ class _HelpFormatter(DefaultHelpFormatter):
 
 class StereoLitCLI(LightningCLI):
     """LightningCLI with the project's defaults (no checkpointing for inference jobs)."""
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        """Refuse the keys of before the option groups (``--model.layouts``, a ``-c`` file's flat
+        ``model: {output_dir: ...}`` or generator keys), naming each one's new place and the migration script."""
+        moved = moved_keys_in_args(sys.argv[1:] if args is None else args)
+        if moved:
+            print("stereo-lit: error: " + "\n  ".join(moved), file=sys.stderr)
+            raise SystemExit(2)
+        super().parse_arguments(parser, args)
 
     def predict(self, model: object, return_predictions: bool | None = None, **kwargs: object) -> object:
         """``trainer.predict`` keeping no window by default: the writer callback has written

@@ -23,9 +23,6 @@ from lightning.pytorch import LightningModule
 
 from stereo_lit.depth.estimator import DepthEstimator
 from stereo_lit.depth.source import WindowDepth, align_inverse_depth, batch_padding
-from stereo_lit.stereo.edges import EdgeOptions
-from stereo_lit.io.layouts import VR180Options
-from stereo_lit.io.video_writer import EncoderOptions
 from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator, check_carry_window
 from stereo_lit.generators.geometric import WarpFill
@@ -35,6 +32,7 @@ from stereo_lit.evaluation.steps import EvaluationSteps
 from stereo_lit.evaluation.predict_cost import PredictCost
 from stereo_lit.evaluation.real_footage import RealFootageEval
 from stereo_lit.data.skips import SKIPPED_KEY, RunFailures
+from stereo_lit.options import DisparityOptions, EvaluationOptions, FitOptions, OutputOptions, option_group, refuse_moved_keys
 
 log = logging.getLogger(__name__)
 
@@ -49,48 +47,18 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         depth: depth estimator for batches that carry no depth (in-the-wild video);
             anything with ``estimate(video [B,3,T,H,W]) -> DepthResult``. None: use the
             depth/disparity that comes with the data and fail clearly when there is none.
-        max_disparity_pct: 3D strength for relative depth: the strongest disparity in % of
-            the frame width (films use about 1-3%), from robust 2-98% depth percentiles of the
-            video or shot. Metric depth (TartanAir) uses the true ``f * B / Z`` instead.
-        convergence: the zero-parallax (screen) plane as a fraction of the maximum disparity:
-            0 = screen at infinity (everything pops out), 1 = screen at the nearest surface
-            (everything behind the screen); a horizontal shift of both eyes at output time.
-        output_dir: predictions go to ``output_dir/<video>/``; tables to ``output_dir/eval``.
-        layouts: outputs written per video (``right``, ``sbs``, ``sbs_half``, ``tb``,
-            ``tb_half``, ``anaglyph``, ``vr180``, ``depth``).
-        naming: output file names: ``plain`` (``sbs.mp4``) or ``player`` (``NAME_LRF_Full_SBS.mp4``,
-            ``NAME_180x180_3dh_LR.mp4``, ...; README, Outputs).
-        encoder: :class:`~stereo_lit.io.video_writer.EncoderOptions` (``codec`` h264|h265, ``crf``,
-            ``bit_depth`` 8|10, ``preset``, ``hardware``).
-        vr180: :class:`~stereo_lit.io.layouts.VR180Options` (``hfov_deg`` of the source camera,
-            ``eye_size``) of the ``vr180`` layout.
-        skip_finished: predict skips videos whose outputs are all complete and were made
-            with the same settings (resume); ``false`` redoes every video.
-        eval_methods_on_val: run the baselines in validation too (else only the generator).
-        align_estimated_depth: in validate/test with an estimator, fit the estimated
-            relative depth to the true disparity (scale and shift) before generating, the
-            usual protocol for scoring relative depth.
-        learning_rate: AdamW learning rate of ``fit`` (LoRA parameters only).
-        weight_decay: AdamW weight decay of ``fit`` (LoRA parameters only).
-        lora_every_n_steps: ``fit`` saves the LoRA adapter to ``output_dir/lora/step_N`` every
-            N steps (0: only at the end, to ``output_dir/lora/final``), in the diffusers format
-            that ``WanPipeline.load_lora_weights`` and ``generator.lora_path`` read.
+        disparity: :class:`~stereo_lit.options.DisparityOptions` (strength, convergence, shots, edges).
+        output: :class:`~stereo_lit.options.OutputOptions` (folder, layouts, naming, encoder, VR180, resume).
+        evaluation: :class:`~stereo_lit.options.EvaluationOptions` (real-footage protocol, depth alignment).
+        fit: :class:`~stereo_lit.options.FitOptions` (learning rate, weight decay, LoRA save interval).
         wan_checkpoint: the Wan2.1 Diffusers folder of every Wan method (generator and
             baselines) that names none itself: written once per config, changed for every
             row with ``--model.wan_checkpoint DIR``. Wan methods that agree on folder, dtype,
             device and LoRA settings share one loaded text encoder / transformer / VAE.
         vace_checkpoint: the same for the Wan methods with ``backbone: vace`` (a Wan2.1-VACE folder).
-        shot_aware: for video files with an estimator, detect shot cuts, restart the depth
-            windows at them and take the relative-depth range per shot (README, 3D control).
-        range_smoothing: None: one range per shot; ``tau`` frames: the range follows the
-            content inside a shot (look-ahead mean + EMA, :mod:`stereo_lit.stereo.shots`).
-        edges: depth-edge options (:class:`~stereo_lit.stereo.edges.EdgeOptions`: ``dilate_px``,
-            ``antialias``, ``foreground_scale``), applied to disparity made from depth (never to
-            a batch's true disparity).
-        eval_protocol: real footage (stereo videos / images) in validate/test: ``aligned``
-            (estimated depth fitted to the reference disparity), ``blind`` (the strength and
-            convergence above) or ``both`` (rows ``NAME:aligned``, ``NAME:blind``); see
-            :mod:`stereo_lit.evaluation.real_footage`.
+
+    Each group also takes a dict of its fields. The flat keys of before (``layouts``,
+    ``output_dir``...) are refused with their new place (:data:`~stereo_lit.options.MOVED_MODULE_KEYS`).
     """
 
     def __init__(
@@ -98,49 +66,40 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         generator: StereoGenerator | None = None,
         baselines: list[StereoGenerator] | None = None,
         depth: DepthEstimator | None = None,
-        max_disparity_pct: float = 2.0,
-        convergence: float = 0.5,
-        output_dir: str = "outputs",
-        layouts: list[str] | None = None,
-        skip_finished: bool = True,
-        eval_methods_on_val: bool = False,
-        align_estimated_depth: bool = True,
-        learning_rate: float = 1e-4,
-        weight_decay: float = 0.0,
-        lora_every_n_steps: int = 0,
+        disparity: DisparityOptions = DisparityOptions(),  # noqa: B008 (copied: see option_group)
+        output: OutputOptions = OutputOptions(),  # noqa: B008 (copied: see option_group)
+        evaluation: EvaluationOptions = EvaluationOptions(),  # noqa: B008 (copied: see option_group)
+        fit: FitOptions = FitOptions(),  # noqa: B008 (copied: see option_group)
         wan_checkpoint: str | None = None,
         vace_checkpoint: str | None = None,
-        shot_aware: bool = True,
-        range_smoothing: float | None = None,
-        edges: EdgeOptions | None = None,
-        eval_protocol: str = "aligned",
-        naming: str = "plain",
-        encoder: EncoderOptions | None = None,
-        vr180: VR180Options | None = None,
+        **moved: Any,
     ) -> None:
+        refuse_moved_keys(moved)
         super().__init__()
+        disparity = option_group(disparity, DisparityOptions, "disparity")
+        output = option_group(output, OutputOptions, "output")
+        evaluation = option_group(evaluation, EvaluationOptions, "evaluation")
+        fit = option_group(fit, FitOptions, "fit")
         self.generator = generator if generator is not None else WarpFill()
         self.baselines = list(baselines or [])
         self.wan_checkpoint, self.vace_checkpoint = wan_checkpoint, vace_checkpoint
         _share_wan_models(self.methods, wan_checkpoint, vace_checkpoint)
         self.depth = depth
-        self._window_depth = WindowDepth(depth, shot_aware=shot_aware) if depth is not None else None
-        self.align_estimated_depth = align_estimated_depth
+        self._window_depth = WindowDepth(depth, shot_aware=disparity.shot_aware) if depth is not None else None
         self.policy = DisparityPolicy(
-            max_disparity_pct=max_disparity_pct, convergence=convergence, shot_aware=shot_aware,
-            range_smoothing=range_smoothing,
+            max_disparity_pct=disparity.max_disparity_pct, convergence=disparity.convergence,
+            shot_aware=disparity.shot_aware, range_smoothing=disparity.range_smoothing,
         )
-        self.edges = edges if isinstance(edges, EdgeOptions) else EdgeOptions(**(edges or {}))
-        self.output_dir = Path(output_dir)
-        self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
-        self.naming, self.encoder, self.vr180 = naming, encoder, vr180
-        self.skip_finished = skip_finished
-        self.eval_methods_on_val = eval_methods_on_val
-        self.learning_rate, self.weight_decay = learning_rate, weight_decay
-        self.lora_every_n_steps = lora_every_n_steps
+        self.edges = disparity.edges
+        self.output_dir, self.layouts, self.naming = Path(output.dir), output.layouts, output.naming
+        self.encoder, self.vr180, self.skip_finished = output.encoder, output.vr180, output.skip_finished
+        self.align_estimated_depth = evaluation.align_estimated_depth
+        self.eval_methods_on_val = evaluation.methods_on_val
+        self.learning_rate, self.weight_decay = fit.learning_rate, fit.weight_decay
+        self.lora_every_n_steps = fit.lora_every_n_steps
         self.strict_loading = False  # Lightning checkpoints hold only the LoRA weights
         self._suites: dict[str, Any] = {}
-        self.real_footage = RealFootageEval(eval_protocol)  # rig-separated tables of real stereo footage
+        self.real_footage = RealFootageEval(evaluation.protocol)  # rig-separated tables of real stereo footage
         self._carry: dict[tuple[str, ...], Any] = {}  # videos of a batch -> generator state for their next window
         self._carry_warned = False
         self.failures = RunFailures()  # per-video errors under on_error=skip, summarised at the end
@@ -487,14 +446,14 @@ def check_output_dir(output_dir: Path) -> None:
     """``output_dir`` must be (or become) a writable directory; the error names it."""
     path = Path(output_dir)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"model.output_dir {path} exists and is not a directory")
+        raise ValueError(f"model.output.dir {path} exists and is not a directory")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / f".write_test_{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ValueError(f"model.output_dir {path} is not writable: {exc}") from exc
+        raise ValueError(f"model.output.dir {path} is not writable: {exc}") from exc
 
 
 def _as_list(value: Any) -> list:

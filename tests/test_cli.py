@@ -60,8 +60,8 @@ def test_predict_writes_decodable_stereo_videos(tiny_sequence: Path, tmp_path: P
     out = tmp_path / "out"
     build_cli(
         ["predict", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
-         "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--model.output_dir", str(out),
-         "--model.layouts", "[right, sbs, sbs_half, tb, anaglyph]"]
+         "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--model.output.dir", str(out),
+         "--model.output.layouts", "[right, sbs, sbs_half, tb, anaglyph]"]
     )
     folders = [p for p in out.iterdir() if p.is_dir()]
     assert len(folders) == 1
@@ -78,7 +78,7 @@ def test_test_writes_one_table_with_a_row_per_method(tiny_sequence: Path, tmp_pa
     out = tmp_path / "out"
     build_cli(
         ["test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
-         "--data.init_args.clip_frames", "9", "--model.output_dir", str(out)]
+         "--data.init_args.clip_frames", "9", "--model.output.dir", str(out)]
     )
     table = json.loads((out / "eval" / "test_metrics.json").read_text())
     rows = table["methods"]
@@ -100,7 +100,7 @@ def test_console_script_exits_zero_and_reports_a_missing_folder(tmp_path: Path) 
     missing = tmp_path / "no_such_sequence"
     bad = subprocess.run(
         [str(exe), "predict", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(missing),
-         "--model.output_dir", str(tmp_path / "out")],
+         "--model.output.dir", str(tmp_path / "out")],
         capture_output=True, text=True, timeout=300,
     )
     assert bad.returncode != 0
@@ -114,7 +114,7 @@ def test_test_logs_scalars_and_preview_gifs_to_tensorboard(tiny_sequence: Path, 
     out = tmp_path / "out"
     build_cli(
         ["test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(tiny_sequence),
-         "--data.init_args.clip_frames", "9", "--model.output_dir", str(out),
+         "--data.init_args.clip_frames", "9", "--model.output.dir", str(out),
          "--trainer.logger", "lightning.pytorch.loggers.TensorBoardLogger",
          "--trainer.logger.save_dir", str(tmp_path / "tb")]
     )

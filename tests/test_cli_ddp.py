@@ -33,7 +33,7 @@ def _cli(stage: str, root: Path, out: Path, devices: int) -> subprocess.Complete
         str(EXE), stage, "-c", str(REPO / "stereo_lit/configs/demo.yaml"),
         "--data.init_args.root", str(root), f"--data.init_args.{stage}", json.dumps(TRAJECTORIES),
         "--data.init_args.clip_frames", "9", "--data.init_args.window", "5", "--data.init_args.overlap", "1",
-        "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--model.output_dir", str(out),
+        "--trainer.accelerator", "cpu", "--trainer.devices", str(devices), "--model.output.dir", str(out),
     ]
     if devices > 1:
         args += ["--trainer.strategy", "ddp"]

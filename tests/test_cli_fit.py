@@ -45,7 +45,7 @@ def test_fit_on_tartanair_saves_a_diffusers_lora_that_predict_loads(tiny_checkpo
            "val_check_interval: 500": "val_check_interval: 3", "limit_val_batches: 4": "limit_val_batches: 1"},
     )
     out = tmp_path / "out"
-    cli = build_cli(["fit", "-c", str(config), "--data.init_args.root", str(root), "--model.output_dir", str(out),
+    cli = build_cli(["fit", "-c", str(config), "--data.init_args.root", str(root), "--model.output.dir", str(out),
                      "--trainer.logger", "false", "--model.generator.init_args.lora.gradient_checkpointing", "false",
                      "--trainer.enable_checkpointing", "true", "--trainer.default_root_dir", str(tmp_path / "ckpt")])
     assert cli.trainer.global_step == 3
@@ -77,7 +77,7 @@ def test_fit_on_mono_video_with_estimated_depth(tiny_checkpoints: Path, tmp_path
     write_test_clip(videos / "walk.mp4", num_frames=9, height=32, width=48)
     config = _tiny_config("lora_mono.yaml", tiny_checkpoints, tmp_path, **{"max_steps: 3": "max_steps: 2"})
     out = tmp_path / "out"
-    cli = build_cli(["fit", "-c", str(config), "--data.init_args.source", str(videos), "--model.output_dir", str(out),
+    cli = build_cli(["fit", "-c", str(config), "--data.init_args.source", str(videos), "--model.output.dir", str(out),
                      "--trainer.logger", "false", "--model.depth.input_size", "28",
                      "--model.generator.init_args.lora.gradient_checkpointing", "false"])
     assert cli.trainer.global_step == 2

@@ -141,7 +141,7 @@ def tiny_tartanair(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _fit_args(root: Path, tmp_path: Path, *extra: str) -> list[str]:
     return [
-        "fit", "--model.generator", "test_cli_ux.TinyTrainable", "--model.output_dir", str(tmp_path / "out"),
+        "fit", "--model.generator", "test_cli_ux.TinyTrainable", "--model.output.dir", str(tmp_path / "out"),
         "--data", "stereo_lit.data.tartanair.TartanAirDataModule", "--data.init_args.root", str(root),
         "--data.init_args.train", '["*/Easy/P001"]', "--data.init_args.val", '["*/Easy/P000"]',
         "--data.init_args.clip_frames", "5", "--data.init_args.window", "5", "--data.init_args.overlap", "1",
@@ -190,7 +190,7 @@ def test_short_fit_logs_lr_and_loss_every_step_and_the_resolved_config(
 
 
 def test_failed_fit_leaves_no_empty_version_folder(tiny_tartanair: Path, tmp_path: Path) -> None:
-    bad = _fit_args(tiny_tartanair, tmp_path, "--model.learning_rate", "-1")  # AdamW refuses a negative lr
+    bad = _fit_args(tiny_tartanair, tmp_path, "--model.fit.learning_rate", "-1")  # AdamW refuses a negative lr
     with pytest.raises(ValueError, match="learning rate"):
         main(bad)
     run_dir = tmp_path / "tb" / "run"

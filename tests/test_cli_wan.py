@@ -49,7 +49,7 @@ def test_predict_wild_with_wan_and_vda_keeps_audio(tiny_checkpoints: Path, tmp_p
     config = _tiny_config("predict_wild.yaml", tiny_checkpoints, tmp_path, **{"window: 81": "window: 5"})
     out = tmp_path / "out"
     build_cli(
-        ["predict", "-c", str(config), "--data.init_args.source", str(video), "--model.output_dir", str(out),
+        ["predict", "-c", str(config), "--data.init_args.source", str(video), "--model.output.dir", str(out),
          "--model.depth.input_size", "28", "--model.depth.cache_dir", str(tmp_path / "cache"),
          "--data.init_args.overlap", "1", "--model.generator.init_args.overlap", "1"]
     )
@@ -107,7 +107,7 @@ def test_eval_config_runs_every_method_including_each_wan_strategy(
     out = tmp_path / "out"
     loads = _count_wan_loads(monkeypatch)
     cli = build_cli(
-        ["test", "-c", str(config), "--data.init_args.root", str(root), "--model.output_dir", str(out),
+        ["test", "-c", str(config), "--data.init_args.root", str(root), "--model.output.dir", str(out),
          "--trainer.logger", "false"]
     )
     # three T2V rows naming one checkpoint: one text encoder / transformer / VAE, loaded once; the VACE row its own
@@ -134,7 +134,7 @@ def test_text_to_stereo_config_writes_both_eyes_and_depth(tiny_checkpoints: Path
     )
     out = tmp_path / "out"
     build_cli(
-        ["predict", "-c", str(config), "--model.output_dir", str(out), "--model.depth.input_size", "28",
+        ["predict", "-c", str(config), "--model.output.dir", str(out), "--model.depth.input_size", "28",
          "--model.generator.init_args.overlap", "1"]
     )
     folders = [p for p in out.iterdir() if p.is_dir() and p.name.startswith("prompt_000_")]

@@ -66,7 +66,7 @@ def _sequence(root: Path, trajectory: str, height: int, width: int) -> None:
 def _run(name: str, tiny: Path, tmp_path: Path) -> tuple[Path, object]:
     """Run configs/NAME as its header comment tells a user to, with data made here."""
     config, out = _config(name, tiny, tmp_path), tmp_path / "out"
-    common = ["-c", str(config), "--model.output_dir", str(out), "--trainer.logger", "false"]
+    common = ["-c", str(config), "--model.output.dir", str(out), "--trainer.logger", "false"]
     if name in ("predict_wild.yaml", "lora_mono.yaml"):
         videos = tmp_path / "videos"
         videos.mkdir()
@@ -141,7 +141,7 @@ def test_predict_wild_config_as_shipped_on_a_small_clip(tiny_checkpoints: Path, 
     config, out = _config("predict_wild.yaml", tiny_checkpoints, tmp_path), tmp_path / "out"
     write_test_clip(tmp_path / "small.mp4", num_frames=5, height=48, width=64)
     build_cli(["predict", "-c", str(config), "--data.init_args.source", str(tmp_path / "small.mp4"),
-               "--model.output_dir", str(out), "--model.depth.init_args.cache_dir", str(tmp_path / "cache")])
+               "--model.output.dir", str(out), "--model.depth.init_args.cache_dir", str(tmp_path / "cache")])
     assert _frames(out / "small" / "sbs.mp4") == (5, 48, 128)
 
 
@@ -174,7 +174,7 @@ def test_a_size_beyond_the_model_range_fails_at_setup_before_depth(
     monkeypatch.setattr(VDAEstimator, "estimate_stream", no_stream)
     config = _config(name, tiny_checkpoints, tmp_path)
     old = _old_tiny(tiny_checkpoints, tmp_path)
-    args = ["predict", "-c", str(config), "--model.output_dir", str(tmp_path / "out"), "--model.wan_checkpoint", str(old)]
+    args = ["predict", "-c", str(config), "--model.output.dir", str(tmp_path / "out"), "--model.wan_checkpoint", str(old)]
     if name == "predict_wild.yaml":
         write_test_clip(tmp_path / "big.mp4", num_frames=5, height=540, width=960)
         args += ["--data.init_args.source", str(tmp_path / "big.mp4")]

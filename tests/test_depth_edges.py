@@ -84,14 +84,14 @@ def test_module_applies_edges_to_disparity_from_depth_but_not_to_true_disparity(
     inv_depth = _step(width=40, edge=20)  # inverse depth, its 2..98% range maps to [0, max]
     batch = {"left": torch.zeros(1, 3, 2, 9, 40), "depth": inv_depth, "depth_kind": ["inverse_relative"],
              "video_path": ["v.mp4"]}
-    plain, _ = StereoLitModule(max_disparity_pct=10.0, edges={"dilate_px": [0, 0]}).disparity_for(dict(batch))
-    module = StereoLitModule(max_disparity_pct=10.0, edges={"dilate_px": [3, 0]})
+    plain, _ = StereoLitModule(disparity={"max_disparity_pct": 10.0, "edges": {"dilate_px": [0, 0]}}).disparity_for(dict(batch))
+    module = StereoLitModule(disparity={"max_disparity_pct": 10.0, "edges": {"dilate_px": [3, 0]}})
     dilated, _ = module.disparity_for(dict(batch))
     torch.testing.assert_close(dilated, dilate_foreground(plain, (3, 0)))
     assert dilated[0, 0, 0, 4, 22] == 4.0 and plain[0, 0, 0, 4, 22] == 0.0  # 10% of 40 px at the near side
     truth = {"left": batch["left"], "disparity_left_px": plain.clone()}
     torch.testing.assert_close(module.disparity_for(truth)[0], plain)  # ground truth is left alone
-    estimated = StereoLitModule(max_disparity_pct=10.0, depth=_Estimator(inv_depth), edges={"dilate_px": [3, 0]})
+    estimated = StereoLitModule(depth=_Estimator(inv_depth), disparity={"max_disparity_pct": 10.0, "edges": {"dilate_px": [3, 0]}})
     torch.testing.assert_close(estimated.disparity_for({"left": batch["left"]})[0], dilated)  # estimator path too
 
 
@@ -114,6 +114,6 @@ def test_edges_parse_as_grouped_cli_options() -> None:
 
     parser = ArgumentParser()
     parser.add_class_arguments(StereoLitModule, "model")
-    config = parser.parse_args(["--model.edges.dilate_px=[2, 1]", "--model.edges.antialias=0.5"])
+    config = parser.parse_args(["--model.disparity.edges.dilate_px=[2, 1]", "--model.disparity.edges.antialias=0.5"])
     edges = parser.instantiate_classes(config).model.edges
     assert edges == EdgeOptions(dilate_px=(2, 1), antialias=0.5, foreground_scale=1.0)

@@ -100,11 +100,11 @@ def test_each_codec_and_bit_depth_decodes_with_that_codec_and_pixel_format(
 
 
 def test_bad_encoder_options_are_named() -> None:
-    with pytest.raises(ValueError, match="model.encoder.codec"):
+    with pytest.raises(ValueError, match="model.output.encoder.codec"):
         EncoderOptions(codec="vp9")
-    with pytest.raises(ValueError, match="model.encoder.bit_depth"):
+    with pytest.raises(ValueError, match="model.output.encoder.bit_depth"):
         EncoderOptions(bit_depth=12)
-    with pytest.raises(ValueError, match="model.encoder.preset"):
+    with pytest.raises(ValueError, match="model.output.encoder.preset"):
         EncoderOptions(preset="p4")
 
 
@@ -128,7 +128,7 @@ def test_hardware_encoder_is_used_when_it_opens_and_falls_back_with_a_message(
     with caplog.at_level(logging.WARNING):
         name, pix_fmt, _ = resolve_encoder(EncoderOptions(hardware=True))
     assert (name, pix_fmt) == ("libx264", "yuv420p")
-    assert "model.encoder.hardware: h264_nvenc did not open" in caplog.text and "libx264" in caplog.text
+    assert "model.output.encoder.hardware: h264_nvenc did not open" in caplog.text and "libx264" in caplog.text
 
 
 def test_hardware_probe_opens_the_encoder() -> None:
@@ -167,8 +167,8 @@ def test_cli_outputs_use_the_encoder_option_and_keep_the_source_colour(tmp_path:
     video = write_tagged_source(tmp_path / "clip.mp4", BT709, frames=5, size=(64, 96))  # libx265: sides >= 64
     np.save(tmp_path / "clip.npy", np.broadcast_to(np.linspace(0.2, 1.0, 96, dtype=np.float32), (5, 64, 96)).copy())
     out = tmp_path / "out"
-    build_cli(_args(video, out, "--model.layouts", "[right, sbs, depth]", "--model.encoder.codec", "h265",
-                    "--model.encoder.crf", "20"))
+    build_cli(_args(video, out, "--model.output.layouts", "[right, sbs, depth]", "--model.output.encoder.codec", "h265",
+                    "--model.output.encoder.crf", "20"))
     for layout in ("right", "sbs"):
         name, pix_fmt, tags, count = _stream_info(out / "clip" / f"{layout}.mp4")
         assert (name, pix_fmt, tags, count) == ("hevc", "yuv420p", BT709, 5), layout

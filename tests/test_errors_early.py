@@ -58,7 +58,7 @@ def clip(tmp_path: Path) -> Path:
 def _predict(video: Path, out: Path, *extra: str) -> list[str]:
     return [
         "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"), "--model.depth", "test_errors_early.MustNotRunDepth",
-        "--model.output_dir", str(out), "--data.init_args.source", str(video),
+        "--model.output.dir", str(out), "--data.init_args.source", str(video),
         "--data.init_args.window", "5", "--data.init_args.overlap", "1", *extra,
     ]
 
@@ -79,7 +79,7 @@ def test_a_missing_baseline_checkpoint_fails_before_the_main_generator(tmp_path:
     with pytest.raises(FileNotFoundError, match="no_baseline_wan"):
         main([
             "test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(root),
-            "--data.init_args.clip_frames", "5", "--model.output_dir", str(tmp_path / "out"),
+            "--data.init_args.clip_frames", "5", "--model.output.dir", str(tmp_path / "out"),
             "--model.generator", "test_errors_early.MustNotRunGenerator",
             "--model.baselines", f'[{{"class_path": "stereo_lit.diffusion.WanStereoGenerator", '
             f'"init_args": {{"checkpoint": "{missing}"}}}}]',

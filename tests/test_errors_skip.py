@@ -71,7 +71,7 @@ def _predict(source: Path, out: Path, *extra: str) -> list[str]:
     return [
         "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
         "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-        "--model.output_dir", str(out), "--model.layouts", "[sbs]", "--data.init_args.source", str(source),
+        "--model.output.dir", str(out), "--model.output.layouts", "[sbs]", "--data.init_args.source", str(source),
         "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--data.init_args.on_error", "skip", *extra,
     ]
 
@@ -173,7 +173,7 @@ def _three_trajectories(root: Path) -> None:
 def _test_table(root: Path, out: Path) -> dict[str, Any]:
     main([
         "test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(root),
-        "--data.init_args.clip_frames", "5", "--data.init_args.on_error", "skip", "--model.output_dir", str(out),
+        "--data.init_args.clip_frames", "5", "--data.init_args.on_error", "skip", "--model.output.dir", str(out),
         "--model.baselines", "[]",
     ])
     return json.loads((out / "eval" / "test_metrics.json").read_text())
@@ -216,7 +216,7 @@ def test_a_trajectory_without_a_right_view_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"P000: no right view \(image_right/\)"):
         main([
             "test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(root),
-            "--data.init_args.clip_frames", "5", "--model.output_dir", str(tmp_path / "out"),
+            "--data.init_args.clip_frames", "5", "--model.output.dir", str(tmp_path / "out"),
         ])
 
 

@@ -72,7 +72,7 @@ def film_run(films: list[Path], tmp_path_factory: pytest.TempPathFactory):
     cli = build_cli(
         ["test", "-c", str(REPO / "stereo_lit/configs/eval_stereo_video.yaml"), *GEOMETRIC,
          "--data.init_args.source", json.dumps([str(p) for p in films]), "--data.init_args.window", "5",
-         "--data.init_args.max_side", "null", "--data.init_args.layout", "sbs", "--model.output_dir", str(out)]
+         "--data.init_args.max_side", "null", "--data.init_args.layout", "sbs", "--model.output.dir", str(out)]
     )
     return cli, out / "eval"
 
@@ -189,7 +189,7 @@ def test_middlebury_and_kitti_folders_give_one_parallel_table(tmp_path: Path) ->
     out = tmp_path / "out"
     build_cli(
         ["test", "-c", str(REPO / "stereo_lit/configs/eval_stereo_images.yaml"), *GEOMETRIC,
-         "--data.init_args.source", str(tmp_path / "sets" / "middlebury"), "--model.output_dir", str(out)]
+         "--data.init_args.source", str(tmp_path / "sets" / "middlebury"), "--model.output.dir", str(out)]
     )
     (only,) = (out / "eval").glob("*_metrics.json")
     table = json.loads(only.read_text())
@@ -201,7 +201,7 @@ def test_middlebury_and_kitti_folders_give_one_parallel_table(tmp_path: Path) ->
     out2 = tmp_path / "out2"
     build_cli(
         ["test", "-c", str(REPO / "stereo_lit/configs/eval_stereo_images.yaml"), *GEOMETRIC,
-         "--data.init_args.source", str(tmp_path / "sets"), "--model.output_dir", str(out2)]
+         "--data.init_args.source", str(tmp_path / "sets"), "--model.output.dir", str(out2)]
     )
     both = json.loads((out2 / "eval" / "test_parallel_metrics.json").read_text())
     assert any("Parallel footage (2 window" in n and "pseudo ground truth" in n for n in both["notes"])
@@ -219,7 +219,7 @@ def test_eval_stereo_video_config_with_wan_and_vda_gives_both_protocol_rows(film
     out = tmp_path / "out"
     build_cli(
         ["test", "-c", str(config), "--data.init_args.source", json.dumps([str(p) for p in films]),
-         "--data.init_args.layout", "sbs", "--model.output_dir", str(out), "--trainer.logger", "false",
+         "--data.init_args.layout", "sbs", "--model.output.dir", str(out), "--trainer.logger", "false",
          "--model.depth.input_size", "28", "--model.depth.cache_dir", str(tmp_path / "cache")]
     )
     for name in ("test_parallel", "test_converged"):

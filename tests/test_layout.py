@@ -30,6 +30,8 @@ LAYERS: dict[str, int] = {
     "ui": 10,
     "cli": 11,
 }
+#: same-layer imports allowed: (importer, imported)
+PEERS = {("module", "options")}
 PURE = {"stereo"}
 FORBIDDEN_IN_PURE = ("lightning", "pytorch_lightning", "diffusers", "transformers", "peft", "gradio")
 
@@ -84,7 +86,7 @@ def test_imports_point_downward(path: Path) -> None:
         if not name.startswith("stereo_lit."):
             continue
         target = _unit(name)
-        if target != unit and target in LAYERS and LAYERS[target] >= LAYERS[unit]:
+        if target != unit and target in LAYERS and LAYERS[target] >= LAYERS[unit] and (unit, target) not in PEERS:
             upward.append(f"{name} ({target}, layer {LAYERS[target]})")
     assert not upward, f"{path.relative_to(PACKAGE)} (layer {LAYERS[unit]}, {unit}) imports upward: {upward}"
 

@@ -87,7 +87,7 @@ def test_default_eye_size_matches_the_source_pixel_density_and_is_capped() -> No
     assert side % 2 == 0 and abs(side - math.pi * pinhole_focal_px(640, 90.0)) <= 2
     assert opts.size_for(3840) == VR180_MAX_EYE
     assert VR180Options(eye_size=300).size_for(3840) == 300
-    with pytest.raises(ValueError, match="model.vr180.hfov_deg"):
+    with pytest.raises(ValueError, match="model.output.vr180.hfov_deg"):
         VR180Options(hfov_deg=180.0)
     left = np.zeros((2, 16, 20, 3), np.uint8)
     assert compose("vr180", left, left, VR180Options(eye_size=40)).shape == (2, 40, 80, 3)
@@ -101,7 +101,7 @@ def test_player_names_carry_the_format_suffixes_and_plain_names_stay() -> None:
     assert output_filename("tb_half", "player", "clip") == "clip_TB.mp4"
     assert output_filename("vr180", "player", "clip") == "clip_180x180_3dh_LR.mp4"
     assert len(set(PLAYER_SUFFIXES.values())) == len(LAYOUTS)  # no two layouts share a name
-    with pytest.raises(ValueError, match="model.naming"):
+    with pytest.raises(ValueError, match="model.output.naming"):
         output_filename("sbs", "deovr", "clip")
 
 
@@ -112,7 +112,7 @@ def test_cli_writes_vr180_with_player_names_and_a_changed_fov_redoes_the_video(t
 
     video = _clip(tmp_path / "clip.mp4", num_frames=5)
     out = tmp_path / "out"
-    extra = ["--model.layouts", "[sbs, vr180]", "--model.naming", "player", "--model.vr180.eye_size", "64"]
+    extra = ["--model.output.layouts", "[sbs, vr180]", "--model.output.naming", "player", "--model.output.vr180.eye_size", "64"]
     build_cli(_args(video, out, *extra))
     folder = out / "clip"
     vr_file, sbs_file = folder / "clip_180x180_3dh_LR.mp4", folder / "clip_LRF_Full_SBS.mp4"
@@ -126,6 +126,6 @@ def test_cli_writes_vr180_with_player_names_and_a_changed_fov_redoes_the_video(t
     stamp = vr_file.stat().st_mtime_ns
     build_cli(_args(video, out, *extra))  # same settings: finished, not rewritten
     assert vr_file.stat().st_mtime_ns == stamp
-    build_cli(_args(video, out, *extra, "--model.vr180.hfov_deg", "70"))
+    build_cli(_args(video, out, *extra, "--model.output.vr180.hfov_deg", "70"))
     assert vr_file.stat().st_mtime_ns != stamp
     assert json.loads((folder / MANIFEST_NAME).read_text())["settings"]["vr180"]["hfov_deg"] == 70.0

@@ -63,7 +63,7 @@ def test_flat_config_is_rewritten_and_parses_to_the_same_settings(tmp_path: Path
     assert "lora: {rank: 4, sigma_sampling: uniform}" in text
     assert _migrate(config, "--check").returncode == 0  # idempotent: nothing left to move
 
-    cli = build_cli(["-c", str(config), "--model.output_dir", str(tmp_path / "out")], run=False)
+    cli = build_cli(["-c", str(config), "--model.output.dir", str(tmp_path / "out")], run=False)
     main, other = cli.model.generator, cli.model.baselines[0]
     assert isinstance(main, WanStereoGenerator) and isinstance(other, WanStereoGenerator)
     assert (main.strategy, main.sampling.num_inference_steps, main.sampling.scheduler) == ("repaint", 7, "euler")
@@ -77,7 +77,7 @@ def test_the_old_flat_keys_are_refused_by_the_cli(tmp_path: Path, capsys: pytest
     config = tmp_path / "old.yaml"
     config.write_text(FLAT)
     with pytest.raises(SystemExit):
-        build_cli(["-c", str(config), "--model.output_dir", str(tmp_path / "out")], run=False)
+        build_cli(["-c", str(config), "--model.output.dir", str(tmp_path / "out")], run=False)
     assert "num_inference_steps" in capsys.readouterr().err  # the error names the old key
 
 

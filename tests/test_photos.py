@@ -58,7 +58,7 @@ def _expected_right(cli, source: Path) -> np.ndarray:
 def test_photo_writes_every_layout_in_its_format_at_its_size(tmp_path: Path, name: str, save: dict, exact: bool) -> None:
     source = _photo(tmp_path / "in" / name, _scene(), depth_shape="hw" if exact else "1hw", **save)
     out = tmp_path / "out"
-    cli = build_cli(_args(source, out, "--model.layouts", LAYOUTS, "--model.convergence", "0.0", "--model.max_disparity_pct", "10"))
+    cli = build_cli(_args(source, out, "--model.output.layouts", LAYOUTS, "--model.disparity.convergence", "0.0", "--model.disparity.max_disparity_pct", "10"))
     folder = out / "photo"
     ext = Path(name).suffix
     fmt = {".png": "PNG", ".jpg": "JPEG", ".webp": "WEBP"}[ext]
@@ -97,7 +97,7 @@ def test_exif_rotated_jpeg_comes_out_upright(tmp_path: Path) -> None:
     assert np.abs(shown - upright).mean() < 3  # EXIF rotation applied, the right way round
     assert np.abs(shown - np.rot90(upright, 2)).mean() > 20
     out = tmp_path / "out"
-    build_cli(_args(source, out, "--model.layouts", "[right, sbs]"))
+    build_cli(_args(source, out, "--model.output.layouts", "[right, sbs]"))
     with Image.open(out / "portrait" / "sbs.jpg") as sbs:
         assert (sbs.height, sbs.width) == (W, 2 * H)
 
@@ -107,13 +107,13 @@ def test_a_folder_mixing_a_video_and_a_photo_converts_both(tmp_path: Path) -> No
     _clip(folder / "clip.mp4", num_frames=9, height=H, width=W)
     _photo(folder / "photo.png", _scene())
     out = tmp_path / "out"
-    build_cli(_args(folder, out, "--model.layouts", "[right, sbs]"))
+    build_cli(_args(folder, out, "--model.output.layouts", "[right, sbs]"))
     assert _frames(out / "clip" / "sbs.mp4").shape == (9, H, 2 * W, 3)
     assert _read(out / "photo" / "sbs.png").shape == (H, 2 * W, 3)
     assert (out / "clip" / "stereo-lit.json").is_file() and (out / "photo" / "stereo-lit.json").is_file()
     # resume: both finished, a second run redoes nothing
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
-    build_cli(_args(folder, out, "--model.layouts", "[right, sbs]"))
+    build_cli(_args(folder, out, "--model.output.layouts", "[right, sbs]"))
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
 
 
@@ -123,7 +123,7 @@ def test_without_a_depth_file_the_estimator_runs_on_the_photo(tmp_path: Path) ->
     pixels = _scene()
     Image.fromarray(pixels).save(source)
     out = tmp_path / "out"
-    cli = build_cli(_args(source, out, "--model.layouts", "[right]", "--model.depth", "test_time_range.GreyDepth"))
+    cli = build_cli(_args(source, out, "--model.output.layouts", "[right]", "--model.depth", "test_time_range.GreyDepth"))
     assert len(cli.model.depth.keys) == 1  # one pass over the one frame
     assert _read(out / "photo" / "right.png").shape == (H, W, 3)
     batch = collate_samples([cli.datamodule._dataset([(cli.datamodule.videos[0], Window(0, 1, 0))])[0]])
@@ -142,7 +142,7 @@ def test_a_photo_through_wan_and_vda(tiny_checkpoints: Path, tmp_path: Path) -> 
     config = _tiny_config("predict_wild.yaml", tiny_checkpoints, tmp_path, **{"window: 81": "window: 5"})
     out = tmp_path / "out"
     build_cli(
-        ["predict", "-c", str(config), "--data.init_args.source", str(source), "--model.output_dir", str(out),
+        ["predict", "-c", str(config), "--data.init_args.source", str(source), "--model.output.dir", str(out),
          "--model.depth.input_size", "28", "--model.depth.cache_dir", str(tmp_path / "cache"),
          "--data.init_args.overlap", "1", "--model.generator.init_args.overlap", "1", "--trainer.accelerator", "cpu"]
     )

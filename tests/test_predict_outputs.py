@@ -63,7 +63,7 @@ def _args(source: Path, out: Path, *extra: str) -> list[str]:
     return [
         "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
         "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-        "--model.output_dir", str(out), "--data.init_args.source", str(source),
+        "--model.output.dir", str(out), "--data.init_args.source", str(source),
         "--data.init_args.window", "5", "--data.init_args.overlap", "1",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false", *extra,
     ]
@@ -179,7 +179,7 @@ def test_subfolders_keep_their_paths_outputs_inside_the_source_are_not_read_and_
 
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        build_cli(_args(videos, out, "--model.max_disparity_pct", "4.0"))  # item 6
+        build_cli(_args(videos, out, "--model.disparity.max_disparity_pct", "4.0"))  # item 6
     assert "redoing" in caplog.text and "max_disparity_pct=2.0 (now 4.0)" in caplog.text
     assert sbs.stat().st_mtime_ns != stamp
     assert json.loads((out / "a" / "clip" / MANIFEST_NAME).read_text())["settings"]["max_disparity_pct"] == 4.0
@@ -188,7 +188,7 @@ def test_subfolders_keep_their_paths_outputs_inside_the_source_are_not_read_and_
     sbs.write_bytes(sbs.read_bytes()[: sbs.stat().st_size // 2])  # a truncated file is not finished
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        build_cli(_args(videos, out, "--model.max_disparity_pct", "4.0"))
+        build_cli(_args(videos, out, "--model.disparity.max_disparity_pct", "4.0"))
     assert "differs from the manifest" in caplog.text
     assert len(_frames(sbs)) == 9
 

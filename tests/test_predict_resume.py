@@ -31,7 +31,7 @@ def _predict_args(source: Path, out: Path, tiny: Path, *extra: str) -> list[str]
         "--model.depth.checkpoint", str(tiny / "video_depth_anything_tiny.pth"),
         "--model.depth.input_size", "28", "--model.depth.cache_dir", str(out / ".depth_cache"),
         "--model.depth.device", "cpu",
-        "--model.output_dir", str(out), "--data.init_args.source", str(source),
+        "--model.output.dir", str(out), "--data.init_args.source", str(source),
         "--data.init_args.window", "5", "--data.init_args.overlap", "1", *extra,
     ]
 
@@ -121,7 +121,7 @@ def test_kill_after_frames_were_encoded_leaves_only_hidden_partials(tmp_path: Pa
     args = [
         "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"), "--model.depth", "null",
         "--model.generator", "stereo_lit.generators.geometric.WarpFill",
-        "--model.output_dir", str(out), "--data.init_args.source", str(video),
+        "--model.output.dir", str(out), "--data.init_args.source", str(video),
         "--data.init_args.window", "17", "--data.init_args.overlap", "1",
     ]
     crashed = _run([*args, "--model.generator", "fault_injection.KillOnCall", "--model.generator.kill_at", "5"], tmp_path)

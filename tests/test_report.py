@@ -167,7 +167,7 @@ def test_stereo_lit_test_writes_the_report(tmp_path: Path) -> None:
     write_tartanair_sequence(render_sequence(5, H, W, seed=3), root)
     out = tmp_path / "out"
     build_cli(["test", "-c", str(REPO / "stereo_lit/configs/demo.yaml"), "--data.init_args.root", str(root),
-               "--data.init_args.clip_frames", "5", "--model.output_dir", str(out)])
+               "--data.init_args.clip_frames", "5", "--model.output.dir", str(out)])
     rows = json.loads((out / "eval" / "test_metrics.json").read_text())["methods"]
     page = parse_report(out / "eval" / "test_report.html")
     assert page.rows == list(rows) and {"warp_fill", "copy_left"} <= set(rows)

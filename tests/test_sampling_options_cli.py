@@ -56,7 +56,7 @@ def _config(name: str, tiny: Path, tmp_path: Path, replace: dict[str, str]) -> P
 
 def _predict(config: Path, clip: Path, depth_cache: Path, out: Path, *extra: str):
     """``stereo-lit predict -c CONFIG`` on the clip, float32 on CPU; returns the CLI and the method's cost totals."""
-    cli = build_cli(["predict", "-c", str(config), "--data.init_args.source", str(clip), "--model.output_dir", str(out),
+    cli = build_cli(["predict", "-c", str(config), "--data.init_args.source", str(clip), "--model.output.dir", str(out),
                      "--model.depth.input_size", "28", "--model.depth.cache_dir", str(depth_cache),
                      f"{GEN}memory.dtype", "float32", f"{GEN}memory.device", "cpu", f"{GEN}progress", "false", *extra])
     assert (out / clip.stem / "sbs.mp4").is_file()

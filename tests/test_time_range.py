@@ -112,7 +112,7 @@ def test_max_fps_drops_every_other_frame_of_a_24_fps_clip(clip: Path) -> None:
 
 def test_cli_start_end_time_trims_video_and_audio(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    build_cli(_args(clip, out, "--model.layouts", "[right, sbs]", "--model.convergence", "0.0",
+    build_cli(_args(clip, out, "--model.output.layouts", "[right, sbs]", "--model.disparity.convergence", "0.0",
                     "--data.init_args.start_time", "0.5", "--data.init_args.end_time", "0.875"))
     sbs = _frames(out / "clip" / "sbs.mp4")
     assert sbs.shape == (9, H, 2 * W, 3)
@@ -129,7 +129,7 @@ def test_cli_start_end_time_trims_video_and_audio(clip: Path, tmp_path: Path) ->
 
 def test_cli_max_fps_writes_12_fps(clip: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    build_cli(_args(clip, out, "--model.layouts", "[sbs]", "--model.convergence", "0.0", "--data.init_args.max_fps", "12"))
+    build_cli(_args(clip, out, "--model.output.layouts", "[sbs]", "--model.disparity.convergence", "0.0", "--data.init_args.max_fps", "12"))
     with av.open(str(out / "clip" / "sbs.mp4")) as container:
         assert float(container.streams.video[0].average_rate) == pytest.approx(12.0)
     sbs = _frames(out / "clip" / "sbs.mp4")

@@ -75,11 +75,11 @@ def test_predict_args_from_form_values(tmp_path: Path) -> None:
     assert _value(args, "--model.generator") == GEOMETRIC
     assert _value(args, "--model.depth") == "null"
     assert _value(args, "--data.init_args.use_depth") == "true"
-    assert float(_value(args, "--model.max_disparity_pct")) == 2.5
-    assert float(_value(args, "--model.convergence")) == 0.25
-    assert json.loads(_value(args, "--model.layouts")) == ["right", "tb"]
-    assert _value(args, "--model.naming") == "player"  # results of several videos have distinct names
-    assert _value(args, "--model.output_dir") == str(tmp_path / "out")
+    assert float(_value(args, "--model.disparity.max_disparity_pct")) == 2.5
+    assert float(_value(args, "--model.disparity.convergence")) == 0.25
+    assert json.loads(_value(args, "--model.output.layouts")) == ["right", "tb"]
+    assert _value(args, "--model.output.naming") == "player"  # results of several videos have distinct names
+    assert _value(args, "--model.output.dir") == str(tmp_path / "out")
     assert _value(args, "--data.init_args.source") == str(tmp_path / "in" / "clip.mp4")
     assert (_value(args, "--data.init_args.window"), _value(args, "--data.init_args.overlap")) == ("33", "9")
     callbacks = json.loads(_value(args, "--trainer.callbacks"))

@@ -290,7 +290,7 @@ def test_stereo_lit_test_with_the_shipped_vace_row_reports_it(tiny_checkpoints, 
     path.write_text(yaml.safe_dump(config))
     root, out = tmp_path / "tartanair", tmp_path / "out"
     write_tartanair_sequence(render_sequence(9, 32, 48, seed=1), root / "EnvA" / "Easy" / "P000")
-    cli = build_cli(["test", "-c", str(path), "--data.init_args.root", str(root), "--model.output_dir", str(out),
+    cli = build_cli(["test", "-c", str(path), "--data.init_args.root", str(root), "--model.output.dir", str(out),
                      "--trainer.logger", "false"])
     (vace,) = _vace_rows(cli)
     assert backbone_of(vace.components.transformer) == "vace"

@@ -219,7 +219,7 @@ class StereoPredictionWriter(BasePredictionWriter):
         if unknown:
             raise ValueError(f"unknown layouts {sorted(unknown)}; choose from {LAYOUTS}")
         if naming not in NAMINGS:
-            raise ValueError(f"model.naming must be one of {NAMINGS}, got {naming!r}")
+            raise ValueError(f"model.output.naming must be one of {NAMINGS}, got {naming!r}")
         self.naming = naming
         self.encoder = as_encoder_options(encoder)
         self.vr180 = vr180 if isinstance(vr180, VR180Options) else VR180Options(**(vr180 or {}))

@@ -56,7 +56,7 @@ CONVERGED_BELOW_PX = 1.0
 
 def check_protocol(protocol: str) -> str:
     if protocol not in PROTOCOLS:
-        raise ValueError(f"model.eval_protocol must be one of {PROTOCOLS}, got {protocol!r}")
+        raise ValueError(f"model.evaluation.protocol must be one of {PROTOCOLS}, got {protocol!r}")
     return protocol
 
 

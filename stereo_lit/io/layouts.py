@@ -50,12 +50,12 @@ def output_filename(layout: str, naming: str = "plain", stem: str = "") -> str:
         return f"{layout}.mp4"
     if naming == "player":
         return f"{stem or 'video'}{PLAYER_SUFFIXES[layout]}.mp4"
-    raise ValueError(f"model.naming must be one of {NAMINGS}, got {naming!r}")
+    raise ValueError(f"model.output.naming must be one of {NAMINGS}, got {naming!r}")
 
 
 @dataclass
 class VR180Options:
-    """The ``vr180`` layout (``model.vr180`` in YAML).
+    """The ``vr180`` layout (``model.output.vr180`` in YAML).
 
     Args:
         hfov_deg: horizontal field of view of the source camera, degrees in (0, 180)
@@ -69,9 +69,9 @@ class VR180Options:
 
     def __post_init__(self) -> None:
         if not 0.0 < float(self.hfov_deg) < 180.0:
-            raise ValueError(f"model.vr180.hfov_deg must be in (0, 180) degrees, got {self.hfov_deg!r}")
+            raise ValueError(f"model.output.vr180.hfov_deg must be in (0, 180) degrees, got {self.hfov_deg!r}")
         if self.eye_size is not None and int(self.eye_size) < 2:
-            raise ValueError(f"model.vr180.eye_size must be >= 2 px or null, got {self.eye_size!r}")
+            raise ValueError(f"model.output.vr180.eye_size must be >= 2 px or null, got {self.eye_size!r}")
         self.hfov_deg = float(self.hfov_deg)
         self.eye_size = None if self.eye_size is None else int(self.eye_size)
 

@@ -8,7 +8,7 @@ error, so a killed run never leaves a file that looks finished. Audio from
 transcoded to aac. Every file is tagged (container ``comment`` = :data:`WRITER_TAG`) so
 that the reader can leave this package's own outputs out of a folder of sources.
 
-Encoder settings are one option (:class:`EncoderOptions`, ``model.encoder``): codec
+Encoder settings are one option (:class:`EncoderOptions`, ``model.output.encoder``): codec
 H.264 (libx264) or H.265 (libx265, tagged ``hvc1`` so Apple players take it), CRF,
 preset, 8-bit (``yuv420p``) or 10-bit (``yuv420p10le``); ``hardware: true`` uses NVENC
 (``h264_nvenc`` / ``hevc_nvenc``) when it opens on this machine and falls back to the
@@ -76,7 +76,7 @@ _UNSPECIFIED = {"color_primaries": 2, "color_trc": 2, "colorspace": 2, "color_ra
 
 @dataclass
 class EncoderOptions:
-    """Video encoder settings (``model.encoder`` in YAML); the defaults are the historical
+    """Video encoder settings (``model.output.encoder`` in YAML); the defaults are the historical
     output: H.264, CRF 18, preset ``medium``, 8-bit 4:2:0, software.
 
     Args:
@@ -96,13 +96,13 @@ class EncoderOptions:
 
     def __post_init__(self) -> None:
         if self.codec not in _SOFTWARE:
-            raise ValueError(f"model.encoder.codec must be one of {sorted(_SOFTWARE)}, got {self.codec!r}")
+            raise ValueError(f"model.output.encoder.codec must be one of {sorted(_SOFTWARE)}, got {self.codec!r}")
         if int(self.bit_depth) not in _PIX_FMT:
-            raise ValueError(f"model.encoder.bit_depth must be 8 or 10, got {self.bit_depth!r}")
+            raise ValueError(f"model.output.encoder.bit_depth must be 8 or 10, got {self.bit_depth!r}")
         if not 0 <= int(self.crf) <= 51:
-            raise ValueError(f"model.encoder.crf must be in [0, 51], got {self.crf!r}")
+            raise ValueError(f"model.output.encoder.crf must be in [0, 51], got {self.crf!r}")
         if self.preset not in _NVENC_PRESET:
-            raise ValueError(f"model.encoder.preset must be one of {list(_NVENC_PRESET)}, got {self.preset!r}")
+            raise ValueError(f"model.output.encoder.preset must be one of {list(_NVENC_PRESET)}, got {self.preset!r}")
         self.bit_depth, self.crf = int(self.bit_depth), int(self.crf)
 
     def settings(self) -> dict:
@@ -116,7 +116,7 @@ def as_encoder_options(value: "EncoderOptions | dict | None") -> EncoderOptions:
         return value
     if value is not None and not isinstance(value, dict):
         fields = list(EncoderOptions.__dataclass_fields__)
-        raise ValueError(f"model.encoder must be a mapping of {fields}, got {value!r}")
+        raise ValueError(f"model.output.encoder must be a mapping of {fields}, got {value!r}")
     return EncoderOptions(**(value or {}))
 
 
@@ -152,7 +152,7 @@ def resolve_encoder(options: EncoderOptions) -> tuple[str, str, dict[str, str]]:
             return name, pix_fmt, {"rc": "vbr", "cq": str(options.crf), "b": "0", "preset": preset}
         if error not in _warned:
             _warned.add(error)
-            log.warning("model.encoder.hardware: %s; using the software encoder %s", error, _SOFTWARE[options.codec])
+            log.warning("model.output.encoder.hardware: %s; using the software encoder %s", error, _SOFTWARE[options.codec])
     name, pix_fmt = _SOFTWARE[options.codec], _PIX_FMT[options.bit_depth]
     if name not in av.codecs_available:
         if options.codec == "h264" and options.bit_depth == 8:
@@ -160,7 +160,7 @@ def resolve_encoder(options: EncoderOptions) -> tuple[str, str, dict[str, str]]:
                 _warned.add(name)
                 log.warning("libx264 is not in this PyAV build; writing MPEG-4 part 2 instead")
             return "mpeg4", "yuv420p", {}
-        raise ValueError(f"model.encoder.codec={options.codec!r} needs {name}, which this PyAV/FFmpeg build lacks")
+        raise ValueError(f"model.output.encoder.codec={options.codec!r} needs {name}, which this PyAV/FFmpeg build lacks")
     codec_options = {"crf": str(options.crf), "preset": options.preset}
     if name == "libx265":
         codec_options["x265-params"] = "log-level=error"
@@ -253,7 +253,7 @@ class StreamingVideoWriter:
             # seen with PyAV 18 / FFmpeg 8.1: libx265 corrupts the heap on frames with a side
             # under 64 px (48x32 at 10 bit at once; 96x32 at 8 bit, crashing later)
             raise ValueError(
-                f"{self.path}: model.encoder codec h265 needs frames of at least 64x64 "
+                f"{self.path}: model.output.encoder codec h265 needs frames of at least 64x64 "
                 f"(got {width}x{height}); use codec h264 for small videos"
             )
         self._stream = self._container.add_stream(codec, rate=self.fps)

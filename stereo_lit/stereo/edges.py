@@ -75,7 +75,7 @@ def scale_foreground(disparity: torch.Tensor, scale: float = 1.0, convergence_px
 
 @dataclass
 class EdgeOptions:
-    """Depth-edge options (``model.edges`` in YAML), applied to disparity from depth.
+    """Depth-edge options (``model.disparity.edges`` in YAML), applied to disparity from depth.
 
     Defaults from ``benchmarks/bench_edges.py`` (README, 3D control): a 1 px horizontal
     dilation raises right-view PSNR near depth edges with exact, soft and low-resolution

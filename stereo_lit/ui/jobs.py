@@ -102,7 +102,7 @@ def predict_args(
 
     Args:
         source: the video (its depth file ``NAME.npy`` beside it for ``depth="file"``).
-        output_dir: the predict ``model.output_dir``; outputs go to ``output_dir/NAME/``.
+        output_dir: the predict ``model.output.dir``; outputs go to ``output_dir/NAME/``.
         window, progress_file: frames per window (default 81 for Wan, 33 otherwise); the
             :class:`~stereo_lit.ui.progress.ProgressFile` target.
     """
@@ -122,12 +122,12 @@ def predict_args(
     else:
         args += ["--model.depth", "null"]
     args += [
-        "--model.max_disparity_pct", repr(float(settings.max_disparity_pct)),
-        "--model.convergence", repr(float(settings.convergence)),
-        "--model.output_dir", str(output_dir),
-        "--model.layouts", json.dumps(list(settings.layouts)),
+        "--model.disparity.max_disparity_pct", repr(float(settings.max_disparity_pct)),
+        "--model.disparity.convergence", repr(float(settings.convergence)),
+        "--model.output.dir", str(output_dir),
+        "--model.output.layouts", json.dumps(list(settings.layouts)),
         # player names (clip_LRF_Full_SBS.mp4) so that the results of several videos can be told apart
-        "--model.naming", "player",
+        "--model.output.naming", "player",
         "--data.class_path", WILD,
         "--data.init_args.source", str(source),
         "--data.init_args.window", str(window), "--data.init_args.overlap", str(overlap),
