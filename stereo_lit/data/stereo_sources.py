@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stereo_lit.data.stereo_frames import image_files, is_image_file, is_video_file
-from stereo_lit.data.wild_sources import _is_saved_dataset, resolve_videos
+from stereo_lit.data.wild_sources import _is_saved_dataset, existing_source, resolve_videos
 
 _EYE = re.compile(r"^(?P<name>.+?)[_-](?P<eye>l|r|left|right)$", re.IGNORECASE)
 
@@ -122,8 +122,7 @@ def _walk(folder: Path) -> list[StereoEntry]:
 
 
 def _expand(path: Path, caption: str = "") -> list[StereoEntry]:
-    if not path.exists():
-        raise FileNotFoundError(f"stereo source {path} does not exist")
+    path = existing_source(path, "stereo source")
     if path.is_dir():
         entries = _walk(path)
         if not entries:
@@ -141,9 +140,7 @@ def resolve_stereo(
     """The stereo clips named by ``source`` (see the module docstring)."""
     if isinstance(source, (list, tuple)):
         return [e for s in source for e in resolve_stereo(s, path_column, caption_column, split)]
-    path = Path(str(source)).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"stereo source {path} does not exist")
+    path = existing_source(source, "stereo source")
     if (path.is_dir() and _is_saved_dataset(path)) or (path.is_file() and path.suffix.lower() in (".txt", ".csv", ".parquet", ".json", ".jsonl")):
         entries: list[StereoEntry] = []
         for video in resolve_videos(path, path_column, caption_column, split):

@@ -183,6 +183,14 @@ def _load_saved(folder: Path, split: str | None):
     return data
 
 
+def existing_source(source: str | Path, what: str) -> Path:
+    """``source`` as a path (``~`` expanded); FileNotFoundError naming ``what`` (e.g. "video source") when absent."""
+    path = Path(str(source)).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    return path
+
+
 def resolve_videos(
     source: str | Path | list,
     path_column: str | None = None,
@@ -192,9 +200,7 @@ def resolve_videos(
     """The videos named by ``source`` (see module docstring), in a stable order."""
     if isinstance(source, (list, tuple)):
         return [e for s in source for e in resolve_videos(s, path_column, caption_column, split)]
-    path = Path(str(source)).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"video source {path} does not exist")
+    path = existing_source(source, "video source")
     if path.is_dir():
         if _is_saved_dataset(path):
             return _from_table(_load_saved(path, split), str(path), path, path_column, caption_column)

@@ -63,6 +63,21 @@ def check_same_grid(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) 
         )
 
 
+def check_stereo_inputs(view: torch.Tensor, other: torch.Tensor, disparity: torch.Tensor, names: tuple[str, str, str]) -> None:
+    """Two views ``[B,3,T,H,W]`` and a disparity ``[B,1,T,H,W]`` (px) on one grid; errors use ``names``."""
+    check_video(view, names[0], channels=3)
+    check_video(other, names[1], channels=3)
+    check_video(disparity, names[2], channels=1)
+    check_same_grid(view, other, names[0], names[1])
+    check_same_grid(view, disparity, names[0], names[2])
+
+
+def add_sum_states(metric: Any, names: tuple[str, ...] | list[str]) -> None:
+    """One float64 running sum per name on a torchmetrics ``Metric`` (summed across ranks)."""
+    for name in names:
+        metric.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+
 def to_frames(x: torch.Tensor) -> torch.Tensor:
     """``[B,C,T,H,W]`` -> ``[B*T,C,H,W]`` (frame index ``b*T + t``)."""
     b, c, t, h, w = x.shape

@@ -12,7 +12,7 @@ import torch
 from torchmetrics import Metric
 
 from stereo_lit.stereo.geometry import cycle_warp_right_to_left
-from stereo_lit.metrics._video import check_same_grid, check_video, full_precision, mask_or_ones
+from stereo_lit.metrics._video import add_sum_states, check_stereo_inputs, full_precision, mask_or_ones
 
 
 class CycleConsistencyError(Metric):
@@ -30,8 +30,7 @@ class CycleConsistencyError(Metric):
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        for name in ("abs_err_sum", "covisible", "considered"):
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        add_sum_states(self, ("abs_err_sum", "covisible", "considered"))
 
     @full_precision
     def update(
@@ -41,12 +40,7 @@ class CycleConsistencyError(Metric):
         disparity_right_px: torch.Tensor,
         mask: torch.Tensor | None = None,
     ) -> None:
-        check_video(right, "right", channels=3)
-        check_video(left, "left", channels=3)
-        check_video(disparity_right_px, "disparity_right_px", channels=1)
-        if right.shape != left.shape:
-            raise ValueError(f"right {tuple(right.shape)} and left {tuple(left.shape)} must have the same shape")
-        check_same_grid(right, disparity_right_px, "right", "disparity_right_px")
+        check_stereo_inputs(right, left, disparity_right_px, ("right", "left", "disparity_right_px"))
         right, left = right.float(), left.float().to(right.device)
         left_hat, received = cycle_warp_right_to_left(right, disparity_right_px.to(right))
         considered = mask_or_ones(mask, right, "mask")

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from stereo_lit.metrics._video import check_same_grid, check_video, full_precision, mask_or_ones, video_to_uint8
+from stereo_lit.metrics._video import add_sum_states, check_stereo_inputs, full_precision, mask_or_ones, video_to_uint8
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,7 @@ class StereoMatchError(Metric):
         self.max_num_disparities = int(max_num_disparities)
         self.frame_stride = int(frame_stride)
         self.params = params or SGBMParams()
-        for name in ("abs_err_sum", "evaluated", "valid", *self._COUNTS):
-            self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        add_sum_states(self, ("abs_err_sum", "evaluated", "valid", *self._COUNTS))
 
     @full_precision
     def update(
@@ -138,11 +137,7 @@ class StereoMatchError(Metric):
         disparity_left_px: torch.Tensor,
         valid_left: torch.Tensor | None = None,
     ) -> None:
-        check_video(left, "left", channels=3)
-        check_video(right, "right", channels=3)
-        check_video(disparity_left_px, "disparity_left_px", channels=1)
-        check_same_grid(left, right, "left", "right")
-        check_same_grid(left, disparity_left_px, "left", "disparity_left_px")
+        check_stereo_inputs(left, right, disparity_left_px, ("left", "right", "disparity_left_px"))
         truth = disparity_left_px.detach().float().cpu()
         valid = (mask_or_ones(valid_left, truth, "valid_left") > 0.5) & torch.isfinite(truth) & (truth >= 0)
         truth_np, valid_np = truth[:, 0].numpy(), valid[:, 0].numpy()  # [B,T,H,W]
