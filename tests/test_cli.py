@@ -50,7 +50,8 @@ def test_every_config_builds_through_the_cli(config: Path) -> None:
 
 def test_a_config_with_an_unknown_key_is_rejected(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
-    bad.write_text((REPO / "stereo_lit" / "configs" / "demo.yaml").read_text().replace("output_dir:", "output_dri:"))
+    bad.write_text((REPO / "stereo_lit" / "configs" / "demo.yaml").read_text().replace("    dir:", "    dri:"))
+    assert "dri:" in bad.read_text()
     with pytest.raises(SystemExit) as exit_info:
         build_cli(["-c", str(bad)], run=False)
     assert exit_info.value.code != 0

@@ -80,7 +80,7 @@ def test_a_second_run_skips_a_video_the_first_is_writing(tmp_path: Path, caplog:
     video = _clip(tmp_path / "clip.mp4")
     out, gate = tmp_path / "out", tmp_path / "gate"
     gate.mkdir()
-    env = dict(os.environ, PYTHONPATH=str(REPO / "tests"), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), HF_HUB_OFFLINE="1")
     first = subprocess.Popen(
         [str(EXE), *_args(video, out, "--model.generator", "test_predict_outputs.GatedWarpFill",
                           "--model.generator.gate", str(gate))],

@@ -20,7 +20,7 @@ EXE = Path(sys.executable).with_name("stereo-lit")
 
 
 def _run(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO / "tests"), HF_HUB_OFFLINE="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]), HF_HUB_OFFLINE="1")
     return subprocess.run([str(EXE), *args], capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
 
 
