@@ -21,11 +21,12 @@ import re
 import shutil
 import sys
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
-from stereo_lit.diffusion.options import FLAT_OPTIONS, GROUPS
-from stereo_lit.options import MODULE_GROUPS, MOVED_MODULE_KEYS, moved_keys_in_args
+from stereo_lit.diffusion.options import FLAT_OPTIONS
+from stereo_lit.options import MOVED_MODULE_KEYS, moved_keys_in_args
 
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<key>[A-Za-z_][A-Za-z0-9_]*):(?:\s+(?P<value>.*?))?\s*$")
 MODULE_MOVES = {old: tuple(new.split(".", 1)) for old, new in MOVED_MODULE_KEYS.items()}
@@ -40,8 +41,9 @@ def _indent(line: str) -> int:
     return len(line) - len(line.lstrip())
 
 
-def _regroup(body: list[str], moves: dict[str, tuple[str, str]], order: tuple[str, ...], where: str) -> tuple[list[str], int]:
-    """The lines of one mapping's body with each key of ``moves`` under its group; (lines, keys moved)."""
+def _regroup(body: list[str], moves: dict[str, tuple[str, str]], where: str) -> tuple[list[str], int]:
+    """The lines of one mapping's body with each key of ``moves`` under its group, the group placed where its
+    first moved key stood (or at the end of the group when the file has it already); (lines, keys moved)."""
     code = [i for i, line in enumerate(body) if _is_code(line)]
     if not code:
         return body, 0
@@ -77,7 +79,8 @@ def _regroup(body: list[str], moves: dict[str, tuple[str, str]], order: tuple[st
         if key in groups:  # the group is already there, as a block: the moved keys go at its end
             value = _KEY.match(item[[i for i, line in enumerate(item) if _is_code(line)][0]])["value"]
             if value and not value.startswith("#"):
-                raise ValueError(f"{where}: {key}: {value} is a flow mapping; move {sorted(groups[key])} into it by hand")
+                names = [k for k in keys if k in moves and moves[k][0] == key]
+                raise ValueError(f"{where}: {key}: {value} is a flow mapping; move {names} into it by hand")
             kept = _strip_tail(item)
             out += kept + groups[key] + item[len(kept):]
             placed.add(key)
@@ -113,8 +116,8 @@ def _block_end(lines: list[str], start: int, indent: int) -> int:
 def migrate_text(text: str, name: str = "<config>") -> tuple[str, int]:
     """``(new text, number of keys moved)``: flat module keys of each ``model:`` block, then the flat
     keys of each ``WanStereoGenerator`` ``init_args`` block, moved into their groups."""
-    text, moved = _migrate_blocks(text, name, MODULE_MOVES, MODULE_GROUPS, _is_model_block)
-    text, generator_moved = _migrate_blocks(text, name, FLAT_OPTIONS, GROUPS, _is_generator_block)
+    text, moved = _migrate_blocks(text, name, MODULE_MOVES, _is_model_block)
+    text, generator_moved = _migrate_blocks(text, name, FLAT_OPTIONS, _is_generator_block)
     return text, moved + generator_moved
 
 
@@ -135,7 +138,8 @@ def _is_generator_block(line: str, key: str, state: dict) -> bool:
     return False
 
 
-def _migrate_blocks(text: str, name: str, moves: dict, order: tuple[str, ...], opens: object) -> tuple[str, int]:
+def _migrate_blocks(text: str, name: str, moves: dict, opens: Callable[[str, str, dict], bool]) -> tuple[str, int]:
+    """Every block that ``opens(line, key, state)`` accepts, regrouped by :func:`_regroup`."""
     lines = text.splitlines(keepends=True)
     out: list[str] = []
     moved, i, state = 0, 0, {}
@@ -143,7 +147,7 @@ def _migrate_blocks(text: str, name: str, moves: dict, order: tuple[str, ...], o
         line, match = lines[i], _KEY.match(lines[i])
         if _is_code(line) and match and opens(line, match["key"], state) and not (match["value"] or "").split("#")[0].strip():
             end = _block_end(lines, i, _indent(line))
-            body, n = _regroup(lines[i + 1: end], moves, order, f"{name}:{i + 1}")
+            body, n = _regroup(lines[i + 1: end], moves, f"{name}:{i + 1}")
             out += [line, *body]
             moved, i = moved + n, end
             continue

@@ -145,3 +145,15 @@ def test_shipped_configs_are_migrated() -> None:
     configs = sorted((REPO / "stereo_lit" / "configs").glob("*.yaml"))
     done = subprocess.run([sys.executable, str(SCRIPT), "--check", *map(str, configs)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0 and done.stdout.count("up to date") == len(configs) >= 10, done.stdout
+
+
+def test_a_half_migrated_config_gets_the_rest_into_its_groups(tmp_path: Path) -> None:
+    config = tmp_path / "half.yaml"
+    config.write_text("model:\n  output:\n    dir: x   # kept\n  layouts: [sbs]\n  fit: {learning_rate: 1.0e-3}\n"
+                      "predict:\n  model:\n    convergence: 0.1\n")
+    assert _migrate(config).returncode == 0
+    assert config.read_text() == ("model:\n  output:\n    dir: x   # kept\n    layouts: [sbs]\n  fit: {learning_rate: 1.0e-3}\n"
+                                  "predict:\n  model:\n    disparity:\n      convergence: 0.1\n")
+    config.write_text("model:\n  output: {dir: x}\n  layouts: [sbs]\n")  # a flow-style group: by hand
+    done = _migrate(config)
+    assert done.returncode == 1 and "output: {dir: x} is a flow mapping; move ['layouts'] into it by hand" in done.stderr
