@@ -137,16 +137,19 @@ def _isolated_cli():
 
 
 def run_main(argv: list[str]) -> tuple[int | str | None, str]:
-    """``(exit code, stdout)`` of ``stereo_lit.cli.main(argv)`` run in this process (stdout captured)."""
+    """``(exit code, stdout)`` of ``stereo_lit.cli.main(argv)`` run in this process; a nonzero exit
+    code comes with the last lines the parser wrote to stderr (why it refused)."""
     from stereo_lit.cli import main
 
-    out = io.StringIO()
+    out, err = io.StringIO(), io.StringIO()
     code: int | str | None = 0
-    with _isolated_cli(), contextlib.redirect_stdout(out):
+    with _isolated_cli(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             main(list(argv))
         except SystemExit as exc:
             code = exc.code
+    if code not in (0, None):
+        code = f"{code}: " + " | ".join(err.getvalue().strip().splitlines()[-3:])
     return code, out.getvalue()
 
 
@@ -234,6 +237,10 @@ def test_a_broken_command_fails() -> None:
         check_command(("predict", "-c", "stereo_lit/configs/predict_wild.yaml", "--model.no_such_option", "1"))
     with pytest.raises((AssertionError, SystemExit)):
         check_command(("preview", "clip.mp4", "--layout", "no_such_layout"))
+    # the --help check (used for subcommands without a dry run): known flags pass, an unknown one fails
+    check_command(("preview", "--help", "--strengths", "--depth-checkpoint"))
+    with pytest.raises(AssertionError, match="does not mention"):
+        check_command(("preview", "--help", "--no-such-flag"))
 
 
 # ----------------------------------------------------------------------------- layout map
