@@ -286,3 +286,41 @@ def test_layout_map_reader_sees_a_change(tmp_path: Path) -> None:
     assert package_units(tmp_path) == {"stereo/", "cli.py"}
     text = f"- `outside/` no\n{LAYOUT_START}\n- `stereo/` math\n  - `geometry.py` a file: detail\n* `cli.py` cli\n{LAYOUT_END}\n"
     assert layout_map_names(text) == ["stereo/", "cli.py"]
+
+
+# ----------------------------------------------------------------------------- links
+
+LINK = re.compile(r"\[[^\]]*\]\((?P<target>[^)\s]+)\)")
+
+
+def heading_anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading: lower case, punctuation dropped, spaces -> ``-``."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return {heading_anchor(line.lstrip("#")) for line in lines if re.match(r"^#{1,6} ", line)}
+
+
+@pytest.mark.parametrize("path", DOC_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_resolve(path: Path) -> None:
+    """Every relative link of a doc page names a file that exists, and a heading of it when it has ``#anchor``."""
+    broken = []
+    for match in LINK.finditer(path.read_text(encoding="utf-8")):
+        target = match.group("target")
+        if re.match(r"^[a-z]+:", target):  # http(s):, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        file = (path.parent / file_part).resolve() if file_part else path
+        if not file.exists():
+            broken.append(f"{target} (no file {file})")
+        elif anchor and file.suffix == ".md" and anchor not in anchors(file):
+            broken.append(f"{target} (no heading #{anchor} in {file.name})")
+    assert not broken, f"{path.relative_to(REPO)}: broken links {broken}"
+
+
+def test_heading_anchor_is_githubs() -> None:
+    assert heading_anchor(" A web page instead of the terminal: `stereo-lit ui`") == "a-web-page-instead-of-the-terminal-stereo-lit-ui"
+    assert heading_anchor("Fine-tuning (LoRA)") == "fine-tuning-lora"
