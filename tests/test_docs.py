@@ -324,3 +324,14 @@ def test_relative_links_resolve(path: Path) -> None:
 def test_heading_anchor_is_githubs() -> None:
     assert heading_anchor(" A web page instead of the terminal: `stereo-lit ui`") == "a-web-page-instead-of-the-terminal-stereo-lit-ui"
     assert heading_anchor("Fine-tuning (LoRA)") == "fine-tuning-lora"
+
+
+def test_readme_is_a_first_screen_not_the_reference() -> None:
+    """Issue 19 item 4: at most 250 lines, one picture (small), `convert` before the research commands."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 250, f"README.md has {len(text.splitlines())} lines; move reference text to docs/"
+    pictures = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(pictures) == 1, f"README.md should show one picture, found {pictures}"
+    assert (REPO / pictures[0]).stat().st_size <= 300 * 1024, f"{pictures[0]} is over 300 KiB"
+    first = [c.argv[0] for c in ALL_COMMANDS if c.file == "README.md"][0]
+    assert first == "convert", f"the README's first command is `stereo-lit {first}`, expected `stereo-lit convert`"
