@@ -5,10 +5,11 @@
 
    - ``fit`` / ``validate`` / ``test`` / ``predict`` and ``convert``: ``stereo_lit.cli.main(argv + ["--print_config"])``
      must print a config and exit 0 (``--print_config`` parses and checks every option but opens no data,
-     so placeholder paths such as ``my_video.mp4`` are fine);
+     so placeholder paths such as ``my_video.mp4`` are fine; ``convert`` checks that its inputs exist, so it
+     runs in a scratch folder holding empty files of the names the command gives);
    - ``preview`` and ``ui``: their own argparse ``parse_args`` (choices and types checked, nothing run);
    - any other subcommand (``download``, ``configs``): it must exist, and every ``--flag`` and every bare
-     word after it must appear in its ``--help``.
+     word after it must appear in its ``--help`` (for ``download``, or in ``download --list``: the model names).
 
    A command is skipped only when its line, or the line above it, carries ``# needs: REASON`` or
    ``# docs-test: skip REASON``, or when ``<!-- docs-test: skip REASON -->`` stands right above its code
@@ -25,6 +26,7 @@ import io
 import logging
 import re
 import shlex
+import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +41,8 @@ PACKAGE = REPO / "stereo_lit"
 LIGHTNING_JOBS = {"fit", "validate", "test", "predict"}
 #: subcommands whose ``--print_config`` parses everything and runs nothing
 PRINT_CONFIG_COMMANDS = LIGHTNING_JOBS | {"convert"}
+#: subcommands whose names are listed by a flag that does nothing else (checked besides ``--help``)
+LISTING = {"download": "--list"}
 #: subcommands with an argparse ``parse_args(argv)`` that parses without running
 PARSE_ARGS = {"preview": "stereo_lit.commands.preview", "ui": "stereo_lit.ui.app"}
 
@@ -153,6 +157,42 @@ def run_main(argv: list[str]) -> tuple[int | str | None, str]:
     return code, out.getvalue()
 
 
+#: what a placeholder input of a doc command looks like (a video, photo, depth file or list; or a folder ``x/``)
+PLACEHOLDER_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".jpg", ".jpeg", ".png", ".webp", ".npy", ".npz", ".txt")
+
+
+def placeholder_paths(args: list[str] | tuple[str, ...]) -> list[str]:
+    """The relative paths among ``args`` that name an input file (by suffix) or a folder (``name/``)."""
+    return [
+        a for a in args
+        if not a.startswith(("-", "/", "~")) and (a.lower().endswith(PLACEHOLDER_SUFFIXES) or a.endswith("/"))
+    ]
+
+
+@contextlib.contextmanager
+def placeholder_inputs(args: list[str]):
+    """A scratch working folder holding an empty file (or folder) for every input path ``args`` name."""
+    with tempfile.TemporaryDirectory() as scratch, contextlib.chdir(scratch):
+        for path in placeholder_paths(args):
+            if path.endswith("/"):
+                Path(path).mkdir(parents=True, exist_ok=True)
+            else:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+                Path(path).touch()
+        yield
+
+
+def check_print_config(args: list[str]) -> None:
+    """``stereo-lit *args --print_config`` exits 0 and prints a YAML config (a help request: prints and exits 0)."""
+    help_request = any(a in ("-h", "--help") or a.endswith(".help") for a in args)
+    given = args if help_request or "--print_config" in args else [*args, "--print_config"]
+    code, text = run_main(given)
+    assert code in (0, None), f"`stereo-lit {' '.join(given)}` exited {code}"
+    assert text.strip(), f"`stereo-lit {' '.join(given)}` printed nothing"
+    if not help_request:
+        assert isinstance(yaml.safe_load(text), dict), f"`stereo-lit {' '.join(given)}` printed no YAML config"
+
+
 def check_command(argv: tuple[str, ...]) -> None:
     """Raise AssertionError (or the parser's error) when ``stereo-lit *argv`` does not parse."""
     args = [a for a in argv if a not in ("-v", "--verbose")]
@@ -161,31 +201,28 @@ def check_command(argv: tuple[str, ...]) -> None:
     if sub in ("-h", "--help"):
         code, text = run_main(["--help"])
         assert code in (0, None) and "predict" in text, f"`stereo-lit --help` exited {code}"
-        return
-    if sub in PRINT_CONFIG_COMMANDS:
-        given = args if "--print_config" in args or any(a.startswith("--print_config=") for a in args) else [*args, "--print_config"]
-        if any(a in ("-h", "--help") or a.endswith(".help") for a in args):
-            given = args  # a help request: it must print and exit 0
-        code, text = run_main(given)
-        assert code in (0, None), f"`stereo-lit {' '.join(given)}` exited {code}"
-        assert text.strip(), f"`stereo-lit {' '.join(given)}` printed nothing"
-        if given is not args or "--print_config" in args:
-            assert isinstance(yaml.safe_load(text), dict), f"`stereo-lit {' '.join(given)}` printed no YAML config"
-        return
-    if sub in PARSE_ARGS and not any(a in ("-h", "--help") for a in args):
+    elif sub == "convert":  # it checks that its inputs exist: empty files of those names, in a scratch folder
+        with placeholder_inputs(args[1:]):
+            check_print_config(args)
+    elif sub in PRINT_CONFIG_COMMANDS:
+        check_print_config(args)
+    elif sub in PARSE_ARGS and not any(a in ("-h", "--help") for a in args):
         module = importlib.import_module(PARSE_ARGS[sub])
         with contextlib.redirect_stderr(io.StringIO()) as err:
             try:
                 module.parse_args(list(args[1:]))
             except SystemExit as exc:
                 raise AssertionError(f"`stereo-lit {' '.join(args)}` does not parse: {err.getvalue().strip()}") from exc
-        return
-    code, text = run_main([sub, "--help"])
-    assert code in (0, None) and text.strip(), f"`stereo-lit {sub} --help` exited {code}: is `{sub}` a subcommand?"
-    words = re.findall(r"[\w.-]+", text)
-    missing = [a.split("=")[0] for a in args[1:]]
-    missing = [a for a in missing if a not in ("-h", "--help") and a not in words]
-    assert not missing, f"`stereo-lit {sub} --help` does not mention {missing}"
+    else:
+        code, text = run_main([sub, "--help"])
+        assert code in (0, None) and text.strip(), f"`stereo-lit {sub} --help` exited {code}: is `{sub}` a subcommand?"
+        words = re.findall(r"[\w.-]+", text)
+        if sub in LISTING:  # the names a command takes, listed without doing anything (download --list)
+            code, listed = run_main([sub, LISTING[sub]])
+            words += re.findall(r"[\w.-]+", listed) if code in (0, None) else []
+        missing = [a.split("=")[0] for a in args[1:]]
+        missing = [a for a in missing if a not in ("-h", "--help") and a not in words]
+        assert not missing, f"`stereo-lit {sub} --help` does not mention {missing}"
 
 
 def test_the_docs_hold_commands() -> None:
