@@ -158,7 +158,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--layout", choices=PREVIEW_LAYOUTS, default="anaglyph", help="cell layout (default anaglyph)")
     parser.add_argument("--out", default="outputs/preview", help="output folder (default outputs/preview)")
     parser.add_argument("--depth-checkpoint", default=None, help="Video-Depth-Anything .pth for sources without a depth file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a file; a folder is needed (one PNG per video or photo is written into it)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -277,11 +277,11 @@ class WildVideoDataModule(WindowedDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, on_error)
         if start_time is not None and start_time < 0:
-            raise ValueError(f"start_time must be >= 0 seconds, got {start_time}")
+            raise ValueError(f"data.start_time must be >= 0 seconds, got {start_time}")
         if end_time is not None and end_time <= (start_time or 0.0):
-            raise ValueError(f"end_time must be > start_time ({start_time or 0.0} s), got {end_time}")
+            raise ValueError(f"data.end_time must be > data.start_time ({start_time or 0.0} s), got {end_time}")
         if max_fps is not None and max_fps <= 0:
-            raise ValueError(f"max_fps must be > 0 frames per second, got {max_fps}")
+            raise ValueError(f"data.max_fps must be > 0 frames per second, got {max_fps}")
         if fps is not None and fps <= 0:
             raise ValueError(f"fps must be > 0 frames per second, got {fps}")
         check_window(window, overlap)
