@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stereo_lit.data.collate import check_on_error, collate_samples, guarded_getitem
 from stereo_lit.data.windowed import WindowedDataModule, check_pad_mode, check_window
-from stereo_lit.data.wild_sources import DepthFile, VideoEntry, find_depth_file, resolve_videos
+from stereo_lit.data.wild_sources import DepthFile, VideoEntry, check_depth_size, find_depth_file, resolve_videos
 from stereo_lit.io.image_reader import is_image_file, probe_image
 from stereo_lit.io.video_reader import VideoInfo, probe_video, read_frames, resampled_num_frames, source_index
 from stereo_lit.stereo.padding import pad_video, padding_for
@@ -216,6 +216,7 @@ class WildVideoWindows(Dataset):
                 raise ValueError(
                     f"{video.depth_path}: depth has {depth_file.num_frames} frames but {info.path} has {info.num_frames}"
                 )
+            check_depth_size(video.depth_path, tuple(depth_file.array.shape[1:]), info.path, (info.height, info.width))
             first, stop = video.source_frames
             indices = [first + source_index(j, stop - first, info.fps, video.fps) for j in range(window.start, window.stop)]
             depth = resize_depth(check_depth_values(depth_file.frames(indices), depth_file.kind, video.depth_path, indices), height, width)

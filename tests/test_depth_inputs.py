@@ -1,0 +1,54 @@
+"""Depth files and photos (issue 20, item 4): one size rule for ``.npy`` and ``NAME_depth/`` PNGs,
+animated WebP as a video, alpha and 16-bit kept or a warning."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stereo_lit.data.wild import WildVideoDataModule
+from test_video_reader import write_test_clip
+
+T, H, W = 5, 32, 48
+
+
+def _depth_file(video: Path, fmt: str, height: int, width: int) -> None:
+    ramp = np.broadcast_to(np.linspace(0.2, 1.0, width, dtype=np.float32), (T, height, width))
+    if fmt == "npy":
+        np.save(video.with_suffix(".npy"), np.ascontiguousarray(ramp))
+    else:
+        folder = video.with_name(f"{video.stem}_depth")
+        folder.mkdir()
+        for k in range(T):
+            Image.fromarray((ramp[k] * 65535).astype(np.uint16)).save(folder / f"{k:06d}.png")
+
+
+def _first_depth(video: Path) -> np.ndarray:
+    data = WildVideoDataModule(str(video), window=5, overlap=1)
+    data.setup()
+    return data._dataset(data.predict_items())[0]["depth"].numpy()[0]
+
+
+@pytest.mark.parametrize("fmt", ["npy", "png"])
+def test_a_depth_of_the_same_aspect_ratio_is_resized_with_a_warning(tmp_path: Path, fmt: str, caplog: pytest.LogCaptureFixture) -> None:
+    video = tmp_path / "clip.mp4"
+    write_test_clip(video, num_frames=T, height=H, width=W)
+    _depth_file(video, fmt, H // 2, W // 2)
+    with caplog.at_level(logging.WARNING):
+        depth = _first_depth(video)
+    assert depth.shape == (T, H, W)
+    assert "depth frames are 24x16 (WxH)" in caplog.text and "48x32 as displayed" in caplog.text and "resized" in caplog.text
+    np.testing.assert_allclose(depth[0, 0, [0, -1]], [0.2, 1.0], atol=0.03)  # the ramp kept its ends
+
+
+@pytest.mark.parametrize("fmt", ["npy", "png"])
+def test_a_depth_of_another_aspect_ratio_is_an_error_naming_both_sizes(tmp_path: Path, fmt: str) -> None:
+    video = tmp_path / "clip.mp4"
+    write_test_clip(video, num_frames=T, height=H, width=W)
+    _depth_file(video, fmt, W, H)  # in the stored orientation of a rotated video
+    with pytest.raises(ValueError, match=r"depth frames are 32x48 \(WxH\) but .*clip.mp4 is 48x32 as displayed.*looks rotated"):
+        _first_depth(video)
