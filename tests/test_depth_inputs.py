@@ -52,3 +52,31 @@ def test_a_depth_of_another_aspect_ratio_is_an_error_naming_both_sizes(tmp_path:
     _depth_file(video, fmt, W, H)  # in the stored orientation of a rotated video
     with pytest.raises(ValueError, match=r"depth frames are 32x48 \(WxH\) but .*clip.mp4 is 48x32 as displayed.*looks rotated"):
         _first_depth(video)
+
+
+def test_an_animated_webp_converts_as_a_video(tmp_path: Path) -> None:
+    from stereo_lit.cli import build_cli
+    from stereo_lit.io.image_reader import is_image_file
+    from stereo_lit.io.video_reader import probe_video, read_frames
+
+    frames = [np.full((H, W, 3), 40 * (k + 1), np.uint8) for k in range(3)]
+    source = tmp_path / "anim.webp"
+    Image.fromarray(frames[0]).save(source, save_all=True, append_images=[Image.fromarray(f) for f in frames[1:]],
+                                    duration=100, loop=0, lossless=True)
+    assert not is_image_file(source)
+    info = probe_video(source)
+    assert (info.num_frames, info.height, info.width, info.fps) == (3, H, W, 10.0)
+    np.testing.assert_array_equal(read_frames(source), np.stack(frames))
+    np.testing.assert_array_equal(read_frames(source, 2, 3), frames[2][None])
+    np.save(source.with_suffix(".npy"), np.ones((3, H, W), np.float32))
+    out = tmp_path / "out"
+    build_cli([
+        "predict", "-c", str(Path(__file__).resolve().parents[1] / "stereo_lit/configs/predict_wild.yaml"),
+        "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
+        "--model.output_dir", str(out), "--data.init_args.source", str(source), "--data.init_args.window", "5",
+        "--data.init_args.overlap", "1", "--data.init_args.on_error", "raise", "--model.layouts", "[sbs]",
+        "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+    ])
+    written = read_frames(out / "anim" / "sbs.mp4")
+    assert written.shape == (3, H, 2 * W, 3)  # every frame, not frame 0 only
+    assert np.abs(written[:, :, :W].mean(axis=(1, 2, 3)) - [40, 80, 120]).max() < 3

@@ -12,6 +12,8 @@ naming the file.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +25,68 @@ IMAGE_FPS = 1.0  # nominal frame rate of a one-frame clip (nothing is timed by i
 
 
 def is_image_file(path: str | Path) -> bool:
-    """True for a path whose extension is a photo format read here (case-insensitive)."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+    """True for a path whose extension is a photo format read here (case-insensitive), except
+    an animated WebP, which converts as a video (:func:`is_animated_image`), as a GIF does."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS and not is_animated_image(path)
+
+
+def is_animated_image(path: str | Path) -> bool:
+    """True for an existing WebP file holding more than one frame (read from its header)."""
+    path = Path(path)
+    if path.suffix.lower() != ".webp":
+        return False
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return _animated(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _animated(path: str, size: int, mtime_ns: int) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1)) > 1
+    except Exception:  # noqa: BLE001 - unreadable: the photo reader names the file
+        return False
+
+
+def probe_animated(path: str | Path) -> VideoInfo:
+    """An animated WebP's :class:`VideoInfo`: its frame count, size and average frame rate (from the frame durations)."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            count, (width, height) = int(image.n_frames), image.size
+            durations = []
+            for index in range(count):
+                image.seek(index)
+                durations.append(float(image.info.get("duration") or 0.0))
+    except Exception as exc:  # noqa: BLE001 - name the file
+        raise VideoReadError(f"{path}: not a readable animated image: {exc}") from exc
+    mean_ms = sum(durations) / len(durations) if durations and sum(durations) > 0 else 100.0
+    fps = 1000.0 / mean_ms
+    return VideoInfo(path=str(path), num_frames=count, fps=fps, height=int(height), width=int(width), has_audio=False,
+                     duration_s=count / fps, codec="webp")
+
+
+def iter_animated(path: str | Path, start: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """``(index, uint8 [H, W, 3] RGB)`` of an animated WebP from frame ``start`` (alpha composited on black)."""
+    from PIL import Image
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            for index in range(start, int(image.n_frames)):
+                image.seek(index)
+                yield index, _rgb(image.copy())
+    except VideoReadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - name the file
+        raise VideoReadError(f"{path}: corrupt animated image data: {exc}") from exc
 
 
 def _open_upright(path: Path):

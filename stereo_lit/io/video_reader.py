@@ -31,7 +31,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from stereo_lit.io.image_reader import is_image_file, read_image
+from stereo_lit.io.image_reader import is_animated_image, is_image_file, iter_animated, probe_animated, read_image
 from stereo_lit.io.media import VideoInfo, VideoReadError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".gif")
@@ -104,6 +104,8 @@ def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
         VideoReadError: missing/empty/corrupt file, no video stream, or no frames.
     """
     path = Path(path)
+    if is_animated_image(path):  # an animated WebP: FFmpeg cannot decode it, Pillow can
+        return probe_animated(path)
     container = _open(path)
     try:
         stream = _video_stream(container, path)
@@ -208,6 +210,10 @@ def _decode_from(path: Path, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
     :func:`frame_timestamps` (never derived from the frame rate). Without a usable timestamp
     table, or when the seek lands after ``start``, frames are decoded from the start and counted.
     """
+    if is_animated_image(path):  # an animated WebP (Pillow decodes it)
+        for index, rgb in iter_animated(path, start):
+            yield index, av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        return
     table = frame_timestamps(path) if start > 0 else None
     if table is None or start >= len(table[0]):
         yield from _decode_from_start(path)
