@@ -80,3 +80,33 @@ def test_an_animated_webp_converts_as_a_video(tmp_path: Path) -> None:
     written = read_frames(out / "anim" / "sbs.mp4")
     assert written.shape == (3, H, 2 * W, 3)  # every frame, not frame 0 only
     assert np.abs(written[:, :, :W].mean(axis=(1, 2, 3)) - [40, 80, 120]).max() < 3
+
+
+@pytest.mark.parametrize("kind", ["alpha", "16-bit", "plain"])
+def test_a_photo_losing_alpha_or_16_bits_says_so(tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture) -> None:
+    import cv2
+
+    from stereo_lit.io.image_reader import probe_image, read_image
+
+    path = tmp_path / "photo.png"
+    if kind == "alpha":
+        rgba = np.zeros((H, W, 4), np.uint8)
+        rgba[..., 0], rgba[..., 3] = 200, 255
+        rgba[:, : W // 2, 3] = 0  # the left half transparent
+        Image.fromarray(rgba, "RGBA").save(path)
+    elif kind == "16-bit":
+        cv2.imwrite(str(path), np.full((H, W, 3), 40000, np.uint16))
+    else:
+        Image.fromarray(np.full((H, W, 3), 100, np.uint8)).save(path)
+    with caplog.at_level(logging.WARNING):
+        probe_image(path)
+    if kind == "plain":
+        assert "dropped" not in caplog.text
+        return
+    assert "photo.png" in caplog.text and "dropped" in caplog.text
+    assert ("alpha channel" if kind == "alpha" else "16-bit precision") in caplog.text
+    pixels = read_image(path)
+    if kind == "alpha":
+        assert (pixels[:, : W // 2] == 0).all() and (pixels[:, W // 2 :, 0] == 200).all()  # composited on black, as said
+    else:
+        assert abs(int(pixels[0, 0, 0]) - 40000 // 257) <= 1

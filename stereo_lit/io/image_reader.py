@@ -13,12 +13,15 @@ naming the file.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from stereo_lit.io.media import VideoInfo, VideoReadError
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 IMAGE_FPS = 1.0  # nominal frame rate of a one-frame clip (nothing is timed by it)
@@ -114,9 +117,36 @@ def _rgb(image) -> np.ndarray:
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def dropped_on_read(path: str | Path) -> list[str]:
+    """What reading ``path`` as 8-bit RGB loses: ``"alpha"`` (transparency) and/or ``"16-bit"`` (more
+    than 8 bits per channel); read from the header, nothing decoded."""
+    from PIL import Image
+
+    lost = []
+    try:
+        with Image.open(path) as image:
+            if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+                lost.append("alpha")
+            rawmodes = [str(t.args[0] if isinstance(t.args, tuple) and t.args else t.args) for t in (image.tile or [])]
+            if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F") or any(";16" in m for m in rawmodes):
+                lost.append("16-bit")
+    except Exception:  # noqa: BLE001 - unreadable: the reader names the file
+        return []
+    return lost
+
+
 def probe_image(path: str | Path) -> VideoInfo:
-    """A photo's :class:`VideoInfo`: one frame, the display size (after EXIF rotation)."""
+    """A photo's :class:`VideoInfo`: one frame, the display size (after EXIF rotation). A photo with
+    an alpha channel or 16 bits per channel gets a warning: the outputs are 8-bit RGB (the stereo
+    layouts have no alpha, and the written formats are 8-bit)."""
     path = Path(path)
+    lost = dropped_on_read(path)
+    if lost:
+        log.warning(
+            "%s: %s dropped: stereo outputs are 8-bit RGB%s", path, " and ".join(
+                {"alpha": "the alpha channel (transparency)", "16-bit": "16-bit precision"}[k] for k in lost),
+            " (transparent areas become black)" if "alpha" in lost else "",
+        )
     image, fmt = _open_upright(path)
     width, height = image.size
     return VideoInfo(
