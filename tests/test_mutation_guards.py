@@ -1,0 +1,75 @@
+"""Lines a mutation review found unguarded by the fast suite (issue 20, item 6): each test
+fails when its line is broken (the docstring says which mutation it catches)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms, JpegImagePlugin
+
+from stereo_lit.diffusion.options import SamplingOptions
+from stereo_lit.io.image_writer import ImageOutputs
+from stereo_lit.metrics import stereo_match
+from stereo_lit.metrics.stereo_match import StereoMatchError
+
+
+def test_timesteps_must_decrease_strictly() -> None:
+    """``a <= b`` -> ``a < b`` in SamplingOptions lets a repeated level through."""
+    SamplingOptions(scheduler="euler", num_inference_steps=3, timesteps=[1000, 500, 250])
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        SamplingOptions(scheduler="euler", num_inference_steps=3, timesteps=[1000, 500, 500])
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        SamplingOptions(scheduler="euler", num_inference_steps=3, timesteps=[250, 500, 1000])
+
+
+def _photo_outputs(tmp_path: Path, source: Path) -> Path:
+    left = np.random.default_rng(0).integers(0, 255, (1, 32, 48, 3), dtype=np.uint8)
+    outputs = ImageOutputs(str(source), tmp_path / "out", ["right"])
+    outputs.write(0, left, left.copy(), None, 0.0)
+    outputs.close()
+    return outputs.paths["right"]
+
+
+def test_jpeg_outputs_are_quality_95_with_444_chroma(tmp_path: Path) -> None:
+    """Changing ``quality: 95`` or ``subsampling: 0`` of written JPEGs fails here."""
+    source = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((32, 48, 3), 128, np.uint8)).save(source, quality=80)
+    written = _photo_outputs(tmp_path, source)
+    reference = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(reference, format="JPEG", quality=95, subsampling=0)
+    with Image.open(written) as image, Image.open(reference) as expected:
+        assert image.format == "JPEG"
+        assert JpegImagePlugin.get_sampling(image) == 0  # 4:4:4
+        assert image.quantization == expected.quantization  # the tables of quality 95
+
+
+def test_the_icc_profile_is_copied(tmp_path: Path) -> None:
+    """Dropping ``icc_profile`` from the photo writer fails here."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for name in ("photo.png", "photo.jpg"):
+        source = tmp_path / name
+        Image.fromarray(np.full((32, 48, 3), 90, np.uint8)).save(source, icc_profile=profile)
+        written = _photo_outputs(tmp_path / name.replace(".", "_"), source)
+        with Image.open(written) as image:
+            assert image.info.get("icc_profile") == profile, name
+
+
+def test_kitti_d1_needs_more_than_5_percent_of_the_true_disparity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """D1 counts an error only when it is > 3 px *and* > 5 % of the truth: a 4 px error on a
+    100 px disparity is not D1, on a 40 px disparity it is. Dropping either clause fails here."""
+    truth = torch.full((1, 1, 1, 8, 16), 100.0)
+    truth[..., 8:] = 40.0
+    truth[..., :2, :] = 10.0  # 2 px error on 10 px: 20 % but not > 3 px
+    error = torch.full_like(truth, 4.0)
+    error[..., :2, :] = 2.0
+    monkeypatch.setattr(stereo_match, "sgbm_disparity", lambda left, right, n, params: (truth + error)[0, 0, 0].numpy())
+    metric = StereoMatchError(num_disparities=128)
+    image = torch.rand(1, 3, 1, 8, 16)
+    metric.update(image, image, truth)
+    result = metric.compute()
+    # rows 2..7: half at 100 px (4 px = 4 %: not D1), half at 40 px (4 px = 10 %: D1); rows 0..1: 2 px: not D1
+    assert float(result["sgbm_d1_pct"]) == pytest.approx(100.0 * (6 * 8) / (8 * 16))
