@@ -68,7 +68,15 @@ def test_an_unwritable_cache_folder_keeps_the_depth(tmp_path: Path, caplog: pyte
 
 def test_a_full_disk_names_the_lock_and_leaves_no_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "out" / "clip"
-    disk_full(monkeypatch, Path, "write_text", lambda path, *a, **k: ".tmp" in path.name)
+    real_write_text = Path.write_text
+
+    def full_write_text(path: Path, *args, **kwargs):  # as on a full disk: the file is created, empty, then ENOSPC
+        if ".tmp" in path.name:
+            path.touch()
+            raise OSError(28, "No space left on device (injected)")
+        return real_write_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full_write_text)
     with pytest.raises(OSError, match=r"could not write the lock file .*clip/\.stereo-lit\.lock"):
         OutputLock(folder, "token").acquire()
     with pytest.raises(OSError, match=r"could not write the output manifest .*clip/stereo-lit\.json"):
