@@ -83,3 +83,23 @@ def test_a_full_disk_names_the_lock_and_leaves_no_tmp(tmp_path: Path, monkeypatc
         write_manifest(folder, {"frames": 1})
     monkeypatch.undo()
     assert list(folder.iterdir()) == []  # no empty .lock...tmp, no manifest .tmp
+
+
+def test_the_summary_is_printed_once_when_the_only_video_fails(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from stereo_lit.cli import main
+    from test_video_reader import write_test_clip
+
+    video = tmp_path / "clip.mp4"
+    write_test_clip(video, num_frames=5, height=32, width=48)  # no depth file beside it: this video fails
+    with pytest.raises(SystemExit) as exit_info:
+        main([
+            "predict", "-c", str(Path(__file__).resolve().parents[1] / "stereo_lit/configs/predict_wild.yaml"),
+            "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
+            "--model.output_dir", str(tmp_path / "out"), "--data.init_args.source", str(video),
+            "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--trainer.accelerator", "cpu",
+            "--trainer.enable_progress_bar", "false",
+        ])
+    printed = capsys.readouterr()
+    text = printed.out + printed.err
+    assert exit_info.value.code == 1
+    assert text.count("1 video(s): 0 finished, 1 skipped") == 1 and text.count("every video failed") == 1, text
