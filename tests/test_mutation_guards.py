@@ -73,3 +73,23 @@ def test_kitti_d1_needs_more_than_5_percent_of_the_true_disparity(monkeypatch: p
     result = metric.compute()
     # rows 2..7: half at 100 px (4 px = 4 %: not D1), half at 40 px (4 px = 10 %: D1); rows 0..1: 2 px: not D1
     assert float(result["sgbm_d1_pct"]) == pytest.approx(100.0 * (6 * 8) / (8 * 16))
+
+
+def test_the_generator_reports_the_first_new_frame_of_each_later_window_as_a_seam(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """19 frames in windows of 9 overlapping by 5 start at 0, 4, 8, 10 (the last aligned to the end):
+    the seams (first frame each later window adds) are 9, 13 and 17. Reporting ``win.start`` or
+    including the first window fails here."""
+    from stereo_lit.diffusion.generator import WanStereoGenerator, WindowResult
+    from stereo_lit.diffusion.options import group_flat_options
+    from stereo_lit.diffusion.tiny import write_tiny_wan
+
+    gen = WanStereoGenerator(write_tiny_wan(tmp_path / "ckpt", seed=0), **group_flat_options(
+        num_inference_steps=1, window=9, overlap=5, device="cpu", dtype="float32", prompt="x"))
+
+    def fake_window(left, disparity_px, *, prompt=None, fixed_right=None, seed=None):
+        zeros = torch.zeros(1)
+        return WindowResult(left.clone(), torch.ones_like(disparity_px), zeros, zeros, zeros, zeros)
+
+    monkeypatch.setattr(gen, "sample_window", fake_window)
+    out = gen.generate(torch.rand(1, 3, 19, 16, 48), torch.full((1, 1, 19, 16, 48), 2.0))
+    assert out.extras["seam_frames"].tolist() == [9, 13, 17]
