@@ -93,3 +93,39 @@ def test_the_generator_reports_the_first_new_frame_of_each_later_window_as_a_sea
     monkeypatch.setattr(gen, "sample_window", fake_window)
     out = gen.generate(torch.rand(1, 3, 19, 16, 48), torch.full((1, 1, 19, 16, 48), 2.0))
     assert out.extras["seam_frames"].tolist() == [9, 13, 17]
+
+
+def test_shot_cuts_reach_the_disparity_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module hands the detected cuts to ``policy.fix_video_range`` (one range per shot):
+    handing it ``cuts=()`` fails here."""
+    import av
+
+    from stereo_lit.generators.geometric import WarpFill
+    from stereo_lit.module import StereoLitModule
+    from test_shots import CUT, _RecordingEstimator, _two_shot_frames
+
+    path = tmp_path / "v.mp4"
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 48, 36, "yuv420p"
+        stream.options = {"qscale": "2"}
+        for frame in _two_shot_frames():
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    module = StereoLitModule(generator=WarpFill(), depth=_RecordingEstimator(), shot_aware=True)
+    seen: list = []
+    original = module.policy.fix_video_range
+
+    def recording(*args, **kwargs):
+        seen.append(list(kwargs.get("cuts") or ()))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module.policy, "fix_video_range", recording)
+    batch = {
+        "left": torch.zeros(1, 3, 8, 36, 48), "video_path": [str(path)], "fps": torch.tensor([10.0]),
+        "window_start": torch.tensor([20]), "window_stop": torch.tensor([28]), "num_frames": torch.tensor([40]),
+    }
+    module.disparity_for(batch)
+    assert seen == [[CUT]]
