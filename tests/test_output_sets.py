@@ -74,6 +74,8 @@ def test_a_redo_that_runs_out_of_space_keeps_the_earlier_set(tmp_path: Path, mon
     with pytest.raises(Exception) as failed:
         _predict(source, out, "4.0")
     assert failures and "No space left" in str(failed.value) + repr(failed.value.__cause__ or failed.value.__context__)
+    if name.endswith(".mp4"):
+        assert f"could not write {folder / 'sbs.mp4'}" in str(failed.value)  # the error names the file
     assert _snapshot(folder) == before  # the earlier complete set, its manifest, no partial file
     monkeypatch.undo()
     _predict(source, out, "4.0")  # the redo that finishes replaces the set whole

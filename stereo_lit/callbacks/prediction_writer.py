@@ -193,7 +193,10 @@ class _VideoOutputs:
             for layout, writer in self.writers.items():
                 final = writer.path
                 writer.path = partial_path(final, "done")  # complete but hidden: renamed below with the others
-                staged[layout] = (writer.close(), final)
+                try:
+                    staged[layout] = (writer.close(), final)
+                except OSError as exc:  # e.g. disk full while flushing or adding the audio: name the file
+                    raise OSError(exc.errno, f"could not write {final}: {exc.strerror or exc}", str(final)) from exc
         except BaseException:
             for tmp, _ in staged.values():
                 tmp.unlink(missing_ok=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stereo_lit.errors import UserError
 
-class VideoReadError(RuntimeError):
-    """A video could not be opened or decoded; the message names the file."""
+
+class VideoReadError(RuntimeError, UserError):
+    """A video could not be opened or decoded; the message names the file (a short error, no traceback)."""
 
 
 @dataclass(frozen=True)
