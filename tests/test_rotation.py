@@ -105,3 +105,26 @@ def test_an_exif_rotated_photo_reads_upright(tmp_path: Path, orientation: int, t
     info = probe_image(path)
     assert (info.height, info.width) == (H, W)
     np.testing.assert_array_equal(read_image(path), upright)
+
+
+def test_a_depth_for_an_exif_rotated_photo_is_read_in_displayed_orientation(tmp_path: Path) -> None:
+    """Depth beside an EXIF-rotated photo is in the displayed orientation; one in the stored
+    orientation is an error naming both sizes (it was stretched onto the photo silently)."""
+    from stereo_lit.data.wild import WildVideoDataModule
+
+    upright = upright_frames(1)[0]
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))).save(path, exif=exif.tobytes(), quality=95)
+
+    def first_depth() -> np.ndarray:
+        data = WildVideoDataModule(str(path), window=5, overlap=1)
+        data.setup()
+        return data._dataset(data.predict_items())[0]["depth"].numpy()[0]
+
+    np.save(path.with_suffix(".npy"), np.ones((W, H), np.float32))  # stored orientation: 48 high, 64 wide
+    with pytest.raises(ValueError, match=r"depth frames are 64x48 \(WxH\) but .*photo.jpg is 48x64 as displayed.*looks rotated"):
+        first_depth()
+    np.save(path.with_suffix(".npy"), np.ones((H, W), np.float32))  # displayed orientation
+    assert first_depth().shape[-2:] == (H, W)
