@@ -110,3 +110,13 @@ def test_a_photo_losing_alpha_or_16_bits_says_so(tmp_path: Path, kind: str, capl
         assert (pixels[:, : W // 2] == 0).all() and (pixels[:, W // 2 :, 0] == 200).all()  # composited on black, as said
     else:
         assert abs(int(pixels[0, 0, 0]) - 40000 // 257) <= 1
+
+
+def test_preview_follows_the_same_depth_size_rule(tmp_path: Path) -> None:
+    from stereo_lit.commands.preview import frame_and_depth
+
+    video = tmp_path / "clip.mp4"
+    write_test_clip(video, num_frames=T, height=H, width=W)
+    _depth_file(video, "npy", W, H)
+    with pytest.raises(ValueError, match=r"depth frames are 32x48 \(WxH\) but .*clip.mp4 is 48x32"):
+        frame_and_depth(str(video), None, None)
