@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fault_injection import disk_full
 from stereo_lit.depth.cache import DepthCache
 from stereo_lit.io.output_manifest import OutputLock, write_manifest
 
