@@ -9,6 +9,7 @@ raised by this package, a config the parser refuses, a missing file) into at mos
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from collections.abc import Callable
@@ -37,8 +38,15 @@ class UserError(Exception):
     alone, without a traceback unless ``-v``."""
 
 
-class ShortArgumentError(UserError):
-    """The config parser refused a value (raised instead of jsonargparse's usage + exit)."""
+class ShortArgumentError(argparse.ArgumentError, UserError):
+    """The config parser refused a value (raised instead of jsonargparse's usage + exit; an
+    ``ArgumentError``, as jsonargparse raises with ``exit_on_error=False``, so its own handlers still catch it)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(None, message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
