@@ -268,7 +268,11 @@ def main(args: list[str] | None = None) -> None:
     Exit status: 0 when the run finished (videos skipped under ``on_error: skip`` are named
     in the summary it printed), 1 when every video it attempted failed, or on any error.
     """
-    argv = list(sys.argv[1:] if args is None else args)
+    if args is None:  # the console script: a user's mistake in a few lines, no traceback unless -v
+        from stereo_lit.errors import run_with_short_errors
+
+        return run_with_short_errors(lambda: main(sys.argv[1:]), verbose=split_verbose(sys.argv[1:])[1])
+    argv = list(args)
     if argv[:1] == ["ui"]:  # `stereo-lit ui`: the local web page (stereo_lit.ui.app), not a LightningCLI job
         from stereo_lit.ui.app import main as ui_main
 

@@ -290,7 +290,7 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         for name, reason in getattr(datamodule, "skipped", []):
             self.failures.record(name, reason)
         cost_lines = self.predict_cost.summary_lines(self.trainer.world_size)  # a collective under DDP
-        if self.trainer.is_global_zero and (self.failures.seen or cost_lines):
+        if self.trainer.is_global_zero and (self.failures.seen or cost_lines) and not self.failures.all_failed:  # all failed: the CLI says so, once
             print("predict summary: " + "\n".join([self.failures.summary("video"), *(f"  {c}" for c in cost_lines)]))
 
     def _predict_window(self, batch: dict[str, Any]) -> dict[str, Any]:

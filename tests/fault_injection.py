@@ -24,3 +24,21 @@ class KillOnCall(WarpFill):
         if self.calls == self.kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
         return super().generate(left, disparity_px, **kwargs)
+
+
+def disk_full(monkeypatch: Any, owner: Any, name: str, when: Any = lambda *a, **k: True) -> list[str]:
+    """Make ``owner.name`` raise ``OSError(ENOSPC)`` (disk full) whenever ``when(*args, **kwargs)``
+    is true, calling through otherwise; returns a list that records each injected failure."""
+    import errno
+
+    original = getattr(owner, name)
+    failures: list[str] = []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        if when(*args, **kwargs):
+            failures.append(repr(args[:2]))
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, failing)
+    return failures

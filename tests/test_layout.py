@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "stereo_lit"
 # Lower number = lower layer. A unit may import its own layer's peers only where listed below,
 # and anything of a lower layer. Top-level modules are units of their own.
 LAYERS: dict[str, int] = {
+    "errors": -1,  # UserError: raised by every layer
     "stereo": 0,
     "io": 1,
     "depth": 2,

@@ -87,7 +87,7 @@ def test_time_range_rule() -> None:
     assert time_range_frames(24, 24.0, None, 5.0, "v") == (0, 24)  # past the end: to the end
     with pytest.raises(ValueError, match="start_time 2.0 s is at or after"):
         time_range_frames(24, 24.0, 2.0, None, "v")
-    with pytest.raises(ValueError, match="end_time must be > start_time"):
+    with pytest.raises(ValueError, match="data.end_time must be > data.start_time"):
         WildVideoDataModule("x.mp4", start_time=1.0, end_time=0.5)
     assert effective_fps(24.0, None, 12.0) == 12.0 and effective_fps(10.0, None, 12.0) == 10.0
     assert effective_fps(30.0, 25.0, None) == 25.0

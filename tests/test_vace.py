@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-diffusers = pytest.importorskip("diffusers")
+import diffusers  # a hard dependency: missing is a failure, not a skip
 
 from pipeline_loading import load_pipeline
 from stereo_lit.diffusion.pipeline import WanStereoPipeline  # noqa: E402

@@ -12,7 +12,7 @@ import torch
 from pipeline_loading import load_pipeline
 from stereo_lit.diffusion.tiny import TINY_WAN_DIRNAME
 
-diffusers = pytest.importorskip("diffusers")
+import diffusers  # a hard dependency: missing is a failure, not a skip
 
 from stereo_lit.diffusion.pipeline import WanStereoPipeline, WanStereoPipelineOutput  # noqa: E402
 

@@ -15,7 +15,7 @@ import torch
 from stereo_lit.stereo.geometry import forward_warp
 from stereo_lit.stereo.warp_references import nearest_zbuffer_warp, soft_splat_warp
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the Middlebury pair")
+import skimage.data as skimage_data  # the dev extra (installed with pytest) ships the Middlebury pair
 
 
 @pytest.fixture(scope="module")

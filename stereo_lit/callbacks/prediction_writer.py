@@ -38,13 +38,15 @@ from stereo_lit.io.layouts import (
     LAYOUTS, NAMINGS, VR180Options, apply_convergence, compose, disparity_to_colormap, output_filename,
 )
 from stereo_lit.io.output_manifest import (
-    MANIFEST_NAME, ROOT_MARKER, OutputLock, manifest_mismatch, remove_stale_partials, source_fingerprint,
-    write_manifest,
+    MANIFEST_NAME, ROOT_MARKER, OutputLock, manifest_mismatch, remove_stale_partials, replace_output_set,
+    source_fingerprint, write_manifest,
 )
 from stereo_lit.io.image_reader import is_image_file
 from stereo_lit.io.frames import to_uint8_frames
 from stereo_lit.io.image_writer import ImageOutputs, image_filenames
-from stereo_lit.io.video_writer import EncoderOptions, StreamingVideoWriter, as_encoder_options, read_color_metadata
+from stereo_lit.io.video_writer import (
+    EncoderOptions, StreamingVideoWriter, as_encoder_options, partial_path, read_color_metadata,
+)
 
 log = logging.getLogger(__name__)
 
@@ -180,13 +182,32 @@ class _VideoOutputs:
         return self.next_frame >= self.num_frames
 
     def close(self) -> dict[str, dict[str, int]]:
-        """Rename every layout to its final name; ``{layout: {"bytes", "frames", "file"}}``."""
-        (self.folder / MANIFEST_NAME).unlink(missing_ok=True)  # the old manifest no longer describes the files
-        files = {}
-        for layout, writer in self.writers.items():
-            path = writer.close()
-            files[layout] = {"bytes": path.stat().st_size, "frames": writer.frames_written, "file": path.name}
-        return files
+        """Finish every layout under a hidden name, then replace the earlier set whole
+        (:func:`~stereo_lit.io.output_manifest.replace_output_set`); ``{layout: {"bytes", "frames", "file"}}``.
+
+        A failure while finishing (disk full while flushing or adding the audio) removes the new
+        files and leaves the earlier complete set and its manifest as they were.
+        """
+        staged: dict[str, tuple[Path, Path]] = {}
+        try:
+            for layout, writer in self.writers.items():
+                final = writer.path
+                writer.path = partial_path(final, "done")  # complete but hidden: renamed below with the others
+                try:
+                    staged[layout] = (writer.close(), final)
+                except OSError as exc:  # e.g. disk full while flushing or adding the audio: name the file
+                    raise OSError(exc.errno, f"could not write {final}: {exc.strerror or exc}", str(final)) from exc
+        except BaseException:
+            for tmp, _ in staged.values():
+                tmp.unlink(missing_ok=True)
+            if (self.folder / MANIFEST_NAME).exists():
+                log.warning("%s: the new outputs could not be finished; the earlier complete set in %s is kept", self.video_path, self.folder)
+            raise
+        replace_output_set(self.folder, staged)
+        return {
+            layout: {"bytes": final.stat().st_size, "frames": self.writers[layout].frames_written, "file": final.name}
+            for layout, (_, final) in staged.items()
+        }
 
     def abort(self) -> None:
         for writer in self.writers.values():
@@ -217,7 +238,7 @@ class StereoPredictionWriter(BasePredictionWriter):
         self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
         unknown = set(self.layouts) - set(LAYOUTS)
         if unknown:
-            raise ValueError(f"unknown layouts {sorted(unknown)}; choose from {LAYOUTS}")
+            raise ValueError(f"model.layouts: unknown layouts {sorted(unknown)}; choose from {LAYOUTS}")
         if naming not in NAMINGS:
             raise ValueError(f"model.output.naming must be one of {NAMINGS}, got {naming!r}")
         self.naming = naming

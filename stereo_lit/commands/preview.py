@@ -25,7 +25,7 @@ import torch
 
 from stereo_lit.io.frames import to_uint8_frames
 from stereo_lit.data.wild import check_depth_values, resize_depth
-from stereo_lit.data.wild_sources import DepthFile, find_depth_file, resolve_videos
+from stereo_lit.data.wild_sources import DepthFile, check_depth_size, find_depth_file, resolve_videos
 from stereo_lit.stereo.edges import EdgeOptions
 from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.geometric import WarpFill
@@ -120,6 +120,7 @@ def frame_and_depth(path: str, frame: int | None, checkpoint: str | None) -> tup
         depth_file = DepthFile(depth_path)
         if depth_file.num_frames != info.num_frames:
             raise ValueError(f"{depth_path}: depth has {depth_file.num_frames} frames but {path} has {info.num_frames}")
+        check_depth_size(depth_path, tuple(depth_file.array.shape[1:]), path, (info.height, info.width))  # as predict
         values = check_depth_values(depth_file.frames([index]), depth_file.kind, str(depth_path), [index])
         return left, resize_depth(values, height, width)[None], depth_file.kind, whole_depth_sample(depth_file), index
     if checkpoint is None:
@@ -158,7 +159,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--layout", choices=PREVIEW_LAYOUTS, default="anaglyph", help="cell layout (default anaglyph)")
     parser.add_argument("--out", default="outputs/preview", help="output folder (default outputs/preview)")
     parser.add_argument("--depth-checkpoint", default=None, help="Video-Depth-Anything .pth for sources without a depth file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        parser.error(f"--out {args.out} is a file; a folder is needed (one PNG per video or photo is written into it)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

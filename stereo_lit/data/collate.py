@@ -28,7 +28,7 @@ ON_ERROR = ("raise", "skip")
 
 def check_on_error(on_error: str) -> str:
     if on_error not in ON_ERROR:
-        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        raise ValueError(f"data.on_error must be one of {ON_ERROR}, got {on_error!r}")
     return on_error
 
 

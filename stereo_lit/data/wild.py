@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stereo_lit.data.collate import check_on_error, collate_samples, guarded_getitem
 from stereo_lit.data.windowed import WindowedDataModule, check_pad_mode, check_window
-from stereo_lit.data.wild_sources import DepthFile, VideoEntry, find_depth_file, resolve_videos
+from stereo_lit.data.wild_sources import DepthFile, VideoEntry, check_depth_size, find_depth_file, resolve_videos
 from stereo_lit.io.image_reader import is_image_file, probe_image
 from stereo_lit.io.video_reader import VideoInfo, probe_video, read_frames, resampled_num_frames, source_index
 from stereo_lit.stereo.padding import pad_video, padding_for
@@ -216,6 +216,7 @@ class WildVideoWindows(Dataset):
                 raise ValueError(
                     f"{video.depth_path}: depth has {depth_file.num_frames} frames but {info.path} has {info.num_frames}"
                 )
+            check_depth_size(video.depth_path, tuple(depth_file.array.shape[1:]), info.path, (info.height, info.width))
             first, stop = video.source_frames
             indices = [first + source_index(j, stop - first, info.fps, video.fps) for j in range(window.start, window.stop)]
             depth = resize_depth(check_depth_values(depth_file.frames(indices), depth_file.kind, video.depth_path, indices), height, width)
@@ -277,11 +278,11 @@ class WildVideoDataModule(WindowedDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, on_error)
         if start_time is not None and start_time < 0:
-            raise ValueError(f"start_time must be >= 0 seconds, got {start_time}")
+            raise ValueError(f"data.start_time must be >= 0 seconds, got {start_time}")
         if end_time is not None and end_time <= (start_time or 0.0):
-            raise ValueError(f"end_time must be > start_time ({start_time or 0.0} s), got {end_time}")
+            raise ValueError(f"data.end_time must be > data.start_time ({start_time or 0.0} s), got {end_time}")
         if max_fps is not None and max_fps <= 0:
-            raise ValueError(f"max_fps must be > 0 frames per second, got {max_fps}")
+            raise ValueError(f"data.max_fps must be > 0 frames per second, got {max_fps}")
         if fps is not None and fps <= 0:
             raise ValueError(f"fps must be > 0 frames per second, got {fps}")
         check_window(window, overlap)

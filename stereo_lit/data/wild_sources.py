@@ -246,6 +246,37 @@ def depth_names(stem: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(stem + s for s in DEPTH_FILE_SUFFIXES), tuple(stem + s for s in DEPTH_FOLDER_SUFFIXES)
 
 
+DEPTH_ASPECT_TOLERANCE = 0.01  #: a depth file of another size is resized when its aspect ratio is this close
+_RESIZE_WARNED: set[tuple[str, tuple[int, int], tuple[int, int]]] = set()
+
+
+def check_depth_size(depth_path: str | Path, depth_hw: tuple[int, int], video_path: str | Path, video_hw: tuple[int, int]) -> None:
+    """The one rule for a depth file (``.npy``/``.npz`` or a ``NAME_depth/`` PNG folder) whose frame
+    size differs from the video's *displayed* size (after its rotation / EXIF orientation).
+
+    Same size: nothing. Same aspect ratio within :data:`DEPTH_ASPECT_TOLERANCE` (1 %): resized to
+    the video (bilinear) with a warning, once per file. Otherwise a ValueError naming both sizes
+    (a depth in the stored orientation of a rotated video says so).
+    """
+    (dh, dw), (vh, vw) = (int(x) for x in depth_hw), (int(x) for x in video_hw)
+    if (dh, dw) == (vh, vw):
+        return
+    if abs((dw / dh) / (vw / vh) - 1.0) <= DEPTH_ASPECT_TOLERANCE:
+        key = (str(depth_path), (dh, dw), (vh, vw))
+        if key not in _RESIZE_WARNED:
+            _RESIZE_WARNED.add(key)
+            log.warning("%s: depth frames are %dx%d (WxH), %s is %dx%d as displayed: depth resized to the video "
+                        "(same aspect ratio)", depth_path, dw, dh, video_path, vw, vh)
+        return
+    rotated = abs((dw / dh) / (vh / vw) - 1.0) <= DEPTH_ASPECT_TOLERANCE
+    raise ValueError(
+        f"{depth_path}: depth frames are {dw}x{dh} (WxH) but {video_path} is {vw}x{vh} as displayed, another aspect "
+        f"ratio; give depth at the video's displayed size"
+        + (" (this depth looks rotated: depth files are in the displayed orientation, after a phone's rotation tag "
+           "or a photo's EXIF orientation)" if rotated else "")
+    )
+
+
 def find_depth_file(video_path: str | Path) -> Path | None:
     """The depth next to the video, if any: the first of :func:`depth_names` present (files first)."""
     video = Path(video_path)

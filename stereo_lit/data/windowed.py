@@ -34,7 +34,7 @@ E = TypeVar("E")
 def check_window(window: int, overlap: int) -> None:
     """``window`` must be ``4k+1`` frames and ``overlap`` ``4m+1`` (or 0) below it, else a ValueError."""
     if not is_wan_length(window):
-        raise ValueError(f"window must be 4k+1 frames (e.g. 33, 49, 81), got {window}")
+        raise ValueError(f"data.window must be 4k+1 frames (33, 49, 81, ...), got {window}")
     plan_windows(window + 1, window, overlap)  # validates overlap
 
 

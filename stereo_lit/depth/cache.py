@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 
@@ -105,10 +109,14 @@ class DepthCache:
         fingerprint = frames_content_hash(frames_factory())
 
         def remember() -> None:
-            memo.parent.mkdir(parents=True, exist_ok=True)
             tmp = memo.with_name(f"{memo.name}.tmp-{os.getpid()}-{id(self)}")
-            tmp.write_text(fingerprint)
-            os.replace(tmp, memo)
+            try:
+                memo.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(fingerprint)
+                os.replace(tmp, memo)
+            except OSError as exc:  # a memo only saves decoding next time: warn and go on
+                tmp.unlink(missing_ok=True)
+                log.warning("depth cache: could not write %s: %s", memo, exc)
 
         return fingerprint, remember
 
@@ -121,23 +129,30 @@ class DepthCache:
         except (ValueError, OSError):
             return None  # unreadable entry: recompute (it is replaced atomically)
 
-    def write(self, key: str, frames: Iterable[np.ndarray], meta: dict | None = None) -> np.memmap:
-        """Stream float32 ``[H,W]`` frames into ``<key>.npy`` (temp file, then rename); returns a memmap."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+    def write(self, key: str, frames: Iterable[np.ndarray], meta: dict | None = None) -> np.ndarray:
+        """Stream float32 ``[H,W]`` frames into ``<key>.npy`` (temp file, then rename); returns a memmap.
+
+        A write that fails (disk full, read-only folder) does not lose the depth: a warning names
+        the cache file, the frames are kept in memory (``[T,H,W]`` array) and nothing is cached.
+        """
+        frames = iter(frames)
         tag = f".tmp-{os.getpid()}-{id(self)}"
         raw_path = self.dir / f"{key}.raw{tag}"
         npy_tmp = self.dir / f"{key}.npy{tag}"
         shape = None
         count = 0
+        pending: np.ndarray | None = None  # the frame being written when a write fails
         try:
-            with open(raw_path, "wb") as raw:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(raw_path, "wb", buffering=0) as raw:
                 for frame in frames:
-                    frame = np.ascontiguousarray(frame, dtype=np.float32)
+                    pending = frame = np.ascontiguousarray(frame, dtype=np.float32)
                     if shape is None:
                         shape = frame.shape
                     elif frame.shape != shape:
                         raise ValueError(f"depth frame {count} has shape {frame.shape}, expected {shape}")
-                    raw.write(memoryview(frame).cast("B"))
+                    _write_all(raw, memoryview(frame).cast("B"))
+                    pending = None
                     count += 1
             if shape is None:
                 raise ValueError("no depth frames to cache")
@@ -147,11 +162,46 @@ class DepthCache:
                 np.lib.format.write_array_header_1_0(out, header)
                 shutil.copyfileobj(raw, out, _CHUNK)
             os.replace(npy_tmp, self.path(key))
-            if meta is not None:
-                meta_tmp = self.dir / f"{key}.json{tag}"
-                meta_tmp.write_text(json.dumps({**meta, "shape": [count, *shape]}, indent=1, default=str))
-                os.replace(meta_tmp, self.dir / f"{key}.json")
+        except OSError as exc:
+            return self._in_memory(raw_path, shape, count, pending, frames, exc)
         finally:
             for leftover in (raw_path, npy_tmp):
-                leftover.unlink(missing_ok=True)
+                try:
+                    leftover.unlink(missing_ok=True)
+                except OSError:  # the folder itself is unusable: nothing was written there
+                    pass
+        if meta is not None:
+            meta_tmp = self.dir / f"{key}.json{tag}"
+            try:
+                meta_tmp.write_text(json.dumps({**meta, "shape": [count, *shape]}, indent=1, default=str))
+                os.replace(meta_tmp, self.dir / f"{key}.json")
+            except OSError as exc:  # the depth itself is cached; only its note is missing
+                meta_tmp.unlink(missing_ok=True)
+                log.warning("depth cache: could not write %s: %s", self.dir / f"{key}.json", exc)
         return np.load(self.path(key), mmap_mode="r")
+
+    def _in_memory(
+        self, raw_path: Path, shape: tuple[int, ...] | None, count: int, pending: np.ndarray | None,
+        rest: Iterator[np.ndarray], exc: OSError,
+    ) -> np.ndarray:
+        """After a failed cache write: the frames written so far (read back), the one being written and the rest."""
+        parts: list[np.ndarray] = []
+        if count and shape is not None:
+            parts.append(np.fromfile(raw_path, dtype=np.float32, count=count * int(np.prod(shape))).reshape(count, *shape))
+        tail = ([] if pending is None else [pending]) + [np.ascontiguousarray(f, dtype=np.float32) for f in rest]
+        if tail:
+            parts.append(np.stack(tail))
+        if not parts:
+            raise ValueError("no depth frames to cache") from exc
+        log.warning("depth cache: could not write %s (%s); this video's depth is kept in memory, not cached",
+                    raw_path.with_name(raw_path.name.split(".raw")[0] + ".npy"), exc.strerror or exc)
+        return np.concatenate(parts)
+
+
+def _write_all(raw: Any, data: memoryview) -> None:
+    """Write every byte of ``data`` to the unbuffered file ``raw`` (an OSError when the disk is full)."""
+    while len(data):
+        written = raw.write(data)
+        if not written:
+            raise OSError(28, "No space left on device (short write)")
+        data = data[written:]

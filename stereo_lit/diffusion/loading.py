@@ -53,7 +53,7 @@ def check_wan_folder(folder: str | Path | None) -> Path:
     """Raise a clear error unless ``folder`` is a complete Wan2.1 Diffusers folder; return it."""
     if folder is None:
         raise ValueError(
-            "no Wan2.1 checkpoint folder given: set model.wan_checkpoint (fills every Wan method of the config) "
+            "no Wan2.1 checkpoint folder given: set model.wan_checkpoint (fills every Wan method; model.vace_checkpoint those with backbone: vace) "
             "or the generator's init_args.checkpoint"
         )
     path = Path(folder).expanduser()

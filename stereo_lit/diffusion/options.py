@@ -17,9 +17,12 @@ and checks its own values on construction, naming the option and what was expect
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stereo_lit.errors import register_hint
 
 SCHEDULERS = ("unipc", "euler", "dpmpp", "lcm")
 #: schedulers that take an explicit list of noise levels (``sampling.timesteps``)
@@ -220,6 +223,17 @@ FLAT_OPTIONS: dict[str, tuple[str, str]] = {
     "train_sigma_sampling": ("lora", "sigma_sampling"),
 }
 GROUPS = ("sampling", "memory", "lora")
+
+
+@register_hint
+def flat_key_hint(message: str) -> str | None:
+    """For an error refusing a former flat generator key: the key it moved to and the migration script."""
+    found = [k for k in re.findall(r"""['"]([A-Za-z_]+)['"] is not (?:accepted|expected)""", message) if k in FLAT_OPTIONS]
+    if not found:
+        return None
+    moves = ", ".join(f"{k} -> {'.'.join(FLAT_OPTIONS[k])}" for k in found)
+    return (f"the generator's flat options moved into groups ({moves}, under model.generator.init_args); "
+            "python scripts/migrate_generator_config.py CONFIG.yaml rewrites a config")
 
 
 def group_flat_options(**flat: Any) -> dict[str, Any]:

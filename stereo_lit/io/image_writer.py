@@ -16,14 +16,13 @@ so the manifest and lock rules of :mod:`stereo_lit.io.output_manifest` hold as f
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stereo_lit.io.layouts import VR180Options, apply_convergence, compose, disparity_to_colormap, output_filename
-from stereo_lit.io.output_manifest import MANIFEST_NAME
+from stereo_lit.io.output_manifest import replace_output_set
 from stereo_lit.io.video_writer import partial_path
 
 # source extension -> (Pillow format, save options)
@@ -139,12 +138,11 @@ class ImageOutputs:
         """Rename every layout to its final name; ``{layout: {"bytes", "frames", "file"}}``."""
         if self.next_frame == 0:
             raise ValueError(f"{self.video_path}: no frame was written")
-        (self.folder / MANIFEST_NAME).unlink(missing_ok=True)  # the old manifest no longer describes the files
-        files = {}
-        for layout in self.layouts:
-            os.replace(self.partials[layout], self.paths[layout])
-            files[layout] = {"bytes": self.paths[layout].stat().st_size, "frames": 1, "file": self.paths[layout].name}
-        return files
+        replace_output_set(self.folder, {layout: (self.partials[layout], self.paths[layout]) for layout in self.layouts})
+        return {
+            layout: {"bytes": self.paths[layout].stat().st_size, "frames": 1, "file": self.paths[layout].name}
+            for layout in self.layouts
+        }
 
     def abort(self) -> None:
         for path in self.partials.values():

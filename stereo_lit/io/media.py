@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stereo_lit.errors import UserError
 
-class VideoReadError(RuntimeError):
-    """A video could not be opened or decoded; the message names the file."""
+
+class VideoReadError(RuntimeError, UserError):
+    """A video could not be opened or decoded; the message names the file (a short error, no traceback)."""
 
 
 @dataclass(frozen=True)
@@ -17,11 +19,13 @@ class VideoInfo:
         path: the file.
         num_frames: frames in the video stream.
         fps: average frame rate (frames per second).
-        height, width: decoded frame size in pixels.
+        height, width: displayed frame size in pixels (after the display rotation).
         has_audio: the container has at least one audio stream.
         duration_s: duration of the video stream in seconds (``num_frames / fps`` if unknown).
         codec: video codec name; audio_codec / audio_sample_rate / audio_channels: first
             audio stream (None without audio).
+        rotation: counter-clockwise display rotation applied to the stored frames (0, 90,
+            180, 270; phone footage), already applied by the readers.
     """
 
     path: str
@@ -35,3 +39,4 @@ class VideoInfo:
     audio_codec: str | None = None
     audio_sample_rate: int | None = None
     audio_channels: int | None = None
+    rotation: int = 0

@@ -69,9 +69,47 @@ def write_manifest(folder: Path, record: dict[str, Any]) -> Path:
     """Write ``record`` (plus the format tag) as ``folder/stereo-lit.json`` atomically."""
     path = folder / MANIFEST_NAME
     tmp = folder / f".{MANIFEST_NAME}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    tmp.write_text(json.dumps({"format": FORMAT, **jsonable(record)}, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps({"format": FORMAT, **jsonable(record)}, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, f"could not write the output manifest {path}: {exc.strerror or exc}", str(path)) from exc
     return path
+
+
+def replace_output_set(folder: Path, staged: dict[str, tuple[Path, Path]]) -> None:
+    """Put a complete new set of outputs in place of the earlier one, whole.
+
+    ``staged`` maps each layout to ``(complete temporary file, final path)``. The earlier
+    set stays untouched until every new file is complete (the caller stages them all first);
+    then the manifest goes (the folder no longer counts as finished), the earlier set's files
+    that the new set does not replace are removed (other layouts or names, listed in the
+    earlier manifest), and each staged file is renamed. If a rename fails, every file of both
+    sets is removed, so no mix of two settings is left under the normal names, and the error says so.
+    The caller writes the new manifest afterwards (:func:`write_manifest`).
+    """
+    finals = {final.name for _, final in staged.values()}
+    earlier = read_manifest(folder) or {}
+    old_files = [folder / entry["file"] for entry in (earlier.get("layouts") or {}).values()
+                 if isinstance(entry, dict) and isinstance(entry.get("file"), str) and "/" not in entry["file"]]
+    (folder / MANIFEST_NAME).unlink(missing_ok=True)  # the old manifest no longer describes the files
+    for path in old_files:
+        if path.name not in finals:
+            path.unlink(missing_ok=True)
+    done: list[Path] = []
+    try:
+        for tmp, final in staged.values():
+            os.replace(tmp, final)
+            done.append(final)
+    except OSError as exc:
+        for tmp, final in staged.values():
+            tmp.unlink(missing_ok=True)
+            final.unlink(missing_ok=True)
+        raise OSError(
+            exc.errno, f"{folder}: renaming the new outputs failed ({exc}); the earlier and the new outputs were "
+            "both removed, so no mix of two settings is left (run again to redo them)", str(folder),
+        ) from exc
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -163,7 +201,11 @@ class OutputLock:
         self.folder.mkdir(parents=True, exist_ok=True)
         record = {"pid": os.getpid(), "host": socket.gethostname(), "token": self.token, "since": time.strftime("%Y-%m-%d %H:%M:%S")}
         tmp = self.folder / f"{LOCK_NAME}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        tmp.write_text(json.dumps(record))
+        try:
+            tmp.write_text(json.dumps(record))
+        except OSError as exc:  # e.g. disk full: no empty .lock...tmp left behind, the error names the lock
+            tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, f"could not write the lock file {self.path}: {exc.strerror or exc}", str(self.path)) from exc
         try:
             for _ in range(3):
                 try:

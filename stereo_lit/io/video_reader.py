@@ -12,6 +12,11 @@ rate. With ``fps=`` a video is seen on a resampled timeline (frames dropped or r
 :func:`resampled_num_frames` and :func:`source_index` give the mapping, which treats the
 source frames as evenly spaced at the average rate (exact for constant-rate video; for
 variable-rate video it is still one fixed index mapping, shared by every pass).
+
+Frames come out as *displayed*: a phone video's display rotation (the container's display
+matrix, 90/180/270 degrees) is applied to every frame (:func:`display_rotation`), and
+:func:`probe_video` reports the displayed size, so every consumer (depth, generator, writers)
+sees upright frames and depth files are read in the displayed orientation.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from stereo_lit.io.image_reader import is_image_file, read_image
+from stereo_lit.io.image_reader import is_animated_image, is_image_file, iter_animated, probe_animated, read_image
 from stereo_lit.io.media import VideoInfo, VideoReadError
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".ts", ".gif")
@@ -60,6 +65,35 @@ def _stream_fps(stream: av.video.stream.VideoStream, path: Path) -> Fraction:
     return Fraction(rate)
 
 
+def _quarter_turns(degrees: float) -> int:
+    """Counter-clockwise display rotation in degrees -> quarter turns for :func:`numpy.rot90` (0..3)."""
+    return int(round(float(degrees) / 90.0)) % 4
+
+
+def _frame_rotation(frame: av.VideoFrame) -> int:
+    """The frame's display rotation, counter-clockwise degrees in {0, 90, 180, 270}."""
+    try:
+        return 90 * _quarter_turns(frame.rotation or 0)
+    except (AttributeError, ValueError, TypeError):  # no display matrix
+        return 0
+
+
+def display_rotation(path: str | Path) -> int:
+    """Counter-clockwise degrees (0, 90, 180, 270) by which ``path``'s frames are rotated for
+    display (the display matrix phones write; 0 when there is none or no frame decodes)."""
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = _video_stream(container, path)
+        for frame in container.decode(stream):
+            return _frame_rotation(frame)
+    except (av.FFmpegError, OSError, ValueError):
+        return 0
+    finally:
+        container.close()
+    return 0
+
+
 def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
     """Read the headers of ``path`` (and count packets when the header has no frame count).
 
@@ -70,6 +104,8 @@ def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
         VideoReadError: missing/empty/corrupt file, no video stream, or no frames.
     """
     path = Path(path)
+    if is_animated_image(path):  # an animated WebP: FFmpeg cannot decode it, Pillow can
+        return probe_animated(path)
     container = _open(path)
     try:
         stream = _video_stream(container, path)
@@ -85,6 +121,9 @@ def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
         height, width = int(stream.codec_context.height), int(stream.codec_context.width)
         if height <= 0 or width <= 0:
             raise VideoReadError(f"{path}: the video stream has no frame size (corrupt header?)")
+        rotation = display_rotation(path)
+        if rotation in (90, 270):  # the displayed size
+            height, width = width, height
         duration = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else num_frames / float(fps)
         audio = container.streams.audio[0] if container.streams.audio else None
         return VideoInfo(
@@ -93,6 +132,7 @@ def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
             audio_codec=audio.codec_context.name if audio is not None else None,
             audio_sample_rate=int(audio.codec_context.sample_rate or 0) or None if audio is not None else None,
             audio_channels=int(audio.codec_context.channels or 0) or None if audio is not None else None,
+            rotation=rotation,
         )
     finally:
         container.close()
@@ -115,10 +155,15 @@ def source_index(index: int, num_frames: int, source_fps: float, fps: float | No
 
 
 def _to_rgb(frame: av.VideoFrame, size: tuple[int, int] | None) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` RGB as displayed (display rotation applied), resized to ``size=(H, W)``
+    (the displayed size) when given."""
+    turns = _frame_rotation(frame) // 90
     if size is None:
-        return frame.to_ndarray(format="rgb24")
-    height, width = size
-    return frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+        rgb = frame.to_ndarray(format="rgb24")
+    else:
+        height, width = size if turns % 2 == 0 else (size[1], size[0])  # the stored frame's size
+        rgb = frame.reformat(width=width, height=height, format="rgb24", interpolation="AREA").to_ndarray()
+    return rgb if turns == 0 else np.ascontiguousarray(np.rot90(rgb, turns))
 
 
 _TIMESTAMPS: OrderedDict[tuple[str, int, int], tuple[tuple[int, ...], dict[int, int]] | None] = OrderedDict()
@@ -165,6 +210,10 @@ def _decode_from(path: Path, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
     :func:`frame_timestamps` (never derived from the frame rate). Without a usable timestamp
     table, or when the seek lands after ``start``, frames are decoded from the start and counted.
     """
+    if is_animated_image(path):  # an animated WebP (Pillow decodes it)
+        for index, rgb in iter_animated(path, start):
+            yield index, av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        return
     table = frame_timestamps(path) if start > 0 else None
     if table is None or start >= len(table[0]):
         yield from _decode_from_start(path)

@@ -330,7 +330,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also publish a public gradio.live link (off by default)")
     parser.add_argument("--wan-checkpoint", default=DEFAULT_WAN, help="Wan2.1 Diffusers folder")
     parser.add_argument("--depth-checkpoint", default=DEFAULT_VDA, help="Video-Depth-Anything .pth file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if Path(args.output_dir).exists() and not Path(args.output_dir).is_dir():
+        parser.error(f"--output-dir {args.output_dir} is a file; a folder is needed (results and uploads are written into it)")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -373,8 +373,9 @@ def preview_clip(video: str | Path, depth: str | Path | None, folder: str | Path
     if is_photo_name(name):  # a photo is a one-frame clip already
         shutil.copyfile(video, folder / name)
         return folder / name
-    with av.open(str(video)) as container:
-        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    from stereo_lit.io.video_reader import read_frames
+
+    frame = read_frames(video, 0, 1)[0]  # as displayed (a phone video's rotation applied)
     clip = folder / f"{stem}.mkv"
     with av.open(str(clip), mode="w") as out:
         stream = out.add_stream("ffv1", rate=1)
@@ -388,14 +389,6 @@ def preview_clip(video: str | Path, depth: str | Path | None, folder: str | Path
 
 def first_frame(path: str | Path):
     """The first frame of a video (or a photo) as ``[H, W, 3]`` uint8."""
-    import av
+    from stereo_lit.io.video_reader import read_frames
 
-    if Path(path).suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
-        import numpy as np
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-
-    with av.open(str(path)) as container:
-        return next(container.decode(video=0)).to_ndarray(format="rgb24")
+    return read_frames(path, 0, 1)[0]  # as displayed: EXIF orientation / display rotation applied
