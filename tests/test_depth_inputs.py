@@ -73,8 +73,8 @@ def test_an_animated_webp_converts_as_a_video(tmp_path: Path) -> None:
     build_cli([
         "predict", "-c", str(Path(__file__).resolve().parents[1] / "stereo_lit/configs/predict_wild.yaml"),
         "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-        "--model.output_dir", str(out), "--data.init_args.source", str(source), "--data.init_args.window", "5",
-        "--data.init_args.overlap", "1", "--data.init_args.on_error", "raise", "--model.layouts", "[sbs]",
+        "--model.output.dir", str(out), "--data.init_args.source", str(source), "--data.init_args.window", "5",
+        "--data.init_args.overlap", "1", "--data.init_args.on_error", "raise", "--model.output.layouts", "[sbs]",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
     ])
     written = read_frames(out / "anim" / "sbs.mp4")

@@ -94,7 +94,7 @@ def test_the_summary_is_printed_once_when_the_only_video_fails(tmp_path: Path, c
         main([
             "predict", "-c", str(Path(__file__).resolve().parents[1] / "stereo_lit/configs/predict_wild.yaml"),
             "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-            "--model.output_dir", str(tmp_path / "out"), "--data.init_args.source", str(video),
+            "--model.output.dir", str(tmp_path / "out"), "--data.init_args.source", str(video),
             "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--trainer.accelerator", "cpu",
             "--trainer.enable_progress_bar", "false",
         ])

@@ -114,7 +114,7 @@ def test_shot_cuts_reach_the_disparity_policy(tmp_path: Path, monkeypatch: pytes
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    module = StereoLitModule(generator=WarpFill(), depth=_RecordingEstimator(), shot_aware=True)
+    module = StereoLitModule(generator=WarpFill(), depth=_RecordingEstimator(), disparity={"shot_aware": True})
     seen: list = []
     original = module.policy.fix_video_range
 

@@ -48,9 +48,9 @@ def _predict(source: Path, out: Path, strength: str, layouts: str = "[right, sbs
     build_cli([
         "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
         "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-        "--model.output_dir", str(out), "--data.init_args.source", str(source),
+        "--model.output.dir", str(out), "--data.init_args.source", str(source),
         "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--data.init_args.on_error", "raise",
-        "--model.max_disparity_pct", strength, "--model.layouts", layouts, "--model.encoder.preset", "ultrafast",
+        "--model.disparity.max_disparity_pct", strength, "--model.output.layouts", layouts, "--model.output.encoder.preset", "ultrafast",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
     ])
 

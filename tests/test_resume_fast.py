@@ -42,7 +42,7 @@ def test_a_rerun_after_a_kill_removes_the_dead_runs_partials_and_lock(tmp_path: 
     build_cli([
         "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
         "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-        "--model.output_dir", str(tmp_path / "out"), "--data.init_args.source", str(video),
+        "--model.output.dir", str(tmp_path / "out"), "--data.init_args.source", str(video),
         "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--data.init_args.on_error", "raise",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
     ])

@@ -76,9 +76,9 @@ def test_a_rotated_video_converts_upright(tmp_path: Path, degrees: int) -> None:
     build_cli([
         "predict", "-c", str(REPO / "stereo_lit/configs/predict_wild.yaml"),
         "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-        "--model.output_dir", str(out), "--data.init_args.source", str(video),
-        "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--model.layouts", "[sbs, right]",
-        "--model.encoder.crf", "0", "--model.encoder.preset", "ultrafast",
+        "--model.output.dir", str(out), "--data.init_args.source", str(video),
+        "--data.init_args.window", "5", "--data.init_args.overlap", "1", "--model.output.layouts", "[sbs, right]",
+        "--model.output.encoder.crf", "0", "--model.output.encoder.preset", "ultrafast",
         "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
     ])
     sbs = read_frames(out / "phone" / "sbs.mp4")

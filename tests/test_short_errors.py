@@ -35,29 +35,29 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _warp(clip: Path, *extra: str) -> list[str]:
     return ["predict", "-c", str(CONFIGS / "predict_wild.yaml"), "--model.generator", "stereo_lit.generators.geometric.WarpFill",
-            "--model.depth", "null", "--data.init_args.source", str(clip), "--model.output_dir", str(clip.parent / "out"),
+            "--model.depth", "null", "--data.init_args.source", str(clip), "--model.output.dir", str(clip.parent / "out"),
             "--trainer.accelerator", "cpu", *extra]
 
 
 def _wan(clip: Path, *extra: str) -> list[str]:
     return ["predict", "-c", str(CONFIGS / "predict_wild.yaml"), "--model.depth", "null", "--data.init_args.source", str(clip),
-            "--model.output_dir", str(clip.parent / "out"), "--trainer.accelerator", "cpu", *extra]
+            "--model.output.dir", str(clip.parent / "out"), "--trainer.accelerator", "cpu", *extra]
 
 
 CASES = {  # name: (arguments, words the answer must hold: key, value given, what is expected)
     "window": (lambda c: _warp(c, "--data.init_args.window", "10"), ["data.window", "4k+1", "got 10"]),
     "end_time": (lambda c: _warp(c, "--data.init_args.start_time", "2", "--data.init_args.end_time", "1"),
                  ["data.end_time", "data.start_time", "got 1.0"]),
-    "crf": (lambda c: _warp(c, "--model.encoder.crf", "99"), ["model.encoder.crf", "[0, 51]", "got 99"]),
+    "crf": (lambda c: _warp(c, "--model.output.encoder.crf", "99"), ["model.output.encoder.crf", "[0, 51]", "got 99"]),
     "scheduler": (lambda c: _wan(c, "--model.generator.init_args.sampling.scheduler", "foo"), ["sampling.scheduler", "unipc", "'foo'"]),
     "lora_rank": (lambda c: _wan(c, "--model.generator.init_args.lora.rank", "-1"), ["lora.rank", ">= 0", "got -1"]),
     "prompts": (lambda c: ["predict", "-c", str(CONFIGS / "text_to_stereo.yaml"), "--data.init_args.prompts", "[]"],
                 ["data.init_args.prompts", "no prompt given"]),
     "on_error": (lambda c: _warp(c, "--data.init_args.on_error", "foo"), ["data.on_error", "'skip'", "'foo'"]),
-    "layout": (lambda c: _warp(c, "--model.layouts", "[foo]"), ["model.layouts", "'sbs'", "'foo'"]),
-    "dilation": (lambda c: _warp(c, "--model.edges.dilate_px", "[-1,0]"), ["edges.dilate_px", ">= 0", "(-1, 0)"]),
+    "layout": (lambda c: _warp(c, "--model.output.layouts", "[foo]"), ["model.output.layouts", "'sbs'", "'foo'"]),
+    "dilation": (lambda c: _warp(c, "--model.disparity.edges.dilate_px", "[-1,0]"), ["edges.dilate_px", ">= 0", "(-1, 0)"]),
     "flat_key": (lambda c: _wan(c, "--model.generator.init_args.num_inference_steps", "4"),
-                 ["num_inference_steps", "sampling.num_inference_steps", "migrate_generator_config.py"]),
+                 ["num_inference_steps", "sampling.num_inference_steps", "migrate_config.py"]),
     "vace": (lambda c: _wan(c, "--model.generator.init_args.backbone", "vace"), ["model.vace_checkpoint"]),
 }
 
@@ -97,13 +97,13 @@ def test_a_bug_keeps_its_traceback() -> None:
 
 def test_a_user_error_prints_its_message_alone() -> None:
     def mistake() -> None:
-        raise UserError("model.output_dir out.txt is a file; a folder is needed")
+        raise UserError("model.output.dir out.txt is a file; a folder is needed")
 
     stream = io.StringIO()
     with pytest.raises(SystemExit) as exit_info:
         run_with_short_errors(mistake, stream=stream)
     assert exit_info.value.code == 2
-    assert stream.getvalue().splitlines()[0] == "stereo-lit: error: model.output_dir out.txt is a file; a folder is needed"
+    assert stream.getvalue().splitlines()[0] == "stereo-lit: error: model.output.dir out.txt is a file; a folder is needed"
     assert len(short_message(ValueError("\n".join(f"line {i}" for i in range(50))))) <= MAX_LINES - 1
 
 

@@ -238,7 +238,7 @@ class StereoPredictionWriter(BasePredictionWriter):
         self.layouts = list(layouts) if layouts else ["right", "sbs", "anaglyph"]
         unknown = set(self.layouts) - set(LAYOUTS)
         if unknown:
-            raise ValueError(f"model.layouts: unknown layouts {sorted(unknown)}; choose from {LAYOUTS}")
+            raise ValueError(f"model.output.layouts: unknown layouts {sorted(unknown)}; choose from {LAYOUTS}")
         if naming not in NAMINGS:
             raise ValueError(f"model.output.naming must be one of {NAMINGS}, got {naming!r}")
         self.naming = naming

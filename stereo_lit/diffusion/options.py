@@ -207,7 +207,7 @@ class LoRAOptions:
         return list(self.path)
 
 
-#: the generator's former flat options -> ``(group, key)`` (``scripts/migrate_generator_config.py`` uses it)
+#: the generator's former flat options -> ``(group, key)`` (``scripts/migrate_config.py`` uses it)
 FLAT_OPTIONS: dict[str, tuple[str, str]] = {
     **{k: ("sampling", k) for k in ("num_inference_steps", "guidance_scale", "guidance_stop", "flow_shift", "scheduler",
                                      "noise", "batch_mode", "shift_every", "cache", "conditioning_scale")},
@@ -233,7 +233,7 @@ def flat_key_hint(message: str) -> str | None:
         return None
     moves = ", ".join(f"{k} -> {'.'.join(FLAT_OPTIONS[k])}" for k in found)
     return (f"the generator's flat options moved into groups ({moves}, under model.generator.init_args); "
-            "python scripts/migrate_generator_config.py CONFIG.yaml rewrites a config")
+            "python scripts/migrate_config.py CONFIG.yaml rewrites a config")
 
 
 def group_flat_options(**flat: Any) -> dict[str, Any]:

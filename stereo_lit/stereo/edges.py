@@ -95,7 +95,7 @@ class EdgeOptions:
         if isinstance(self.dilate_px, (int, float)):
             self.dilate_px = (int(self.dilate_px), int(self.dilate_px))
         if len(self.dilate_px) != 2 or min(self.dilate_px) < 0:
-            raise ValueError(f"model.edges.dilate_px must be [x, y] px >= 0, got {self.dilate_px}")
+            raise ValueError(f"model.disparity.edges.dilate_px must be [x, y] px >= 0, got {self.dilate_px}")
         self.dilate_px = (int(self.dilate_px[0]), int(self.dilate_px[1]))
         if self.antialias < 0:
             raise ValueError(f"edges.antialias must be >= 0 px, got {self.antialias}")
