@@ -154,11 +154,11 @@ class WarpFill(StereoGenerator):
             filled = filled.reshape(b, t, c, h, w)
             for i in range(b):
                 lv = left[i].permute(1, 0, 2, 3)
-                colour, found = temporal_fill(
+                colour, source = temporal_fill(
                     lv, disparity_px[i].permute(1, 0, 2, 3), covered[i].permute(1, 0, 2, 3),
                     disp_right[i].permute(1, 0, 2, 3), consecutive_flows(lv, self.flow, self.flow_preset),
                     self.temporal_options,
                 )
-                filled[i] = torch.where(found, colour.to(filled), filled[i])
+                filled[i] = torch.where(source >= 0, colour.to(filled), filled[i])
         right = filled.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
         return StereoOutput(right=right.contiguous(), known_mask=covered, extras={"warped": warped * covered})

@@ -148,53 +148,54 @@ def consecutive_flows(
 
 
 # ----------------------------------------------------------------------------- sampling
-def _bilinear(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``image [C, H, W]`` at float points ``x, y [P]`` (clamped into the frame) -> ``[C, P]``."""
-    _, h, w = image.shape
+# Images are stacks of frames flattened to ``[C, F * H * W]``; a point is ``(frame, x, y)``.
+# ``index_select`` rather than advanced indexing: the latter is ~100x slower on a busy
+# multi-threaded CPU for a few thousand points.
+def _stack(frames: torch.Tensor) -> torch.Tensor:
+    """``[F, C, H, W]`` -> contiguous ``[C, F * H * W]``."""
+    f, c, h, w = frames.shape
+    return frames.float().permute(1, 0, 2, 3).reshape(c, f * h * w).contiguous()
+
+
+def _corners(h: int, w: int, frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Flat indices ``[4P]`` of the four pixels around float points ``x, y [P]`` of frames ``frame [P]``
+    (clamped into the ``H x W`` frame; top-left, top-right, bottom-left, bottom-right) and weights ``fx, fy``."""
     x = x.clamp(0, w - 1)
     y = y.clamp(0, h - 1)
-    x0, y0 = x.floor().clamp(max=w - 2 if w > 1 else 0), y.floor().clamp(max=h - 2 if h > 1 else 0)
-    fx, fy = x - x0, y - y0
+    x0, y0 = x.floor().clamp(max=max(w - 2, 0)), y.floor().clamp(max=max(h - 2, 0))
     i0, j0 = x0.long(), y0.long()
     i1, j1 = (i0 + 1).clamp(max=w - 1), (j0 + 1).clamp(max=h - 1)
-    flat = image.reshape(image.shape[0], -1)
-
-    def at(j: torch.Tensor, i: torch.Tensor) -> torch.Tensor:
-        return flat[:, j * w + i]
-
-    top = at(j0, i0) * (1 - fx) + at(j0, i1) * fx
-    bottom = at(j1, i0) * (1 - fx) + at(j1, i1) * fx
-    return top * (1 - fy) + bottom * fy
+    base = frame * (h * w)
+    return torch.cat([base + j0 * w + i0, base + j0 * w + i1, base + j1 * w + i0, base + j1 * w + i1]), x - x0, y - y0
 
 
-def _max_around(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Max of the four pixels of ``image [H, W]`` around float points ``x, y [P]`` (NaN if any is NaN)."""
-    h, w = image.shape
-    i0, j0 = x.floor().long().clamp(0, w - 1), y.floor().long().clamp(0, h - 1)
-    i1, j1 = (i0 + 1).clamp(max=w - 1), (j0 + 1).clamp(max=h - 1)
-    flat = image.reshape(-1)
-    vals = torch.stack([flat[j0 * w + i0], flat[j0 * w + i1], flat[j1 * w + i0], flat[j1 * w + i1]])
-    return vals.max(dim=0).values
+def _bilinear(stack: torch.Tensor, h: int, w: int, frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``stack [C, F*H*W]`` sampled bilinearly at ``(frame, x, y) [P]`` (clamped into the frame) -> ``[C, P]``."""
+    index, fx, fy = _corners(h, w, frame, x, y)
+    v = stack.index_select(1, index).reshape(stack.shape[0], 4, -1)
+    return (v[:, 0] * (1 - fx) + v[:, 1] * fx) * (1 - fy) + (v[:, 2] * (1 - fx) + v[:, 3] * fx) * fy
+
+
+def _max_around(stack: torch.Tensor, h: int, w: int, frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Max of the four pixels of ``stack [1, F*H*W]`` around ``(frame, x, y) [P]`` (NaN if any is NaN)."""
+    index, _, _ = _corners(h, w, frame, x, y)
+    v = stack[0].index_select(0, index).reshape(4, -1)
+    return torch.maximum(torch.maximum(v[0], v[1]), torch.maximum(v[2], v[3]))  # not .max(dim=0): slow on a busy CPU
 
 
 def _track_step(
-    pos_x: torch.Tensor, pos_y: torch.Tensor, flow_ab: torch.Tensor, flow_ba: torch.Tensor
+    h: int, w: int, x: torch.Tensor, y: torch.Tensor, flow_ab: torch.Tensor, flow_ba: torch.Tensor, pair: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Move points through ``flow_ab [2, H, W]``; ok where forward-backward consistent and in frame."""
-    h, w = flow_ab.shape[-2:]
-    u = _bilinear(flow_ab, pos_x, pos_y)
-    nx, ny = pos_x + u[0], pos_y + u[1]
+    """Move points ``x, y [P]`` through flows ``flow_ab [2, (T-1)*H*W]`` of frame pairs ``pair [P]``;
+    ok where forward-backward consistent (with ``flow_ba``) and inside the frame."""
+    u = _bilinear(flow_ab, h, w, pair, x, y)
+    nx, ny = x + u[0], y + u[1]
     inside = (nx >= 0) & (nx <= w - 1) & (ny >= 0) & (ny <= h - 1)
-    back = _bilinear(flow_ba, nx, ny)
+    back = _bilinear(flow_ba, h, w, pair, nx, ny)
     mismatch = ((u + back) ** 2).sum(0)
     scale = (u**2).sum(0) + (back**2).sum(0)
     ok = inside & (mismatch <= FB_ALPHA1 * scale + FB_ALPHA2)
     return nx, ny, ok
-
-
-def _frame_order(t: int, num_frames: int, max_offset: int) -> list[tuple[int, int]]:
-    """``(direction, offset)`` pairs, nearest frames first, later before earlier at equal distance."""
-    return [(d, k) for k in range(1, max_offset + 1) for d in (1, -1) if 0 <= t + d * k < num_frames]
 
 
 # ----------------------------------------------------------------------------- the fill
@@ -217,8 +218,9 @@ def temporal_fill(
         options: search range and tolerances.
 
     Returns:
-        ``(colour, found)``: ``[T, 3, H, W]`` colours (0 where not found) and bool
-        ``[T, 1, H, W]``, True on hole pixels whose background was seen in another frame.
+        ``(colour, source)``: ``[T, 3, H, W]`` colours (0 where not found) and long
+        ``[T, 1, H, W]``: the frame each hole pixel's colour came from, -1 where no frame
+        showed its background (and on covered pixels).
     """
     t_len, c, h, w = left.shape
     for name, x in (("disparity_left_px", disparity_left_px), ("covered", covered), ("disparity_right_px", disparity_right_px)):
@@ -230,59 +232,72 @@ def temporal_fill(
             f"temporal_fill: flows must be [T-1,H,W,2] = {(t_len - 1, h, w, 2)}, got {tuple(forward.shape)} and {tuple(backward.shape)}"
         )
     device = left.device
-    fwd = forward.to(device, torch.float32).permute(0, 3, 1, 2)  # [T-1, 2, H, W]
-    bwd = backward.to(device, torch.float32).permute(0, 3, 1, 2)
-    src_img = left.float()
-    d_left = disparity_left_px[:, 0].float()
+    fwd = _stack(forward.to(device).permute(0, 3, 1, 2))  # [2, (T-1)*H*W]
+    bwd = _stack(backward.to(device).permute(0, 3, 1, 2))
+    image, d_left = _stack(left), _stack(disparity_left_px)
     cov = covered[:, 0] > 0.5
     d_right = torch.nan_to_num(disparity_right_px[:, 0].float(), nan=0.0, posinf=0.0, neginf=0.0)
     src, has_src = background_source(cov, d_right)
-    colour = torch.zeros(t_len, c, h, w, device=device)
-    found = torch.zeros(t_len, 1, h, w, dtype=torch.bool, device=device)
-    cols = torch.arange(w, device=device)
-    for t in range(t_len):
-        ys, xs = torch.nonzero(~cov[t] & has_src[t], as_tuple=True)
-        if ys.numel() == 0 or t_len < 2:
-            continue
-        xb = src[t, ys, xs]
-        d_bg = d_right[t, ys, xb]
-        # 1. anchor: move away from the hole into the background when that pixel is on the same surface
-        step = torch.where(xb < xs, -1, 1)
-        xm = (xb + step * options.anchor_margin).clamp(0, w - 1)
-        tol = torch.clamp(options.tol_rel * d_bg, min=options.tol_px)
-        same = cov[t, ys, xm] & ((d_right[t, ys, xm] - d_bg).abs() <= tol)
-        xm = torch.where(same, xm, xb)
-        d_anchor = d_right[t, ys, xm]
-        ax = cols[xm].float() + d_anchor
-        ay = ys.float()
-        offset = xs.float() + d_bg - ax
-        pending = torch.ones_like(xs, dtype=torch.bool)
-        tracks = {1: (ax, ay, torch.ones_like(pending)), -1: (ax, ay, torch.ones_like(pending))}
-        for direction, k in _frame_order(t, t_len, options.max_offset):
-            px, py, alive = tracks[direction]
-            if not bool((alive & pending).any()):
+    colour = torch.zeros(c, t_len * h * w, device=device)
+    source = torch.full((t_len * h * w,), -1, dtype=torch.long, device=device)
+    # every hole pixel of every frame at once: frame tp, row ys, column xs
+    tp, ys, xs = torch.nonzero(~cov & has_src, as_tuple=True)
+    if tp.numel() == 0 or t_len < 2:
+        return colour.reshape(c, t_len, h, w).permute(1, 0, 2, 3), source.reshape(t_len, 1, h, w)
+    xb = src[tp, ys, xs]
+    d_bg = d_right[tp, ys, xb]
+    # 1. anchor: move away from the hole into the background when that pixel is on the same surface
+    xm = (xb + torch.where(xb < xs, -1, 1) * options.anchor_margin).clamp(0, w - 1)
+    tol = torch.clamp(options.tol_rel * d_bg, min=options.tol_px)
+    same = cov[tp, ys, xm] & ((d_right[tp, ys, xm] - d_bg).abs() <= tol)
+    xm = torch.where(same, xm, xb)
+    d_anchor = d_right[tp, ys, xm].clamp_min(1e-6)
+    ax = xm.float() + d_anchor
+    offset = xs.float() + d_bg - ax
+    pixel = (tp * h + ys) * w + xs  # flat index of each hole pixel
+    pending = torch.ones_like(xs, dtype=torch.bool)
+    tracks = {d: (ax.clone(), ys.float(), pending.clone(), d_anchor.clone()) for d in (1, -1)}
+    for k in range(1, min(options.max_offset, t_len - 1) + 1):
+        for direction in (1, -1):  # nearest frames first; the later one first at equal distance
+            x, y, alive, d_track = tracks[direction]
+            target = tp + direction * k
+            active = torch.nonzero(alive & pending & (target >= 0) & (target < t_len), as_tuple=True)[0]
+            if active.numel() == 0:
                 continue
-            s = t + direction * k
-            # 2. one tracking step from frame s - direction to s
-            flow_ab = fwd[s - 1] if direction > 0 else bwd[s]
-            flow_ba = bwd[s - 1] if direction > 0 else fwd[s]
-            px, py, ok = _track_step(px, py, flow_ab, flow_ba)
-            alive = alive & ok
-            tracks[direction] = (px, py, alive)
-            # 3. the hole's background point in frame s
-            scale = _bilinear(d_left[s : s + 1], px, py)[0] / d_anchor.clamp_min(1e-6)
-            scale = torch.where(d_anchor > 1e-6, scale, torch.ones_like(scale))
-            tx, ty = px + offset * scale, py
-            inside = (tx >= 0) & (tx <= w - 1)
+            s = target.index_select(0, active)
+            # 2. one tracking step of the active points from frame s - direction to s
+            if direction > 0:
+                pair, flow_ab, flow_ba = s - 1, fwd, bwd
+            else:
+                pair, flow_ab, flow_ba = s, bwd, fwd
+            nx, ny, ok = _track_step(h, w, x.index_select(0, active), y.index_select(0, active), flow_ab, flow_ba, pair)
+            # the anchor stays on its surface: its disparity changes little per frame and nothing
+            # nearer lies around it (a track that slid onto, or under, the occluder ends here)
+            d_prev = d_track.index_select(0, active)
+            d_new = _bilinear(d_left, h, w, s, nx, ny)[0]
+            step_tol = torch.clamp(options.tol_rel * d_prev, min=options.tol_px)
+            ok = ok & ((d_new - d_prev).abs() <= step_tol) & (_max_around(d_left, h, w, s, nx, ny) <= d_new + step_tol)
+            x.index_copy_(0, active, nx)
+            y.index_copy_(0, active, ny)
+            alive.index_copy_(0, active, ok)
+            d_track.index_copy_(0, active, torch.where(ok, d_new, d_prev))
+            # 3. the hole's background point in frame s (offsets scale with inverse depth)
+            scale = torch.where(ok, d_new, d_prev) / d_anchor.index_select(0, active)
+            known = torch.isfinite(scale)  # NaN disparity at the anchor: unknown surface, never accepted
+            scale = torch.where(known, scale, torch.ones_like(scale))
+            tx = nx + offset.index_select(0, active) * scale
             # 4. accepted where nothing nearer than the background lies around it
-            nearest = _max_around(d_left[s], tx, ty)
-            accept = pending & alive & inside & (nearest <= d_bg * scale + tol)
-            if not bool(accept.any()):
+            nearest = _max_around(d_left, h, w, s, tx, ny)
+            limit = d_bg.index_select(0, active) * scale + tol.index_select(0, active)
+            accept = ok & known & (tx >= 0) & (tx <= w - 1) & (nearest <= limit)
+            chosen = torch.nonzero(accept, as_tuple=True)[0]
+            if chosen.numel() == 0:
                 continue
-            idx = torch.nonzero(accept, as_tuple=True)[0]
-            colour[t, :, ys[idx], xs[idx]] = _bilinear(src_img[s], tx[idx], ty[idx])
-            found[t, 0, ys[idx], xs[idx]] = True
-            pending = pending & ~accept
-            if not bool(pending.any()):
-                break
-    return colour, found
+            points = active.index_select(0, chosen)
+            values = _bilinear(image, h, w, s.index_select(0, chosen), tx.index_select(0, chosen), ny.index_select(0, chosen))
+            colour.index_copy_(1, pixel.index_select(0, points), values)
+            source.index_copy_(0, pixel.index_select(0, points), s.index_select(0, chosen))
+            pending.index_fill_(0, points, False)
+        if not bool(pending.any()):
+            break
+    return colour.reshape(c, t_len, h, w).permute(1, 0, 2, 3), source.reshape(t_len, 1, h, w)
