@@ -19,14 +19,17 @@ visible neighbour on the same surface instead:
 2. the anchor is tracked frame by frame through the dense optical flow between consecutive
    left frames (OpenCV DIS on grey frames), both directions, nearest frames first; a step is
    kept only when the flow passes the forward-backward check of Sundaram et al. 2010
-   (``|f + b(A + f)|^2 <= 0.01 (|f|^2 + |b|^2) + 0.5``, as the warping-error metric) and
-   stays inside the frame; a failed step ends that track;
+   (``|f + b(A + f)|^2 <= 0.01 (|f|^2 + |b|^2) + 0.5``, as the warping-error metric), stays
+   inside the frame and stays on its surface (its disparity changes by at most the tolerance
+   below per frame and nothing nearer lies around it: a track that slid onto or under the
+   occluder ends); a failed step ends that track;
 3. in frame ``s`` the anchor is at ``A_s``; image offsets on a surface scale with inverse
    depth, so ``P_s = A_s + o * d_s(A_s) / d_r(xm)`` (exact for fronto-parallel planes under
    camera translation; 1 under lateral motion);
 4. P is accepted in frame ``s`` only when ``P_s`` is inside the frame and none of the four
    left-``s`` pixels around it is nearer than the background (disparity at most
-   ``d_bg * scale + max(tol_px, tol_rel * d_bg)``): the surface seen there is at least as far
+   ``d_bg * scale + max(tol_px, tol_rel * d_bg)``; the pixels a bilinear sample there draws on):
+   the surface seen there is at least as far
    as the hole's background, never the occluder; its colour is sampled bilinearly.
 
 Pixels no frame of the window accepts keep the background rule's colour. A static camera
@@ -47,6 +50,8 @@ import torch
 FB_ALPHA1 = 0.01
 FB_ALPHA2 = 0.5
 DIS_PRESETS = ("ultrafast", "fast", "medium")
+#: frames are padded to at least this many pixels a side for the flow (OpenCV's DIS refuses tiny frames)
+MIN_FLOW_SIDE = 32
 
 
 @dataclass(frozen=True)
@@ -133,17 +138,19 @@ def consecutive_flows(
     if method == "dis" and preset not in DIS_PRESETS:
         raise ValueError(f"DIS preset must be one of {DIS_PRESETS}, got {preset!r}")
     grey = grey_u8(frames)
+    t, h, w = grey.shape
+    # OpenCV's flows need a few pyramid levels: tiny frames are padded (edge replicated), flows cropped
+    grey = np.pad(grey, ((0, 0), (0, max(MIN_FLOW_SIDE - h, 0)), (0, max(MIN_FLOW_SIDE - w, 0))), mode="edge")
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
         calc = lambda a, b: dis.calc(a, b, None)  # noqa: E731
     else:
         calc = lambda a, b: cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 15, 3, 5, 1.2, 0)  # noqa: E731
-    t, h, w = grey.shape
     forward = np.zeros((max(t - 1, 0), h, w, 2), np.float32)
     backward = np.zeros_like(forward)
     for k in range(t - 1):
-        forward[k] = calc(grey[k], grey[k + 1])
-        backward[k] = calc(grey[k + 1], grey[k])
+        forward[k] = calc(grey[k], grey[k + 1])[:h, :w]
+        backward[k] = calc(grey[k + 1], grey[k])[:h, :w]
     return torch.from_numpy(forward), torch.from_numpy(backward)
 
 
@@ -177,8 +184,13 @@ def _bilinear(stack: torch.Tensor, h: int, w: int, frame: torch.Tensor, x: torch
 
 
 def _max_around(stack: torch.Tensor, h: int, w: int, frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Max of the four pixels of ``stack [1, F*H*W]`` around ``(frame, x, y) [P]`` (NaN if any is NaN)."""
-    index, _, _ = _corners(h, w, frame, x, y)
+    """Max of ``stack [1, F*H*W]`` over the pixels a bilinear sample at ``(frame, x, y) [P]`` draws on
+    (floor and ceil of each coordinate: one pixel at integer points, up to four); NaN if any is NaN."""
+    x, y = x.clamp(0, w - 1), y.clamp(0, h - 1)
+    i0, i1 = x.floor().long(), x.ceil().long()
+    j0, j1 = y.floor().long(), y.ceil().long()
+    base = frame * (h * w)
+    index = torch.cat([base + j0 * w + i0, base + j0 * w + i1, base + j1 * w + i0, base + j1 * w + i1])
     v = stack[0].index_select(0, index).reshape(4, -1)
     return torch.maximum(torch.maximum(v[0], v[1]), torch.maximum(v[2], v[3]))  # not .max(dim=0): slow on a busy CPU
 
