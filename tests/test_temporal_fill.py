@@ -163,3 +163,15 @@ def test_eval_configs_have_a_warp_fill_temporal_row(config: str) -> None:
     cfg = parser.parse_object({"method": rows[0]})
     method = parser.instantiate_classes(cfg).method
     assert isinstance(method, WarpFill) and method.name == "warp_fill_temporal"
+
+
+def test_diffusion_starting_point_can_be_the_temporal_fill() -> None:
+    from stereo_lit.diffusion.pipeline import WanStereoPipeline
+
+    left, disparity, _ = _sequence(9)
+    video, disp = left.permute(1, 0, 2, 3)[None], disparity.permute(1, 0, 2, 3)[None]
+    estimate, known = WanStereoPipeline.right_estimate(video, disp, "temporal")
+    assert torch.equal(estimate, WarpFill(fill="temporal").generate(video, disp).right)
+    background, _ = WanStereoPipeline.right_estimate(video, disp, True)
+    assert torch.equal(background, WarpFill().generate(video, disp).right)
+    assert not torch.equal(estimate, background)
