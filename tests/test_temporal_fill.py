@@ -221,3 +221,12 @@ def test_camera_moving_forward_scales_the_offset_and_fills_to_interpolation_accu
     assert int((found & hole)[:4].sum()) >= 0.5 * int(hole[:4].sum())
     error = (colour - right_true).abs().amax(1)[found]
     assert float(error.max()) < 0.03, f"max colour error {float(error.max()):.3f}: more than bilinear interpolation explains"
+
+
+@pytest.mark.parametrize("config", ["eval_tartanair.yaml", "eval_stereo_video.yaml", "demo.yaml"])
+def test_the_cli_builds_the_warp_fill_temporal_method_from_the_shipped_configs(config: str) -> None:
+    from stereo_lit.cli import build_cli
+
+    cli = build_cli(["-c", str(Path(__file__).resolve().parents[1] / "stereo_lit" / "configs" / config)], run=False)
+    rows = [m for m in cli.model.methods if m.name == "warp_fill_temporal"]
+    assert len(rows) == 1 and isinstance(rows[0], WarpFill) and rows[0].fill == "temporal"
