@@ -26,11 +26,11 @@ visible neighbour on the same surface instead:
 3. in frame ``s`` the anchor is at ``A_s``; image offsets on a surface scale with inverse
    depth, so ``P_s = A_s + o * d_s(A_s) / d_r(xm)`` (exact for fronto-parallel planes under
    camera translation; 1 under lateral motion);
-4. P is accepted in frame ``s`` only when ``P_s`` is inside the frame and none of the four
-   left-``s`` pixels around it is nearer than the background (disparity at most
-   ``d_bg * scale + max(tol_px, tol_rel * d_bg)``; the pixels a bilinear sample there draws on):
-   the surface seen there is at least as far
-   as the hole's background, never the occluder; its colour is sampled bilinearly.
+4. P is accepted in frame ``s`` only when ``P_s`` is inside the frame and none of the left-``s``
+   pixels a bilinear sample there draws on (up to four) is nearer than the background (disparity
+   at most ``d_bg * scale + max(tol_px, tol_rel * d_bg)``): the surface seen there is at least as
+   far as the hole's background, never the occluder; its colour is sampled bilinearly.
+   The nearest accepted frame wins (the later one at equal distance).
 
 Pixels no frame of the window accepts keep the background rule's colour. A static camera
 moves nothing, P stays hidden in every frame, so the result is exactly the background rule's.
