@@ -19,7 +19,7 @@ if [ -f checkpoints/Wan2.1-T2V-1.3B-Diffusers/model_index.json ]; then
   CONFIG=stereo_lit/configs/demo_wan.yaml
   echo "demo: Wan2.1 checkpoint found in checkpoints/: the training-free Wan sampler fills the disocclusions"
 else
-  echo "demo: no Wan2.1 checkpoint in checkpoints/ (see checkpoints/README.md): using the geometric baseline (warp + background fill)"
+  echo "demo: no Wan2.1 checkpoint in checkpoints/ (see checkpoints/README.md): using the geometric baseline (warp + fill from other frames, then background fill)"
 fi
 if [ -f checkpoints/video_depth_anything_vits.pth ]; then
   EXTRA=(--model.depth stereo_lit.depth.VDAEstimator --model.depth.checkpoint checkpoints/video_depth_anything_vits.pth)

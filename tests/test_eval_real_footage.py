@@ -224,7 +224,7 @@ def test_eval_stereo_video_config_with_wan_and_vda_gives_both_protocol_rows(film
     )
     for name in ("test_parallel", "test_converged"):
         table = _table(out / "eval", name)
-        methods = ["wan_x0_blend", "copy_left", "warp_only", "warp_fill", "warp_fill_telea", "wan_latent_shift", "wan_repaint",
+        methods = ["wan_x0_blend", "copy_left", "warp_only", "warp_fill", "warp_fill_telea", "warp_fill_temporal", "wan_latent_shift", "wan_repaint",
                    "wan_vace"]  # the VACE row (strategy none: VACE's own fill)
         assert set(table["methods"]) == {f"{m}:{p}" for m in methods for p in ("aligned", "blind")} | {"true_right"}
         assert any(n.startswith("Protocol aligned: depth from VDAEstimator") and "blind:" in n for n in table["notes"])

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -82,7 +82,8 @@ class WanStereoGenerator(WanModels, StereoGenerator):
         seed: noise seed of the first window (window i uses ``seed + i``).
         prompt: default prompt when ``generate`` gets none.
         negative_prompt: the negative prompt of classifier-free guidance.
-        fill_holes: fill warp holes from the background before VAE encoding.
+        fill_holes: fill warp holes before VAE encoding: True / ``"background"`` (background rule) or
+            ``"temporal"`` (from other frames first, :mod:`stereo_lit.stereo.temporal`); False: black.
         progress: show a progress bar over the denoising steps of each window.
         max_sequence_length: text tokens (Wan: 512).
     """
@@ -100,7 +101,7 @@ class WanStereoGenerator(WanModels, StereoGenerator):
         seed: int = 0,
         prompt: str = "",
         negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
-        fill_holes: bool = True,
+        fill_holes: bool | Literal["background", "temporal"] = True,
         progress: bool = True,
         max_sequence_length: int = 512,
     ) -> None:

@@ -236,11 +236,12 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
             )
 
     @staticmethod
-    def right_estimate(video: torch.Tensor, disparity_px: torch.Tensor, fill_holes: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pixel-space warp of the left view (holes filled from the background when asked) and its coverage."""
+    def right_estimate(video: torch.Tensor, disparity_px: torch.Tensor, fill_holes: bool | str = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pixel-space warp of the left view (holes filled when asked: True = ``"background"``, or a
+        ``WarpFill`` fill name such as ``"temporal"``) and its coverage."""
         from stereo_lit.generators.geometric import WarpFill
 
-        warp = WarpFill().generate(video, disparity_px)
+        warp = WarpFill(fill=fill_holes if isinstance(fill_holes, str) else "background").generate(video, disparity_px)
         return (warp.right if fill_holes else warp.extras["warped"]), warp.known_mask
 
     @torch.no_grad()
@@ -258,7 +259,7 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
         noise: str = "shared",
         batch_mode: str = "separate",
         shift_every: int = 1,
-        fill_holes: bool = True,
+        fill_holes: bool | str = True,
         fixed_right: torch.Tensor | None = None,
         left_noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
@@ -286,7 +287,8 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
                 (the left latent inverted with the sampler's CFG, shifted to the right view).
             batch_mode: ``"separate"`` transformer calls per prompt or one ``"shared"`` CFG batch.
             shift_every: ``latent_shift`` only: shift every k-th step.
-            fill_holes: fill warp holes from the background before VAE encoding.
+            fill_holes: fill warp holes before VAE encoding: True / ``"background"`` (background rule) or
+                ``"temporal"`` (from other frames first, :mod:`stereo_lit.stereo.temporal`); False: black.
             fixed_right: ``[B, 3, n, H, W]`` first right frames already produced (carried overlap):
                 held on every step and returned unchanged.
             left_noise: the noise the left view came from (text-to-stereo), latent shape: the right

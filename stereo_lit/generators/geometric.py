@@ -11,7 +11,9 @@ near surface and a far one; the content that belongs there is the far surface's.
 Each hole pixel takes the colour of the nearest covered pixel on its row on the
 side whose right-view disparity is smaller (farther). The rule depends only on
 geometry, so it is deterministic frame to frame (no flicker from a random or
-iterative inpainter). ``fill="telea"`` uses OpenCV's Telea inpainting instead (per
+iterative inpainter). ``fill="temporal"`` first looks for the hole's background in other left frames
+(camera motion shows it there; :mod:`stereo_lit.stereo.temporal`) and uses the background rule
+only where no frame of the window shows it. ``fill="telea"`` uses OpenCV's Telea inpainting instead (per
 frame, slower): smoother, but it draws from every side of the hole, so foreground
 colour bleeds into the disocclusion; it is the "classical inpainting" row of the tables.
 """
@@ -26,6 +28,7 @@ import torch
 
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
 from stereo_lit.stereo.geometry import forward_warp, right_disparity_from_left
+from stereo_lit.stereo.temporal import TemporalFillOptions, background_source, consecutive_flows, temporal_fill
 
 
 class CopyLeft(StereoGenerator):
@@ -53,25 +56,6 @@ class WarpOnly(StereoGenerator):
         return StereoOutput(right=warped * covered, known_mask=covered)
 
 
-def _nearest_covered_index(covered: torch.Tensor, from_left: bool) -> torch.Tensor:
-    """Column index of the nearest covered pixel on the same row.
-
-    Args:
-        covered: bool ``[N, H, W]``.
-        from_left: search towards smaller x (True) or larger x (False).
-
-    Returns:
-        long ``[N, H, W]``; -1 (from_left) or W (from right) where none exists.
-    """
-    width = covered.shape[-1]
-    cols = torch.arange(width, device=covered.device).expand_as(covered)
-    if from_left:
-        idx = torch.where(covered, cols, torch.full_like(cols, -1))
-        return torch.cummax(idx, dim=-1).values
-    idx = torch.where(covered, cols, torch.full_like(cols, width))
-    return torch.flip(torch.cummin(torch.flip(idx, dims=[-1]), dim=-1).values, dims=[-1])
-
-
 def fill_from_background(
     image: torch.Tensor, covered: torch.Tensor, disparity_px: torch.Tensor
 ) -> torch.Tensor:
@@ -88,17 +72,9 @@ def fill_from_background(
     """
     n, c, h, w = image.shape
     cov = covered[:, 0] > 0.5
-    left_idx = _nearest_covered_index(cov, from_left=True)
-    right_idx = _nearest_covered_index(cov, from_left=False)
-    has_left, has_right = left_idx >= 0, right_idx < w
-    disp = torch.nan_to_num(disparity_px[:, 0], nan=0.0, posinf=0.0, neginf=0.0)
-    d_left = torch.gather(disp, -1, left_idx.clamp(0, w - 1))
-    d_right = torch.gather(disp, -1, right_idx.clamp(0, w - 1))
-    # Prefer the farther side; fall back to whichever side exists.
-    take_left = has_left & (~has_right | (d_left <= d_right))
-    src = torch.where(take_left, left_idx, right_idx).clamp(0, w - 1)
+    src, has_src = background_source(cov, disparity_px[:, 0])
     filled = torch.gather(image, -1, src.unsqueeze(1).expand(n, c, h, w))
-    keep = cov | ~(has_left | has_right)
+    keep = cov | ~has_src
     return torch.where(keep.unsqueeze(1), image, filled)
 
 
@@ -115,23 +91,44 @@ def _telea(image: torch.Tensor, covered: torch.Tensor, radius: int) -> torch.Ten
 
 
 class WarpFill(StereoGenerator):
-    """Forward warp + background hole filling; the model-free baseline.
+    """Forward warp + hole filling; the model-free baseline.
 
     Args:
-        fill: ``"background"`` (row-wise from the far side) or ``"telea"`` (OpenCV Telea
-            inpainting of the holes).
+        fill: ``"background"`` (row-wise from the far side), ``"telea"`` (OpenCV Telea
+            inpainting of the holes) or ``"temporal"`` (the hole's background taken from other
+            left frames of the window through optical flow, :mod:`stereo_lit.stereo.temporal`;
+            what no frame shows falls back to ``"background"``).
         inpaint_radius: Telea radius in pixels.
+        max_offset: ``temporal``: farthest frame searched, each direction (frames).
+        flow: ``temporal``: ``"dis"`` or ``"farneback"`` (OpenCV, CPU).
+        flow_preset: ``temporal`` with DIS: ``ultrafast``, ``fast`` or ``medium``.
     """
 
     name = "warp_fill"
+    FILLS = ("background", "telea", "temporal")
 
-    def __init__(self, fill: Literal["background", "telea"] = "background", inpaint_radius: int = 3) -> None:
-        if fill not in ("background", "telea"):
-            raise ValueError(f"fill must be 'background' or 'telea', got {fill!r}")
+    def __init__(
+        self,
+        fill: Literal["background", "telea", "temporal"] = "background",
+        inpaint_radius: int = 3,
+        max_offset: int = 16,
+        flow: Literal["dis", "farneback"] = "dis",
+        flow_preset: Literal["ultrafast", "fast", "medium"] = "medium",
+    ) -> None:
+        if fill not in self.FILLS:
+            raise ValueError(f"WarpFill: fill must be one of {self.FILLS}, got {fill!r}")
+        if flow not in ("dis", "farneback"):
+            raise ValueError(f"WarpFill: flow must be 'dis' or 'farneback', got {flow!r}")
+        if flow_preset not in ("ultrafast", "fast", "medium"):
+            raise ValueError(f"WarpFill: flow_preset must be 'ultrafast', 'fast' or 'medium', got {flow_preset!r}")
+        if int(max_offset) < 1:
+            raise ValueError(f"WarpFill: max_offset must be >= 1 frame, got {max_offset!r}")
         self.fill = fill
         self.inpaint_radius = inpaint_radius
-        if fill == "telea":
-            self.name = "warp_fill_telea"
+        self.flow, self.flow_preset = flow, flow_preset
+        self.temporal_options = TemporalFillOptions(max_offset=int(max_offset))
+        if fill != "background":
+            self.name = f"warp_fill_{fill}"
 
     def generate(
         self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
@@ -153,5 +150,15 @@ class WarpFill(StereoGenerator):
             filled = _telea(frames(warped * covered), frames(covered), self.inpaint_radius)
         else:
             filled = fill_from_background(frames(warped * covered), frames(covered), frames(disp_right))
+        if self.fill == "temporal":
+            filled = filled.reshape(b, t, c, h, w)
+            for i in range(b):
+                lv = left[i].permute(1, 0, 2, 3)
+                colour, source = temporal_fill(
+                    lv, disparity_px[i].permute(1, 0, 2, 3), covered[i].permute(1, 0, 2, 3),
+                    disp_right[i].permute(1, 0, 2, 3), consecutive_flows(lv, self.flow, self.flow_preset),
+                    self.temporal_options,
+                )
+                filled[i] = torch.where(source >= 0, colour.to(filled), filled[i])
         right = filled.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
         return StereoOutput(right=right.contiguous(), known_mask=covered, extras={"warped": warped * covered})
