@@ -95,33 +95,6 @@ def split_verbose(args: list[str]) -> tuple[list[str], bool]:
     return kept, len(kept) != len(args)
 
 
-def run_job(args: list[str]) -> None:
-    """A Lightning job (fit/validate/test/predict) with ``args``; a failed run leaves no empty log folder.
-
-    Exit status: 0 when the run finished (videos skipped under ``on_error: skip`` are named
-    in the summary it printed), 1 when every video it attempted failed, or on any error.
-    """
-    from stereo_lit.commands.jobs import StereoLitCLI, remove_empty_log_dir
-
-    started: list[Any] = []
-
-    class _Kept(StereoLitCLI):  # remembers the CLI object so that a failed run can clean its log folder
-        def instantiate_trainer(self, **kwargs: Any) -> Any:
-            started.append(self)
-            return super().instantiate_trainer(**kwargs)
-
-    try:
-        cli = build_cli(resolve_config_args(args), cli_class=_Kept)
-    except BaseException as exc:
-        if started and not (isinstance(exc, SystemExit) and exc.code in (0, None)):
-            remove_empty_log_dir(started[-1])
-        raise
-    failures = getattr(cli.model, "failures", None)
-    if failures is not None and failures.all_failed:
-        print(f"stereo-lit: every video failed, nothing was written\n{failures.summary('video')}", file=sys.stderr)
-        raise SystemExit(1)
-
-
 def main(args: list[str] | None = None) -> Any:
     """Entry point of the ``stereo-lit`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -136,7 +109,9 @@ def main(args: list[str] | None = None) -> Any:
         return None
     args, verbose = split_verbose(argv)
     quiet.install(verbose)
-    return run_job(args)
+    from stereo_lit.commands.jobs import run_job
+
+    return run_job(resolve_config_args(args), description=description())
 
 
 if __name__ == "__main__":

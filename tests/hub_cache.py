@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
+TINY_VDA = "video_depth_anything_tiny.pth"
+TINY_WAN = "Wan2.1-T2V-tiny-Diffusers"
+TINY_VACE = "Wan2.1-VACE-tiny-Diffusers"
 
 
 def add_repo(hf_home: Path, repo: str, files: dict[str, Path]) -> Path:
@@ -39,3 +42,14 @@ def use_hf_home(monkeypatch: pytest.MonkeyPatch, hf_home: Path, offline: bool = 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+
+
+@pytest.fixture
+def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_checkpoints: Path) -> Path:
+    """An offline HF_HOME holding the tiny checkpoints under the real repository ids."""
+    home = tmp_path / "hf_home"
+    add_repo(home, "depth-anything/Video-Depth-Anything-Small", {"video_depth_anything_vits.pth": tiny_checkpoints / TINY_VDA})
+    add_repo(home, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", {".": tiny_checkpoints / TINY_WAN})
+    add_repo(home, "Wan-AI/Wan2.1-VACE-1.3B-diffusers", {".": tiny_checkpoints / TINY_VACE})
+    use_hf_home(monkeypatch, home)
+    return home

@@ -6,23 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from hub_cache import REVISION, add_repo, use_hf_home
+from hub_cache import REVISION, TINY_VDA, hf_cache  # noqa: F401 - hf_cache is a fixture
 from stereo_lit.io import hub
 
-TINY_VDA = "video_depth_anything_tiny.pth"
-TINY_WAN = "Wan2.1-T2V-tiny-Diffusers"
-TINY_VACE = "Wan2.1-VACE-tiny-Diffusers"
-
-
-@pytest.fixture
-def hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_checkpoints: Path) -> Path:
-    """An offline HF_HOME holding the tiny checkpoints under the real repository ids."""
-    home = tmp_path / "hf_home"
-    add_repo(home, "depth-anything/Video-Depth-Anything-Small", {"video_depth_anything_vits.pth": tiny_checkpoints / TINY_VDA})
-    add_repo(home, "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", {".": tiny_checkpoints / TINY_WAN})
-    add_repo(home, "Wan-AI/Wan2.1-VACE-1.3B-diffusers", {".": tiny_checkpoints / TINY_VACE})
-    use_hf_home(monkeypatch, home)
-    return home
 
 
 def test_hub_ids_and_short_names_resolve_to_the_cached_snapshot(hf_cache: Path) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import logging
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,26 @@ def _has_logged_steps(event_file: Path) -> bool:
     return False
 
 
+def run_job(args: list[str], description: str = "") -> None:
+    """A Lightning job (fit/validate/test/predict) with ``args``; a failed run leaves no empty log folder.
+
+    Exit status: 0 when the run finished (videos skipped under ``on_error: skip`` are named
+    in the summary it printed), 1 when every video it attempted failed, or on any error.
+    """
+    started: list[StereoLitCLI] = []
+
+    class _Kept(StereoLitCLI):  # remembers the CLI object so that a failed run can clean its log folder
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            started.append(self)
+            return super().instantiate_trainer(**kwargs)
+
+    try:
+        cli = build_cli(args, cli_class=_Kept, description=description)
+    except BaseException as exc:
+        if started and not (isinstance(exc, SystemExit) and exc.code in (0, None)):
+            remove_empty_log_dir(started[-1])
+        raise
+    failures = getattr(cli.model, "failures", None)
+    if failures is not None and failures.all_failed:
+        print(f"stereo-lit: every video failed, nothing was written\n{failures.summary('video')}", file=sys.stderr)
+        raise SystemExit(1)
