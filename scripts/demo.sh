@@ -31,4 +31,4 @@ fi
 .venv/bin/stereo-lit test -c "$CONFIG" --model.output_dir "$OUT" --data.init_args.root "$DATA" "${EXTRA[@]}"
 echo
 echo "demo outputs:"
-find "$OUT" -type f \( -name '*.mp4' -o -name '*.md' -o -name '*.csv' -o -name '*.json' \) | sort | sed 's/^/  /'
+find "$OUT" -type f \( -name '*.mp4' -o -name '*.md' -o -name '*.csv' -o -name '*.json' -o -name '*.html' \) | sort | sed 's/^/  /'

@@ -1,0 +1,41 @@
+"""Small promises: the report's table stays inside the page, preview labels scale with the cell,
+the demo lists the HTML report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_report_table_scrolls_in_its_own_box_with_the_method_column_fixed() -> None:
+    from stereo_lit.evaluation.report import _STYLE, table_html
+
+    columns = [f"a_rather_long_metric_name_{i}" for i in range(40)]  # the 2500-px table of a full eval
+    page = table_html({"wan_x0_blend": {c: 1.0 for c in columns}}, columns)
+    assert page.startswith("<div class='table-box'><table>") and page.endswith("</table></div>")
+    style = _STYLE.replace("\n", "")
+    assert ".table-box{max-width:100%;overflow-x:auto" in style
+    assert "td:first-child{text-align:left;position:sticky;left:0" in style  # the method column stays put
+    assert "overflow-wrap:anywhere" in style  # long headers wrap instead of widening the page
+
+
+def test_preview_labels_scale_with_the_cell() -> None:
+    from stereo_lit.commands.preview import LABEL_HEIGHT, label_band, label_height
+
+    assert label_height(64) == LABEL_HEIGHT and label_height(1080) == 65
+    small, large = label_band("2% c0.5", 400), label_band("2% c0.5", 1900, label_height(1080))
+    assert small.shape == (LABEL_HEIGHT, 400, 3) and large.shape == (65, 1900, 3)
+
+    def text_rows(band: np.ndarray) -> int:
+        return int((band.max(axis=(1, 2)) > 128).sum())
+
+    assert text_rows(large) >= 4 * text_rows(small) > 0  # the glyphs themselves grow, not only the band
+
+
+def test_demo_lists_the_html_report() -> None:
+    text = (REPO / "scripts" / "demo.sh").read_text()
+    listing = next(line for line in text.splitlines() if line.startswith("find \"$OUT\""))
+    assert "'*.html'" in listing
