@@ -8,7 +8,7 @@
 - ``fill:fast``: seconds per megapixel-frame of the model-free fill (WarpFill forward warp +
   background fill) plus composing and encoding right/sbs/anaglyph.
 
-Warm-up first, then interleaved repeats; prints median and spread, and with ``--write`` stores the
+Warm-up first (unless --no-warmup), then repeats, one cost after the other; prints median and spread, and with ``--write`` stores the
 medians for this device (cpu or cuda) in stereo_lit/commands/convert_costs.json, with the machine.
 Wan fills are not measured here (they need the real weights); the estimate names them as unmeasured.
 """
@@ -71,35 +71,32 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--encoders", default="vits", help="VDA encoders to time (vits,vitb,vitl)")
+    p.add_argument("--skip-fill", action="store_true", help="time only the depth models")
+    p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up run of each cost")
     p.add_argument("--write", action="store_true", help="store the medians in stereo_lit/commands/convert_costs.json")
     args = p.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     frames = clip(args.frames)
     names = {"vits": "vda-s", "vitb": "vda-b", "vitl": "vda-l"}
-    jobs = {"fill:fast": lambda: fill_cost(frames)}
+    jobs = {} if args.skip_fill else {"fill:fast": lambda: fill_cost(frames)}
     for enc in args.encoders.split(","):
         jobs[f"depth:{names[enc]}"] = lambda enc=enc: depth_cost(enc, frames, device)
-    for job in jobs.values():  # warm-up
-        job()
-    samples: dict[str, list[float]] = {k: [] for k in jobs}
-    for _ in range(args.repeats):  # interleaved
-        for key, job in jobs.items():
-            samples[key].append(job())
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs" + (
         f", {torch.cuda.get_device_name()}" if device == "cuda" else "")
     print(f"device {device} ({machine}); load {os.getloadavg()}; {args.frames} frames 640x360, {args.repeats} repeats")
     print(f"{'cost':<14} {'median':>10} {'spread':>10}  unit")
-    for key, values in samples.items():
+    for key, job in jobs.items():  # one cost at a time, stored as soon as measured (depth runs are long on a CPU)
+        if args.warmup:
+            job()
+        values = [job() for _ in range(args.repeats)]
         unit = "s/frame" if key.startswith("depth") else "s/MP-frame"
-        print(f"{key:<14} {statistics.median(values):>10.4f} {max(values) - min(values):>10.4f}  {unit}")
-    if args.write:
-        costs = json.loads(COSTS.read_text()) if COSTS.is_file() else {"devices": {}}
-        costs.setdefault("devices", {}).setdefault(device, {}).update(
-            {k: round(statistics.median(v), 4) for k, v in samples.items()})
-        costs["machine"] = f"{device}: {machine} (benchmarks/convert_costs.py, {time.strftime('%Y-%m-%d')})"
-        COSTS.write_text(json.dumps(costs, indent=2) + "\n")
-        print(f"wrote {COSTS}")
-
+        print(f"{key:<14} {statistics.median(values):>10.4f} {max(values) - min(values):>10.4f}  {unit}", flush=True)
+        if args.write:
+            costs = json.loads(COSTS.read_text()) if COSTS.is_file() else {"devices": {}}
+            costs.setdefault("devices", {}).setdefault(device, {})[key] = round(statistics.median(values), 4)
+            costs["machine"] = (f"{device}: {machine}, load average {os.getloadavg()[0]:.1f} "
+                                f"(benchmarks/convert_costs.py, {time.strftime('%Y-%m-%d')})")
+            COSTS.write_text(json.dumps(costs, indent=2) + "\n")
 
 if __name__ == "__main__":
     main()
