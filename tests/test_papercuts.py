@@ -39,3 +39,33 @@ def test_demo_lists_the_html_report() -> None:
     text = (REPO / "scripts" / "demo.sh").read_text()
     listing = next(line for line in text.splitlines() if line.startswith("find \"$OUT\""))
     assert "'*.html'" in listing
+
+
+def test_progress_is_one_plain_line_per_stage_in_a_log(monkeypatch, caplog) -> None:
+    import logging
+
+    from stereo_lit.io import console
+
+    monkeypatch.setenv("STEREO_LIT_PROGRESS", "plain")
+    with caplog.at_level(logging.INFO, logger="stereo_lit.progress"):
+        bar = console.stage_progress(total=3, desc="depth", unit="window")
+        for _ in range(3):
+            bar.update(1)
+        bar.close()
+        assert list(console.stage_progress(range(4), desc="window 1", unit="step", plain_level=logging.DEBUG)) == [0, 1, 2, 3]
+    lines = [r.getMessage() for r in caplog.records if r.name == "stereo_lit.progress"]
+    assert len(lines) == 1 and lines[0].startswith("depth: 3/3 windows in ")  # the per-window steps: DEBUG only
+    monkeypatch.setenv("STEREO_LIT_PROGRESS", "bars")
+    assert type(console.stage_progress(total=1, desc="depth")).__name__ == "tqdm" or "tqdm" in type(console.stage_progress(total=1)).__module__
+
+
+def test_predict_in_a_log_has_no_redrawn_bar(monkeypatch) -> None:
+    from stereo_lit.cli import build_cli
+
+    monkeypatch.setenv("STEREO_LIT_PROGRESS", "plain")
+    cli = build_cli(["-c", "demo", "--data.init_args.root", "nowhere"], run=False)
+    cli.subcommand = "predict"
+    config = {"logger": False, "enable_checkpointing": False, "accelerator": "cpu", "enable_progress_bar": None}
+    assert cli._instantiate_trainer(dict(config), []).progress_bar_callback is None
+    monkeypatch.setenv("STEREO_LIT_PROGRESS", "bars")  # a terminal keeps its bar
+    assert cli._instantiate_trainer(dict(config), []).progress_bar_callback is not None

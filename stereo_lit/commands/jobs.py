@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from stereo_lit.commands.configs import resolve_config_args
+from stereo_lit.io.console import is_terminal
 from stereo_lit.module import StereoLitModule
 from stereo_lit.progress import StepProgressBar, VideoTiming
 
@@ -97,6 +98,9 @@ class StereoLitCLI(LightningCLI):
         """Trainer defaults that depend on the run: a step-counting bar, logging every step of short fits."""
         given = config.get("callbacks") or []
         given = given if isinstance(given, list) else [given]
+        if self.subcommand == "predict" and config.get("enable_progress_bar") is None and not is_terminal():
+            # a log, not a terminal: no redrawn bar; VideoTiming and the depth stage write plain lines
+            config["enable_progress_bar"] = False
         if config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in given):
             callbacks = [*callbacks, StepProgressBar()]
         if self.subcommand == "predict":
