@@ -95,6 +95,20 @@ def split_verbose(args: list[str]) -> tuple[list[str], bool]:
     return kept, len(kept) != len(args)
 
 
+def short_errors(run: Any, verbose: bool) -> Any:
+    """``run()``, answering the errors a user fixes (weights not at hand) in their few lines, no
+    traceback (``-v`` shows it). The one place for such handling (errors.UserError joins here)."""
+    from stereo_lit.io.hub import HubUnavailableError
+
+    try:
+        return run()
+    except HubUnavailableError as exc:
+        if verbose:
+            raise
+        print(f"stereo-lit: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def main(args: list[str] | None = None) -> Any:
     """Entry point of the ``stereo-lit`` console script."""
     argv = list(sys.argv[1:] if args is None else args)
@@ -103,7 +117,7 @@ def main(args: list[str] | None = None) -> Any:
         raise SystemExit(0 if argv else 2)
     if argv[0] in COMMANDS:  # not a Lightning job: its own module's main(argv)
         module = importlib.import_module(COMMANDS[argv[0]][0])
-        code = module.main(argv[1:])
+        code = short_errors(lambda: module.main(argv[1:]), verbose=any(a in VERBOSE_FLAGS for a in argv))
         if isinstance(code, int) and code != 0:
             raise SystemExit(code)
         return None
@@ -111,8 +125,7 @@ def main(args: list[str] | None = None) -> Any:
     quiet.install(verbose)
     from stereo_lit.commands.jobs import run_job
 
-    return run_job(resolve_config_args(args), description=description())
-
+    return short_errors(lambda: run_job(resolve_config_args(args), description=description()), verbose)
 
 if __name__ == "__main__":
     main()

@@ -88,3 +88,20 @@ def test_predict_resolves_hub_ids_to_the_tiny_files(hf_cache: Path, tmp_path: Pa
     assert (out / "clip" / "right.mp4").is_file() and (out / "clip" / "sbs.mp4").is_file()
     assert cli.model.depth.checkpoint_path().parent.name == REVISION
     assert cli.model.generator.components.folder.name == REVISION
+
+
+def test_predict_offline_without_the_weights_answers_in_a_few_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from hub_cache import use_hf_home
+    from stereo_lit.cli import main
+    from test_video_reader import write_test_clip
+
+    use_hf_home(monkeypatch, tmp_path / "empty_home", offline=True)
+    video = tmp_path / "clip.mp4"
+    write_test_clip(video, num_frames=5, height=32, width=32)
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "-c", "predict_wild", "--data.init_args.source", str(video), "--model.output_dir", str(tmp_path / "o")])
+    assert info.value.code == 1
+    answer = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    start = next(i for i, line in enumerate(answer) if line.startswith("stereo-lit: "))
+    assert len(answer[start:]) <= 8 and "Traceback" not in "\n".join(answer)
+    assert "Wan-AI/Wan2.1-T2V-1.3B-Diffusers" in answer[start] and any("stereo-lit download wan-1.3b" in a for a in answer)
