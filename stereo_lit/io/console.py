@@ -37,7 +37,7 @@ class PlainProgress:
         self.n, self.disable, self._start, self._closed = 0, disable, time.perf_counter(), False
 
     def __iter__(self) -> Iterator:
-        for item in self.iterable or ():
+        for item in () if self.iterable is None else self.iterable:
             yield item
             self.n += 1
         self.close()
