@@ -115,6 +115,8 @@ def test_estimate_from_measured_costs_or_names_the_missing_one() -> None:
     assert parts == ["depth vda-s ~50 s", "fill fast ~10 s"]
     seconds, parts = estimate.estimate(work, "wan", "vda-s", "cpu", costs)
     assert seconds is None and "fill wan: not measured on cpu" in parts
+    assert estimate.depth_name("depth-anything/Video-Depth-Anything-Large") == "vda-l"
+    assert estimate.depth_name("/w/video_depth_anything_vits.pth") == "vda-s"
     shipped = estimate.load_costs()
     assert shipped["devices"]["cpu"]["fill:fast"] > 0 and "machine" in shipped
 

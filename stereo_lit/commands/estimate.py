@@ -62,6 +62,7 @@ def estimate(work: Work, method: str, depth: str, device: str, costs: dict[str, 
     """``(seconds or None, parts)``: the total from the measured table, and one phrase per part."""
     table = costs.get("devices", {}).get(device, {})
     total, parts, missing = 0.0, [], False
+    depth = depth_name(depth)
     depth_key = f"depth:{depth}" if not depth.endswith((".npy", ".npz")) else None
     if depth_key is not None:
         if depth_key in table:
@@ -80,6 +81,19 @@ def estimate(work: Work, method: str, depth: str, device: str, costs: dict[str, 
         missing = True
         parts.append(f"fill {method}: not measured on {device}")
     return (None if missing else total), parts
+
+
+def depth_name(depth: str) -> str:
+    """The cost-table name of a ``--depth`` value: ``vda-s|b|l`` for a short name, hub id or VDA file name."""
+    from stereo_lit.io.hub import MODELS, expected_name
+
+    if depth.lower() in MODELS or depth.endswith((".npy", ".npz")):
+        return depth.lower() if depth.lower() in MODELS else depth
+    name = expected_name(depth).lower()
+    for encoder, short in (("vits", "s"), ("vitb", "b"), ("vitl", "l")):
+        if encoder in name:
+            return f"vda-metric-{short}" if name.startswith("metric") else f"vda-{short}"
+    return depth
 
 
 def format_seconds(seconds: float) -> str:
