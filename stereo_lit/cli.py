@@ -1,216 +1,92 @@
-"""The ``stereo-lit`` command: LightningCLI over :class:`StereoLitModule` and any datamodule.
+"""The ``stereo-lit`` command: the Lightning jobs (fit/validate/test/predict) and the light commands.
 
-    stereo-lit predict -c stereo_lit/configs/predict_wild.yaml --data.init_args.source my_video.mp4
-    stereo-lit test    -c stereo_lit/configs/eval_tartanair.yaml
-    stereo-lit fit     -c stereo_lit/configs/lora_tartanair.yaml
+    stereo-lit convert my_video.mp4                                  # the converter: one command
+    stereo-lit predict -c predict_wild --data.init_args.source my_video.mp4
+    stereo-lit test    -c eval_tartanair
+    stereo-lit fit     -c lora_tartanair
+    stereo-lit download vda-s wan-1.3b                               # prefetch weights by short name
+    stereo-lit configs                                               # the shipped configs
 
-The model class is fixed (its generator, depth source and evaluated methods are chosen
-in YAML); the datamodule is chosen by ``data.class_path``.
+Imports only what a subcommand needs, when it needs it: ``stereo-lit --help`` and the light
+commands never load torch or Lightning (the jobs live in :mod:`stereo_lit.commands.jobs`).
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-import logging
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import DefaultHelpFormatter
-from lightning.pytorch import LightningDataModule
-from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningCLI
-
 from stereo_lit import quiet
-from stereo_lit.module import StereoLitModule
-from stereo_lit.options import moved_keys_in_args
-from stereo_lit.progress import StepProgressBar, VideoTiming
+from stereo_lit.commands.configs import config_summaries, format_rows, resolve_config_args
+from stereo_lit.commands import configs as _configs
 
-log = logging.getLogger(__name__)
-
-# Every generator, depth estimator and datamodule the package ships: imported before the parser
-# is built so that ``--help`` lists them as known subclasses and short names resolve
-# (``--model.generator WanStereoGenerator``). Each is light (diffusers loads on first use).
-SHIPPED_CLASS_MODULES = (
-    "stereo_lit.generators.geometric",
-    "stereo_lit.diffusion.generator",
-    "stereo_lit.depth.estimator",
-    "stereo_lit.data.tartanair",
-    "stereo_lit.data.wild",
-    "stereo_lit.data.prompts",
-    "stereo_lit.data.stereo_video",
-    "stereo_lit.data.stereo_images",
-)
 JOBS = {
-    "fit": "LoRA fine-tuning of the Wan generator (stereo_lit/configs/lora_*.yaml)",
+    "fit": "LoRA fine-tuning of the Wan generator (configs lora_*)",
     "validate": "score every method on a validation split",
-    "test": "score every method: TartanAir, stereo video, stereo image pairs (stereo_lit/configs/eval_*.yaml)",
-    "predict": "convert your videos (or prompts) to stereo (stereo_lit/configs/predict_wild.yaml, text_to_stereo.yaml)",
+    "test": "score every method: TartanAir, stereo video, stereo image pairs (configs eval_*)",
+    "predict": "convert your videos (or prompts) to stereo (configs predict_wild, predict_few_step, text_to_stereo)",
+}
+#: commands that are not Lightning jobs: name -> (module with ``main(argv)``, one line)
+COMMANDS = {
+    "convert": ("stereo_lit.commands.convert", "your videos to stereo in one command: stereo-lit convert my_video.mp4 [-o outputs/]"),
+    "download": ("stereo_lit.commands.download", "prefetch weights by short name (vda-s, wan-1.3b, ...), printing each licence"),
+    "configs": ("stereo_lit.commands.configs", "list the shipped configs (use one by name: -c predict_wild)"),
+    "ui": ("stereo_lit.ui.app", "a local web page (Gradio) over predict: stereo-lit ui [--port 8000]"),
+    "preview": ("stereo_lit.commands.preview", "one frame at several strengths x convergences, a labelled PNG grid"),
 }
 VERBOSE_FLAGS = ("-v", "--verbose")
-
-
-def import_shipped_classes() -> list[str]:
-    """Import :data:`SHIPPED_CLASS_MODULES`; returns the ones that could not be imported (logged)."""
-    missing = []
-    for name in SHIPPED_CLASS_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError as exc:  # an optional dependency missing: the rest still works
-            log.debug("stereo-lit --help will not list the classes of %s: %s", name, exc)
-            missing.append(name)
-    return missing
+#: names forwarded to :mod:`stereo_lit.commands.jobs` on first use (they import Lightning)
+_JOB_NAMES = ("StereoLitCLI", "log_every_n_steps", "remove_empty_log_dir", "import_shipped_classes", "SHIPPED_CLASS_MODULES")
 
 
 def configs_dir() -> Path | None:
     """The shipped configs (package data ``stereo_lit/configs``); None if the install lacks them."""
-    for candidate in (Path(__file__).resolve().parent / "configs",):
-        if candidate.is_dir() and any(candidate.glob("*.yaml")):
-            return candidate
-    return None
-
-
-def config_summaries(folder: Path | None = None) -> list[tuple[str, str]]:
-    """``(file name, first comment line)`` of every ``*.yaml`` in ``folder`` (default :func:`configs_dir`)."""
-    folder = configs_dir() if folder is None else folder
-    if folder is None:
-        return []
-    rows = []
-    for path in sorted(folder.glob("*.yaml")):
-        first = ""
-        try:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.startswith("#"):
-                    first = line.lstrip("#").strip()
-                    break
-        except OSError:
-            pass
-        rows.append((path.name, first))
-    return rows
+    return _configs.configs_dir()
 
 
 def description() -> str:
-    """The text of ``stereo-lit --help``: the four jobs, the shipped configs, where to go next."""
+    """The text of ``stereo-lit --help``: the jobs, the commands, the shipped configs, where to go next."""
     lines = ["Monocular video -> stereo video (depth, disparity warp, Wan2.1 fill), on Lightning.", "", "jobs:"]
     lines += [f"  {name:<9} {text}" for name, text in JOBS.items()]
-    if importlib.util.find_spec("stereo_lit.ui.app") is not None:
-        lines.append(f"  {'ui':<9} a local web page (Gradio) over predict: stereo-lit ui [--port 8000]")
-    lines.append(f"  {'preview':<9} one frame at several strengths x convergences, a labelled PNG grid: stereo-lit preview VIDEO")
+    lines += ["", "commands:"]
+    for name, (module, text) in COMMANDS.items():
+        if name != "ui" or importlib.util.find_spec("gradio") is not None:
+            lines.append(f"  {name:<9} {text}")
     folder = configs_dir()
     if folder is None:
-        lines += ["", "configs: none found here (the repository's configs/ folder holds one per job)"]
+        lines += ["", "configs: none found here (the repository's stereo_lit/configs/ folder holds one per job)"]
     else:
-        lines += ["", f"configs ({folder}):"]
-        lines += [f"  {name:<24} {text}" for name, text in config_summaries(folder)]
+        lines += ["", f"configs ({folder}; -c NAME finds one by name):"]
+        lines += format_rows(config_summaries(folder))
     lines += [
         "",
-        "example: stereo-lit predict -c stereo_lit/configs/predict_wild.yaml --data.init_args.source my_video.mp4",
+        "example: stereo-lit convert my_video.mp4   (research: stereo-lit predict -c predict_wild --data.init_args.source my_video.mp4)",
         "options of a job: stereo-lit predict --help; of a class: --model.generator.help WanStereoGenerator",
         "-v / --verbose (or STEREO_LIT_LOG_LEVEL=DEBUG): show every library warning and debug messages",
     ]
     return "\n".join(lines)
 
 
-class _HelpFormatter(DefaultHelpFormatter):
-    """jsonargparse's formatter that keeps the description's own line breaks."""
-
-    def _fill_text(self, text: str, width: int, indent: str) -> str:
-        return "".join(indent + line for line in text.splitlines(keepends=True))
+def usage() -> str:
+    names = ",".join([*JOBS, *COMMANDS])
+    return f"usage: stereo-lit [-h] {{{names}}} ...\n\n{description()}"
 
 
-class StereoLitCLI(LightningCLI):
-    """LightningCLI with the project's defaults (no checkpointing for inference jobs)."""
+def build_cli(args: list[str] | None = None, run: bool = True, cli_class: Any = None) -> Any:
+    """The LightningCLI object (``args``/``run`` for tests and scripts; ``-c NAME`` finds a shipped config)."""
+    from stereo_lit.commands.jobs import build_cli as build
 
-    def parse_arguments(self, parser: Any, args: Any) -> None:
-        """Refuse the keys of before the option groups (``--model.layouts``, a ``-c`` file's flat
-        ``model: {output_dir: ...}`` or generator keys), naming each one's new place and the migration script."""
-        moved = moved_keys_in_args(sys.argv[1:] if args is None else args)
-        if moved:
-            print("stereo-lit: error: " + "\n  ".join(moved), file=sys.stderr)
-            raise SystemExit(2)
-        super().parse_arguments(parser, args)
-
-    def predict(self, model: object, return_predictions: bool | None = None, **kwargs: object) -> object:
-        """``trainer.predict`` keeping no window by default: the writer callback has written
-        each one, and Lightning would otherwise hold every window of every video in memory
-        (``--return_predictions true`` restores that)."""
-        return self.trainer.predict(model, return_predictions=bool(return_predictions), **kwargs)
-
-    # Fail before heavy work (and before any callback touches output_dir): checkpoints and
-    # the output folder are checked when the subcommand starts; module.setup checks again
-    # with the datamodule attached (data window vs generator window).
-    def before_fit(self) -> None:
-        self.model.check_before_work("fit")
-        self._log_config()
-
-    def before_validate(self) -> None:
-        self.model.check_before_work("validate")
-        self._log_config()
-
-    def before_test(self) -> None:
-        self.model.check_before_work("test")
-        self._log_config()
-
-    def before_predict(self) -> None:
-        self.model.check_before_work("predict")
-        self._log_config()
-
-    def _log_config(self) -> None:
-        """The logger's ``hparams`` hold the resolved config of this job (model, data, trainer)."""
-        logger = self.trainer.logger
-        if logger is None or not self.trainer.is_global_zero:
-            return
-        config = self.config.get(str(self.subcommand), self.config).clone()
-        config.pop("config", None)  # the -c file list: its content is already resolved
-        logger.log_hyperparams(_plain(config.as_dict()))
-
-    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list) -> Any:
-        """Trainer defaults that depend on the run: a step-counting bar, logging every step of short fits."""
-        given = config.get("callbacks") or []
-        given = given if isinstance(given, list) else [given]
-        if config.get("enable_progress_bar", True) is not False and not any(isinstance(c, ProgressBar) for c in given):
-            callbacks = [*callbacks, StepProgressBar()]
-        if self.subcommand == "predict":
-            callbacks = [*callbacks, VideoTiming()]
-        max_steps = config.get("max_steps") or -1
-        if config.get("log_every_n_steps") is None and max_steps > 0:
-            config["log_every_n_steps"] = log_every_n_steps(max_steps)
-        return super()._instantiate_trainer(config, callbacks)
+    return build(args, run=run, cli_class=cli_class, description=description())
 
 
-def log_every_n_steps(max_steps: int) -> int:
-    """About 20 logged points per fit, at most every 50 steps: 1 for fits of up to 39 steps."""
-    return max(1, min(50, max_steps // 20))
+def __getattr__(name: str) -> Any:  # PEP 562: the job classes load Lightning only when asked for
+    if name in _JOB_NAMES:
+        from stereo_lit.commands import jobs
 
-
-def _plain(value: Any) -> Any:
-    """Config values as plain dicts/lists/str/numbers (jsonargparse Path and Namespace objects included)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
-
-
-def build_cli(args: list[str] | None = None, run: bool = True, cli_class: type[StereoLitCLI] | None = None) -> StereoLitCLI:
-    """The CLI object (``args``/``run`` for tests and scripts)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights are always local folders/files
-    import_shipped_classes()
-    return (cli_class or StereoLitCLI)(
-        StereoLitModule,
-        LightningDataModule,
-        subclass_mode_data=True,
-        save_config_callback=None,  # no config.yaml dropped into the working directory
-        trainer_defaults={"logger": False, "enable_checkpointing": False},
-        parser_kwargs={"description": description(), "formatter_class": _HelpFormatter},
-        args=args,
-        run=run,
-    )
+        return getattr(jobs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def split_verbose(args: list[str]) -> tuple[list[str], bool]:
@@ -219,88 +95,47 @@ def split_verbose(args: list[str]) -> tuple[list[str], bool]:
     return kept, len(kept) != len(args)
 
 
-def remove_empty_log_dir(cli: StereoLitCLI | None) -> Path | None:
-    """After a failed run: delete the logger's ``version_N`` folder when nothing was logged in it.
+def short_errors(run: Any, verbose: bool) -> Any:
+    """``run()``, answering the errors a user fixes (weights not at hand) in their few lines, no
+    traceback (``-v`` shows it). The one place for such handling (errors.UserError joins here)."""
+    from stereo_lit.io.hub import HubUnavailableError
 
-    "Nothing" means no file other than event files without a summary of a step (the header
-    and the hparams TensorBoard writes at start) and ``hparams.yaml``. Returns the removed folder.
-    """
-    trainer = getattr(cli, "trainer", None)
-    logger = getattr(trainer, "logger", None)
-    log_dir = getattr(logger, "log_dir", None)
-    if log_dir is None or not Path(log_dir).is_dir():
-        return None
-    folder = Path(log_dir)
-    for path in folder.rglob("*"):
-        if path.is_dir() or path.name == "hparams.yaml":
-            continue
-        if not path.name.startswith("events.out.tfevents") or _has_logged_steps(path):
-            return None
     try:
-        logger.experiment.close()  # the open event file (Windows would refuse to delete it)
-    except Exception:  # noqa: BLE001 - best effort, the folder goes anyway
-        pass
-    shutil.rmtree(folder, ignore_errors=True)
-    log.info("removed %s: the run failed before logging anything", folder)
-    return folder
+        return run()
+    except HubUnavailableError as exc:
+        if verbose:
+            raise
+        print(f"stereo-lit: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
-def _has_logged_steps(event_file: Path) -> bool:
-    """Whether a TensorBoard event file holds any summary other than the run's hparams (and the
-    ``hp_metric`` placeholder TensorBoardLogger writes with them)."""
-    try:
-        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
-    except ImportError:
-        return True  # cannot tell: keep it
-    try:
-        for event in EventFileLoader(str(event_file)).Load():
-            tags = [v.tag for v in event.summary.value] if event.HasField("summary") else []
-            if any(not (t.startswith("_hparams_") or t == "hp_metric") for t in tags):
-                return True
-    except Exception:  # noqa: BLE001 - unreadable: keep it
-        return True
-    return False
-
-
-def main(args: list[str] | None = None) -> None:
+def main(args: list[str] | None = None) -> Any:
     """Entry point of the ``stereo-lit`` console script.
 
-    Exit status: 0 when the run finished (videos skipped under ``on_error: skip`` are named
-    in the summary it printed), 1 when every video it attempted failed, or on any error.
+    Called without ``args`` (the console script), a mistake the user can fix is answered in a few
+    lines without a traceback (:func:`stereo_lit.errors.run_with_short_errors`; ``-v`` shows it);
+    ``main([...])`` raises, for tests and scripts.
     """
-    if args is None:  # the console script: a user's mistake in a few lines, no traceback unless -v
+    if args is None:
         from stereo_lit.errors import run_with_short_errors
 
-        return run_with_short_errors(lambda: main(sys.argv[1:]), verbose=split_verbose(sys.argv[1:])[1])
+        argv = list(sys.argv[1:])
+        return run_with_short_errors(lambda: main(argv), verbose=split_verbose(argv)[1])
     argv = list(args)
-    if argv[:1] == ["ui"]:  # `stereo-lit ui`: the local web page (stereo_lit.ui.app), not a LightningCLI job
-        from stereo_lit.ui.app import main as ui_main
-
-        return ui_main(argv[1:])
-    if argv[:1] == ["preview"]:  # `stereo-lit preview`: one frame at several strengths/convergences (stereo_lit.commands.preview)
-        from stereo_lit.commands.preview import main as preview_main
-
-        return preview_main(argv[1:])
+    if not argv or argv[0] in ("-h", "--help"):  # answered without importing torch or Lightning
+        print(usage())
+        raise SystemExit(0 if argv else 2)
+    if argv[0] in COMMANDS:  # not a Lightning job: its own module's main(argv)
+        module = importlib.import_module(COMMANDS[argv[0]][0])
+        code = short_errors(lambda: module.main(argv[1:]), verbose=any(a in VERBOSE_FLAGS for a in argv))
+        if isinstance(code, int) and code != 0:
+            raise SystemExit(code)
+        return None
     args, verbose = split_verbose(argv)
     quiet.install(verbose)
-    started: list[StereoLitCLI] = []
+    from stereo_lit.commands.jobs import run_job
 
-    class _Kept(StereoLitCLI):  # remembers the CLI object so that a failed run can clean its log folder
-        def instantiate_trainer(self, **kwargs: Any) -> Any:
-            started.append(self)
-            return super().instantiate_trainer(**kwargs)
-
-    try:
-        cli = build_cli(args, cli_class=_Kept)
-    except BaseException as exc:
-        if started and not (isinstance(exc, SystemExit) and exc.code in (0, None)):
-            remove_empty_log_dir(started[-1])
-        raise
-    failures = getattr(cli.model, "failures", None)
-    if failures is not None and failures.all_failed:
-        print(f"stereo-lit: every video failed, nothing was written\n{failures.summary('video')}", file=sys.stderr)
-        raise SystemExit(1)
-
+    return short_errors(lambda: run_job(resolve_config_args(args), description=description()), verbose)
 
 if __name__ == "__main__":
     main()

@@ -16,8 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _tiny_config(name: str, tiny: Path, tmp_path: Path, **replace: str) -> Path:
     text = (REPO / "stereo_lit" / "configs" / name).read_text()
-    text = text.replace("checkpoints/Wan2.1-T2V-1.3B-Diffusers", str(tiny / "Wan2.1-T2V-tiny-Diffusers"))
-    text = text.replace("checkpoints/video_depth_anything_vits.pth", str(tiny / "video_depth_anything_tiny.pth"))
+    text = text.replace("Wan-AI/Wan2.1-T2V-1.3B-Diffusers", str(tiny / "Wan2.1-T2V-tiny-Diffusers"))
+    text = text.replace("depth-anything/Video-Depth-Anything-Small", str(tiny / "video_depth_anything_tiny.pth"))
     for old, new in {"precision: bf16-mixed": "precision: 32-true", "max_steps: 2000": "max_steps: 3",
                      "accumulate_grad_batches: 4": "accumulate_grad_batches: 1", "window: 33": "window: 5",
                      "overlap: 9": "overlap: 1", **replace}.items():

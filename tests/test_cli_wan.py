@@ -18,9 +18,9 @@ from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
 from test_video_reader import write_test_clip
 
 REPO = Path(__file__).resolve().parents[1]
-WAN_REAL = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
-VACE_REAL = "checkpoints/Wan2.1-VACE-1.3B-diffusers"
-VDA_REAL = "checkpoints/video_depth_anything_vits.pth"
+WAN_REAL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+VACE_REAL = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
+VDA_REAL = "depth-anything/Video-Depth-Anything-Small"
 
 
 def _tiny_config(name: str, tiny: Path, tmp_path: Path, **replace: str) -> Path:

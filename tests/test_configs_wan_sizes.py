@@ -25,9 +25,9 @@ from stereo_lit.depth import DepthResult, VDAEstimator
 from test_video_reader import write_test_clip
 
 REPO = Path(__file__).resolve().parents[1]
-WAN_REAL = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
-VACE_REAL = "checkpoints/Wan2.1-VACE-1.3B-diffusers"
-VDA_REAL = "checkpoints/video_depth_anything_vits.pth"
+WAN_REAL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+VACE_REAL = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
+VDA_REAL = "depth-anything/Video-Depth-Anything-Small"
 #: Lengths a test may shorten (frames, windows, steps); nothing else in a config is touched.
 LENGTHS = {"window": 5, "overlap": 1, "num_inference_steps": 2, "clip_frames": 5, "stride": 5, "num_frames": 5,
            "max_steps": 1}

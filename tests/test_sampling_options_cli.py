@@ -23,7 +23,7 @@ from test_lora_adapters import write_random_adapter
 from test_video_reader import write_test_clip
 
 REPO = Path(__file__).resolve().parents[1]
-VDA_REAL = "checkpoints/video_depth_anything_vits.pth"
+VDA_REAL = "depth-anything/Video-Depth-Anything-Small"
 STEPS = 3
 GEN = "--model.generator.init_args."
 
@@ -68,7 +68,7 @@ def _predict(config: Path, clip: Path, depth_cache: Path, out: Path, *extra: str
 @pytest.fixture(scope="module")
 def wild_config(tiny_checkpoints: Path, tmp_path_factory) -> Path:
     return _config("predict_wild.yaml", tiny_checkpoints, tmp_path_factory.mktemp("cfg"),
-                   {"checkpoints/Wan2.1-T2V-1.3B-Diffusers": str(tiny_checkpoints / TINY_WAN_DIRNAME)})
+                   {"Wan-AI/Wan2.1-T2V-1.3B-Diffusers": str(tiny_checkpoints / TINY_WAN_DIRNAME)})
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +116,8 @@ def test_few_step_config_with_two_adapters(tiny_checkpoints, clip, depth_cache, 
     distill = write_random_adapter(tiny, tmp_path / "distill", seed=11, rank=2, alpha=2.0)
     stereo = write_random_adapter(tiny, tmp_path / "stereo", seed=12, rank=4, alpha=4.0)
     config = _config("predict_few_step.yaml", tiny_checkpoints, tmp_path, {
-        "checkpoints/Wan2.1-T2V-14B-Diffusers": str(tiny),
-        "checkpoints/lightx2v/loras/Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors":
+        "Wan-AI/Wan2.1-T2V-14B-Diffusers": str(tiny),
+        "lightx2v/Wan2.1-T2V-14B-StepDistill-CfgDistill-Lightx2v/loras/Wan21_T2V_14B_lightx2v_cfg_step_distill_lora_rank64.safetensors":
             str(distill / "pytorch_lora_weights.safetensors"),
         "# - {path: outputs/lora_mono_14b/lora/final, weight: 1.0, name: stereo}": f"- {{path: {stereo}, weight: 0.5, name: stereo}}",
     })

@@ -239,8 +239,8 @@ def test_load_wan_loads_the_vace_folder(tiny_vace):
 
 
 # ---------------------------------------------------------------------------------------------- eval configs
-VACE_REAL = "checkpoints/Wan2.1-VACE-1.3B-diffusers"
-WAN_T2V_REAL = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
+VACE_REAL = "Wan-AI/Wan2.1-VACE-1.3B-diffusers"
+WAN_T2V_REAL = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 REPO = Path(__file__).resolve().parents[1]
 
 

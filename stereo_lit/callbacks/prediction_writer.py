@@ -171,8 +171,8 @@ class _VideoOutputs:
                 if self.depth_range is None:  # fixed on the first window: no flicker
                     self.depth_range = tuple(np.percentile(disparity, [2, 98]).tolist())
                 writer.write(disparity_to_colormap(disparity, *self.depth_range))
-            elif layout in ("left", "right"):
-                writer.write(left if layout == "left" else right)
+            elif layout in ("left", "right"):  # the eyes sbs/tb/anaglyph show (convergence applied)
+                writer.write(shifted[0] if layout == "left" else shifted[1])
             else:
                 writer.write(compose(layout, *shifted, vr=self.vr))
         self.next_frame = start + left.shape[0]

@@ -68,12 +68,22 @@ def convert_cell(
     return compose(layout, *shifted)[0]
 
 
-def label_band(text: str, width: int) -> np.ndarray:
-    """uint8 ``[LABEL_HEIGHT, width, 3]``: white ``text`` on black (PIL's default font)."""
-    from PIL import Image, ImageDraw
+def label_height(cell_height: int) -> int:
+    """Pixels of the label band above a cell ``cell_height`` px tall: 6 % of it, at least :data:`LABEL_HEIGHT`,
+    so labels stay readable when the grid is viewed scaled down (a 1080-px cell gets a 65-px band)."""
+    return max(LABEL_HEIGHT, round(0.06 * cell_height))
 
-    band = Image.new("RGB", (width, LABEL_HEIGHT), (0, 0, 0))
-    ImageDraw.Draw(band).text((2, 1), text, fill=(255, 255, 255))
+
+def label_band(text: str, width: int, height: int = LABEL_HEIGHT) -> np.ndarray:
+    """uint8 ``[height, width, 3]``: white ``text`` on black, the font scaled to the band (PIL's default font)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    band = Image.new("RGB", (width, height), (0, 0, 0))
+    if height <= LABEL_HEIGHT:
+        ImageDraw.Draw(band).text((2, 1), text, fill=(255, 255, 255))
+    else:
+        font = ImageFont.load_default(size=max(10, int(height * 0.75)))
+        ImageDraw.Draw(band).text((max(2, height // 6), height // 8), text, fill=(255, 255, 255), font=font)
     return np.asarray(band)
 
 
@@ -82,13 +92,13 @@ def preview_grid(
     strengths: list[float], convergences: list[float], layout: str = "anaglyph",
 ) -> np.ndarray:
     """uint8 grid: row ``i`` = ``strengths[i]``, column ``j`` = ``convergences[j]``; each cell
-    is a :data:`LABEL_HEIGHT`-px label band above :func:`convert_cell`'s image."""
+    is a :func:`label_height`-px label band above :func:`convert_cell`'s image."""
     rows = []
     for strength in strengths:
         cells = []
         for convergence in convergences:
             image = convert_cell(left, depth, kind, sample, strength, convergence, layout)
-            label = label_band(f"{strength:g}% c{convergence:g}", image.shape[1])  # strength %, convergence
+            label = label_band(f"{strength:g}% c{convergence:g}", image.shape[1], label_height(image.shape[0]))
             cells.append(np.concatenate([label, image], axis=0))
         rows.append(np.concatenate(cells, axis=1))
     return np.concatenate(rows, axis=0)

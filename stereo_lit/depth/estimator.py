@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stereo_lit.io.hub import expected_name, resolve
+
 from .cache import (
     DepthCache,
     default_cache_dir,
@@ -99,8 +101,9 @@ class VDAEstimator:
             raise ValueError(f"input_size must be >= 14, got {input_size}")
         if windows_per_batch < 1:
             raise ValueError(f"windows_per_batch must be >= 1, got {windows_per_batch}")
-        name_encoder, name_metric = parse_checkpoint_name(checkpoint)
+        name_encoder, name_metric = parse_checkpoint_name(expected_name(checkpoint))
         self.checkpoint = str(checkpoint)
+        self._checkpoint_path: Path | None = None
         self.encoder = encoder or name_encoder
         self.metric = name_metric if metric is None else bool(metric)
         self.input_size = int(input_size)
@@ -123,17 +126,28 @@ class VDAEstimator:
     def model(self) -> VideoDepthAnything:
         return self.load()
 
+    def checkpoint_path(self) -> Path:
+        """The local checkpoint file: the path given, or the hub id's cached/downloaded file
+        (:func:`stereo_lit.io.hub.resolve`; offline and not cached: a short error naming the repository)."""
+        if self._checkpoint_path is None:
+            path = resolve(self.checkpoint, option="model.depth.init_args.checkpoint")
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"Video-Depth-Anything checkpoint {self.checkpoint} is not a file (tried {path.resolve()}; "
+                    "model.depth.init_args.checkpoint)"
+                )
+            self._checkpoint_path = path
+        return self._checkpoint_path
+
     def check_paths(self) -> None:
-        """Fail at setup (before any video is decoded) when the checkpoint file is missing."""
-        if self._model is None and not Path(self.checkpoint).is_file():
-            raise FileNotFoundError(
-                f"Video-Depth-Anything checkpoint not found: {Path(self.checkpoint).resolve()} (model.depth.checkpoint)"
-            )
+        """Fail at setup (before any video is decoded) when the checkpoint is missing (fetches a hub id)."""
+        if self._model is None:
+            self.checkpoint_path()
 
     def load(self) -> VideoDepthAnything:
         """Load the checkpoint (once); errors name the path and any missing/unexpected keys."""
         if self._model is None:
-            model = load_vda(self.checkpoint, encoder=self.encoder, metric=self.metric)
+            model = load_vda(self.checkpoint_path(), encoder=self.encoder, metric=self.metric)
             self.encoder = model.encoder
             self._model = model.to(device=self.device, dtype=_DTYPES[self.dtype]).eval()
         return self._model
@@ -146,9 +160,7 @@ class VDAEstimator:
     def model_id(self) -> str:
         """Identity of the weights for cache keys (content hash of the file's size and ends)."""
         if self._model_id is None:
-            path = Path(self.checkpoint)
-            if not path.is_file():
-                self.load()  # raises the explanatory FileNotFoundError
+            path = self.checkpoint_path()
             self._model_id = file_content_hash(path, full=False)
         return self._model_id
 
@@ -212,7 +224,7 @@ class VDAEstimator:
         if cached is not None:
             remember()
             return cached
-        meta = {"content": content, "source": key, "checkpoint": str(Path(self.checkpoint).resolve()), "kind": self.kind, **settings}
+        meta = {"content": content, "source": key, "checkpoint": str(self.checkpoint_path().resolve()), "kind": self.kind, **settings}
         if cuts:
             meta["cuts"] = cuts
         depth = self.cache.write(cache_key, self.estimate_stream(frames_factory(), total_frames, cuts), meta)

@@ -20,7 +20,8 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+
+from stereo_lit.io.console import stage_progress
 
 from .align import FRAME_STEP, INFER_LEN, KEYFRAMES, WindowAligner
 from .model import VideoDepthAnything
@@ -137,7 +138,7 @@ def stream_video_depth(
     feeder = FrameFeeder(itertools.chain([first], iterator), network_size(*out_hw, input_size))
     aligner = WindowAligner(metric=model.metric if metric is None else metric)
     total = num_windows(total_frames) if total_frames else None
-    bar = tqdm(total=total, desc="depth", unit="window", disable=not progress)
+    bar = stage_progress(total=total, desc="depth", unit="window", disable=not progress)
     emitted = 0
     built = 0  # windows built so far; window k starts at frame k*22 and exists iff k*22 < length
     previous: torch.Tensor | None = None

@@ -49,19 +49,26 @@ def parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return _DTYPES[key]
 
 
+def resolve_wan(folder: str | Path) -> Path:
+    """A local Wan folder for ``folder``: the path, or a hub id's cached (or downloaded) snapshot."""
+    from stereo_lit.io.hub import resolve
+
+    return resolve(folder, option="Wan2.1 checkpoint (model.wan_checkpoint / vace_checkpoint / generator checkpoint)")
+
+
 def check_wan_folder(folder: str | Path | None) -> Path:
-    """Raise a clear error unless ``folder`` is a complete Wan2.1 Diffusers folder; return it."""
+    """Raise a clear error unless ``folder`` (a path or hub id) is a complete Wan2.1 Diffusers folder; return the local folder."""
     if folder is None:
         raise ValueError(
             "no Wan2.1 checkpoint folder given: set model.wan_checkpoint (fills every Wan method; model.vace_checkpoint those with backbone: vace) "
             "or the generator's init_args.checkpoint"
         )
-    path = Path(folder).expanduser()
+    path = resolve_wan(folder)
     if not path.is_dir():
         raise FileNotFoundError(
-            f"Wan2.1 checkpoint folder {str(path)!r} does not exist; expected a Diffusers folder such as "
-            "checkpoints/Wan2.1-T2V-1.3B-Diffusers (see checkpoints/README.md), or run "
-            "`python data_prep/make_tiny_checkpoints.py --out checkpoints` for a tiny random one"
+            f"Wan2.1 checkpoint folder {str(folder)!r} is not a folder (tried {path.resolve()}); give a Diffusers "
+            "folder, a hub id such as Wan-AI/Wan2.1-T2V-1.3B-Diffusers, or `python data_prep/make_tiny_checkpoints.py "
+            "--out checkpoints/tiny` for a tiny random one (checkpoints/tiny/Wan2.1-T2V-tiny-Diffusers)"
         )
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     for sub in REQUIRED_WEIGHTS:
@@ -247,7 +254,7 @@ def positional_range(checkpoint: str | Path | dict, vae_config: dict | None = No
     if isinstance(checkpoint, dict):
         config, vae_config, config_path = checkpoint, vae_config or {}, Path("transformer config")
     else:
-        folder = Path(checkpoint).expanduser()
+        folder = resolve_wan(checkpoint)
         config_path = folder / "transformer" / "config.json"
         if not config_path.is_file():
             check_wan_folder(folder)  # raises the folder's own, clearer error

@@ -176,7 +176,9 @@ def lora_file(path: str | Path) -> tuple[Path, str | None]:
     Raises:
         FileNotFoundError: naming the path, when it does not exist or the folder has no adapter file.
     """
-    file = Path(path).expanduser()
+    from stereo_lit.io.hub import parse_id, resolve
+
+    file = resolve(path, option="lora.path") if parse_id(str(path)) is not None else Path(path).expanduser()
     if file.is_file():
         return file.parent, file.name
     if file.is_dir():

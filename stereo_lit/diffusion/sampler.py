@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import math
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+from stereo_lit.io.console import stage_progress
 
 from stereo_lit.diffusion.flow import euler_step
 from stereo_lit.diffusion.guidance import Guidance
@@ -191,7 +193,8 @@ def denoise(
     latents = constraint.prepare(latents, sigmas[0])
 
     # 3. Denoising loop.
-    steps = tqdm(timesteps, desc=progress, unit="step", leave=False, disable=progress is None)
+    steps = stage_progress(timesteps, desc=progress or "", unit="step", leave=False, disable=progress is None,
+                           plain_level=logging.DEBUG)  # a log gets no line per window at INFO
     for i, t in enumerate(steps):
         guiding = i < guided
 

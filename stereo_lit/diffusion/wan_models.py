@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from stereo_lit.io.hub import resolve
 from stereo_lit.diffusion.loading import (
     SharedComponents,
     WanComponents,
@@ -218,9 +219,8 @@ class WanModels:
         if self._components is None:
             folder = check_wan_folder(self.checkpoint)
             self._check_backbone(folder)
-        for adapter in self.lora.adapters:
-            if not Path(adapter.path).expanduser().exists():
-                raise FileNotFoundError(f"generator lora.path {adapter.path} does not exist (a diffusers LoRA folder or file)")
+        for i, adapter in enumerate(self.lora.adapters):
+            resolve(adapter.path, option=f"generator lora.path[{i}]")  # a local path, or a hub id fetched now
 
     def _check_backbone(self, source: Any) -> str:
         """The backbone of ``source`` (a folder or a loaded transformer); raises when ``backbone`` asks for another."""

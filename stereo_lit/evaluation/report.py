@@ -179,8 +179,11 @@ def per_frame_plot(clip: dict[str, Any]) -> str | None:
 
 # ---------------------------------------------------------------------------- HTML
 _STYLE = """body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;font-size:13px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th:first-child,td:first-child{text-align:left}thead th{background:#f0f0f0;position:sticky;top:0}
+.table-box{max-width:100%;overflow-x:auto;border:1px solid #ddd}
+table{border-collapse:separate;border-spacing:0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{max-width:8em;white-space:normal;overflow-wrap:anywhere;vertical-align:bottom}
+th:first-child,td:first-child{text-align:left;position:sticky;left:0;background:#fff;z-index:1;white-space:nowrap}
+thead th{background:#f0f0f0}thead th:first-child{background:#f0f0f0;z-index:2}
 img{max-width:100%}figure{margin:1em 0}figcaption{font-size:13px;color:#555}.notes li{font-size:13px}"""
 
 
@@ -199,7 +202,8 @@ def table_html(table: dict[str, dict[str, float]], columns: list[str]) -> str:
     for method, row in table.items():
         cells = "".join(f"<td>{_cell(row.get(c, math.nan))}</td>" for c in columns)
         rows.append(f'<tr id="row-{html.escape(method)}"><td>{html.escape(method)}</td>{cells}</tr>')
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    # its own horizontal scroll box, the method column fixed (sticky) while the metrics scroll under it
+    return f"<div class='table-box'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
 def render_report(

@@ -5,8 +5,10 @@
 - red-cyan anaglyph with Dubois' least-squares matrices, applied in linear light;
 - :func:`apply_convergence`: horizontal image translation (HIT) of both eyes that puts
   the zero-parallax (screen) plane at a chosen disparity; screen parallax of a point
-  is ``p = x_R - x_L = shift_px - d``. The vacated edge strips are black (a
-  "floating window");
+  is ``p = x_R - x_L = shift_px - d``. One rule for every output: the shifted eyes are what
+  every layout shows (``right.mp4`` is the right half of ``sbs.mp4``), and the strip each
+  shift vacates (``|shift|/2`` px at one edge of each eye) repeats that eye's edge column, so
+  no layout has a black seam or a coloured anaglyph edge;
 - :func:`vr180`: each eye painted into a 180x180-degree equirectangular half
   (:func:`stereo_lit.stereo.projection.pinhole_to_equirect`, the source treated as a pinhole
   camera of horizontal field of view ``hfov_deg``), left | right; black outside the
@@ -177,20 +179,21 @@ def anaglyph_dubois(left: np.ndarray, right: np.ndarray) -> np.ndarray:
 
 
 def _shift_rows(frames: np.ndarray, shift_px: float) -> np.ndarray:
-    """Translate frames horizontally by ``shift_px`` (sub-pixel, linear); vacated columns black."""
+    """Translate frames ``[T, H, W, C]`` horizontally by ``shift_px`` (sub-pixel, linear); the
+    vacated columns repeat the nearest edge column (never black)."""
     t, h, w, _ = frames.shape
     matrix = np.float32([[1, 0, shift_px], [0, 1, 0]])
-    return np.stack(
-        [cv2.warpAffine(f, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0) for f in frames]
-    )
+    return np.stack([cv2.warpAffine(f, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for f in frames])
 
 
 def apply_convergence(left: np.ndarray, right: np.ndarray, shift_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Shift the left eye by ``-shift/2`` and the right eye by ``+shift/2`` pixels.
+    """Shift the left eye by ``-shift/2`` and the right eye by ``+shift/2`` pixels (uint8 ``[T, H, W, 3]``).
 
     A point of disparity ``d`` then has screen parallax ``shift_px - d``: zero on the
     plane ``d = shift_px``, behind the screen for farther points (``d < shift``), in
-    front for nearer ones.
+    front for nearer ones. The ``|shift|/2`` columns each shift vacates repeat the eye's
+    edge column (no black seam in SBS/TB, no red or cyan edge in the anaglyph). Every
+    output of one video uses these shifted eyes: ``right.mp4`` is the right half of ``sbs.mp4``.
     """
     if shift_px == 0:
         return left, right

@@ -37,6 +37,7 @@ from stereo_lit.ui.jobs import (
     expected_depth_names,
     first_frame,
     is_inside,
+    absolute_checkpoint,
     match_depth,
     original_name,
     photo_extensions,
@@ -120,7 +121,8 @@ class App:
                  vda_checkpoint: str | Path = DEFAULT_VDA) -> None:
         self.output_dir = Path(output_dir).resolve()
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self.wan_checkpoint, self.vda_checkpoint = Path(wan_checkpoint), Path(vda_checkpoint)
+        # resolved here, before any job starts: jobs run in their own folder, where a relative path means another file
+        self.wan_checkpoint, self.vda_checkpoint = absolute_checkpoint(wan_checkpoint), absolute_checkpoint(vda_checkpoint)
         self.jobs = _Jobs()
 
     # -------------------------------------------------------------- helpers
@@ -257,6 +259,11 @@ class App:
         return "Cancelling..." if self.jobs.cancel(session) else "Nothing is running."
 
 
+def depth_source_after_upload(files: list | None, current: str | None) -> str:
+    """The depth source once the depth-files box holds ``files``: ``file`` when any was uploaded."""
+    return "file" if files else (current or "file")
+
+
 def build_app(app: App) -> Any:
     """The Gradio Blocks page over ``app``."""
     import gradio as gr
@@ -313,6 +320,8 @@ def build_app(app: App) -> Any:
         def do_cancel(request: gr.Request):
             return app.cancel(session_of(request))
 
+        # a depth upload means "use it": the depth source follows (an empty list leaves the choice alone)
+        depths.change(lambda files, current: depth_source_after_upload(files, current), [depths, depth], depth)
         form = [videos, depths, method, depth, strength, convergence]
         preview_event = preview_btn.click(do_preview, form, [preview, message])
         convert_event = convert_btn.click(do_convert, [*form, layouts], [message, progress, results])

@@ -25,8 +25,8 @@ from stereo_lit.io.layouts import LAYOUTS
 from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
 from stereo_lit.ui.progress import read_progress
 
-DEFAULT_WAN = "checkpoints/Wan2.1-T2V-1.3B-Diffusers"
-DEFAULT_VDA = "checkpoints/video_depth_anything_vits.pth"
+DEFAULT_WAN = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"  # hub ids (from the Hugging Face cache) or local paths
+DEFAULT_VDA = "depth-anything/Video-Depth-Anything-Small"
 METHODS = ("geometric", "wan")
 DEPTH_SOURCES = ("file", "vda")
 GEOMETRIC = "stereo_lit.generators.geometric.WarpFill"
@@ -47,24 +47,53 @@ class Settings:
     layouts: list[str] = field(default_factory=lambda: ["right", "sbs", "anaglyph"])
 
 
+def absolute_checkpoint(value: str | Path) -> str:
+    """A checkpoint option as the predict job (started in another working folder) must see it:
+    a local path made absolute here, a cached hub id as its local snapshot, else the hub id unchanged."""
+    from stereo_lit.io.hub import HubUnavailableError, parse_id, resolve
+
+    if parse_id(str(value)) is None:
+        return str(Path(value).expanduser().resolve())
+    try:
+        return str(resolve(value, download=False))
+    except HubUnavailableError:
+        return str(value)
+
+
+def _local(checkpoint: str | Path) -> tuple[Path | None, str]:
+    """``(local path or None, what was tried)`` for a path or a hub id (cache only, no download)."""
+    from stereo_lit.io.hub import HubUnavailableError, resolve
+
+    try:
+        return resolve(checkpoint, download=False), ""
+    except HubUnavailableError as exc:
+        hint = [line.strip() for line in str(exc).splitlines() if "stereo-lit download" in line]
+        return None, hint[0] if hint else str(exc).splitlines()[0]
+    except FileNotFoundError:
+        return None, f"tried {Path(checkpoint).expanduser().resolve()}"
+
+
 def wan_status(checkpoint: str | Path) -> tuple[bool, str]:
-    """(available, reason): a Wan2.1 Diffusers folder has ``model_index.json``."""
-    if (Path(checkpoint) / "model_index.json").is_file():
-        return True, f"Wan2.1 found in {checkpoint}"
+    """(available, reason): a Wan2.1 Diffusers folder (local, or a hub id in the cache) has ``model_index.json``."""
+    folder, tried = _local(checkpoint)
+    if folder is not None and (folder / "model_index.json").is_file():
+        return True, f"Wan2.1 found in {folder}"
+    where = folder / "model_index.json" if folder is not None else Path(checkpoint) / "model_index.json"
     return False, (
-        f"Wan2.1 diffusion fill is unavailable: {Path(checkpoint) / 'model_index.json'} was not found "
-        "(download Wan2.1-T2V-1.3B-Diffusers into that folder, see checkpoints/README.md, or start "
-        "`stereo-lit ui --wan-checkpoint DIR`)"
+        f"Wan2.1 diffusion fill is unavailable: {where} was not found ({tried or f'tried {Path(where).resolve()}'}; "
+        "or start `stereo-lit ui --wan-checkpoint DIR`)"
     )
 
 
 def vda_status(checkpoint: str | Path) -> tuple[bool, str]:
-    """(available, reason): the Video-Depth-Anything ``.pth`` file exists."""
-    if Path(checkpoint).is_file():
-        return True, f"Video-Depth-Anything found at {checkpoint}"
+    """(available, reason): the Video-Depth-Anything ``.pth`` file (local, or a hub id in the cache) exists."""
+    path, tried = _local(checkpoint)
+    if path is not None and path.is_file():
+        return True, f"Video-Depth-Anything found at {path}"
     return False, (
-        f"Video-Depth-Anything depth is unavailable: {checkpoint} was not found (see checkpoints/README.md, "
-        "or start `stereo-lit ui --depth-checkpoint FILE`); upload a depth file NAME.npy with each video instead"
+        f"Video-Depth-Anything depth is unavailable: {checkpoint} was not found ({tried or f'tried {Path(checkpoint).resolve()}'}; "
+        "or start `stereo-lit ui --depth-checkpoint FILE`); "
+        "upload a depth file NAME.npy with each video instead"
     )
 
 
