@@ -45,8 +45,9 @@ def test_print_config_is_predict_wild_with_the_flags_applied(clip: Path, tmp_pat
                       "--layout", "sbs,anaglyph", "--start", "1", "--end", "4.5", "--max-fps", "12"])
     model, data = config["model"], config["data"]
     assert model["generator"]["class_path"] == "stereo_lit.generators.geometric.WarpFill"
-    assert (model["max_disparity_pct"], model["convergence"], model["layouts"]) == (3.0, 0.25, ["sbs", "anaglyph"])
-    assert model["output_dir"] == str(tmp_path / "o")
+    disparity, output = model["disparity"], model["output"]
+    assert (disparity["max_disparity_pct"], disparity["convergence"], output["layouts"]) == (3.0, 0.25, ["sbs", "anaglyph"])
+    assert output["dir"] == str(tmp_path / "o")
     assert model["depth"]["init_args"]["checkpoint"] == "depth-anything/Video-Depth-Anything-Small"  # vda-s by hub id
     assert data["class_path"] == "stereo_lit.data.wild.WildVideoDataModule"
     assert (data["init_args"]["source"], data["init_args"]["start_time"], data["init_args"]["end_time"],
