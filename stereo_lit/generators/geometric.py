@@ -32,6 +32,7 @@ class CopyLeft(StereoGenerator):
     """Right view = left view. Known mask is all zeros: nothing was warped."""
 
     name = "copy_left"
+    frame_independent = True  # each output frame depends on its own frame only: predict streams chunks
 
     def generate(
         self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
@@ -44,6 +45,7 @@ class WarpOnly(StereoGenerator):
     """Forward warp of the left view; holes (disocclusions, frame edge) stay black."""
 
     name = "warp_only"
+    frame_independent = True  # each output frame depends on its own frame only: predict streams chunks
 
     def generate(
         self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
@@ -124,6 +126,7 @@ class WarpFill(StereoGenerator):
     """
 
     name = "warp_fill"
+    frame_independent = True  # each output frame depends on its own frame only: predict streams chunks
 
     def __init__(self, fill: Literal["background", "telea"] = "background", inpaint_radius: int = 3) -> None:
         if fill not in ("background", "telea"):

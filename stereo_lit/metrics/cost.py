@@ -356,3 +356,56 @@ __all__ = [
     "call_cost", "measure_call", "method_nfe", "method_transformer", "method_vae", "peak_memory", "reset_rss_peak",
     "timed_generate",
 ]
+
+
+#: predict stages, in pipeline order (StageTimes)
+STAGES = ("decode", "depth", "generate", "encode", "write")
+
+
+class StageTimes:
+    """Busy seconds of each predict stage and the frames made, for the run summary.
+
+    ``decode`` (reading and padding windows, in the reader thread), ``depth`` (depth and
+    disparity), ``generate`` (the right view), ``encode`` (the encoders, in their threads)
+    and ``write`` (the writer's own work in the main thread: layouts handed over, files
+    finished; time blocked on a full encoding queue is left out, it is encode-bound).
+    Stages run at the same time, so their sum can exceed the wall time; each stage's
+    share is of that sum: the largest share is the bottleneck.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = {stage: 0.0 for stage in STAGES}
+        self.frames = 0
+        self.started: float | None = None
+        self.stopped: float | None = None
+
+    def start(self) -> None:
+        """Mark the start of the run (wall clock)."""
+        self.started, self.stopped = time.perf_counter(), None
+
+    def stop(self) -> None:
+        self.stopped = time.perf_counter()
+
+    def add(self, stage: str, seconds: float) -> None:
+        if stage not in self.seconds:
+            raise ValueError(f"unknown predict stage {stage!r}; stages are {STAGES}")
+        self.seconds[stage] += max(0.0, float(seconds))
+
+    def shares(self) -> dict[str, float]:
+        """``{stage: percent of the summed busy time}`` (sums to 100; all 0 when nothing ran)."""
+        total = sum(self.seconds.values())
+        return {stage: (100.0 * s / total if total > 0 else 0.0) for stage, s in self.seconds.items()}
+
+    def wall_seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.stopped or time.perf_counter()) - self.started
+
+    def summary_line(self) -> str:
+        """``N frames in T s (F frames/s); busy: decode a s (p%), ...``."""
+        wall = self.wall_seconds()
+        rate = f"{self.frames / wall:.2f} frames/s" if wall else "frames/s unknown"
+        head = f"{self.frames} frames in {wall:.1f} s ({rate})" if wall is not None else f"{self.frames} frames"
+        shares = self.shares()
+        parts = ", ".join(f"{stage} {self.seconds[stage]:.1f} s ({shares[stage]:.0f}%)" for stage in STAGES)
+        return f"{head}; stage busy time (stages overlap): {parts}"
