@@ -61,7 +61,7 @@ def test_depth_range_sample_gives_the_whole_windows_range(tmp_path: Path, monkey
 
 def test_chunk_plan_and_uint8_padding() -> None:
     assert [(w.start, w.stop, w.keep_start) for w in streaming.chunk_plan(10, 4)] == [(0, 4, 0), (4, 8, 4), (8, 10, 8)]
-    assert streaming.frames_per_chunk(1080, 1920, 16_000_000) == 7 and streaming.frames_per_chunk(2160, 3840, 16_000_000) == 1
+    assert streaming.frames_per_chunk(1080, 1920, 6_000_000) == 2 and streaming.frames_per_chunk(2160, 3840, 6_000_000) == 1
     frames = np.random.default_rng(1).integers(0, 255, (3, 5, 6, 3), dtype=np.uint8)
     for mode in ("replicate", "reflect"):
         padding = Padding(bottom=3, right=2, frames=2)

@@ -1,7 +1,7 @@
 """Streaming pieces of predict: chunk plans, uint8 padding and a reader thread.
 
 A frame-independent method (the model-free ones) needs no ``4k+1``-frame window: predict
-cuts each video into chunks of about :data:`CHUNK_PIXELS` pixels (8 frames of 1080p, 2 of
+cuts each video into chunks of about :data:`CHUNK_PIXELS` pixels (2 frames of 1080p, 1 of
 4K), so memory does not grow with the frame size times 81; frames stay uint8 until the
 module needs floats; a :class:`ReaderThread` decodes the next chunks while the current one
 is computed and encoded.
@@ -20,7 +20,7 @@ from torch.utils.data import IterableDataset
 from stereo_lit.stereo.padding import Padding
 from stereo_lit.stereo.windows import Window
 
-CHUNK_PIXELS = 16_000_000  # px per predict chunk of a frame-independent method: 8 frames of 1080p, 2 of 4K
+CHUNK_PIXELS = 6_000_000  # px per predict chunk of a frame-independent method (~150 B/px of WarpFill temporaries): 2 frames of 1080p, 1 of 4K
 
 
 def chunk_plan(num_frames: int, chunk: int) -> list[Window]:
