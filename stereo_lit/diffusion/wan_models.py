@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ from stereo_lit.diffusion.options import LoRAOptions, MemoryOptions, SamplingOpt
 DEFAULT_WINDOW = 81
 BACKBONES = ("auto", "t2v", "vace")
 log = logging.getLogger(__name__)
+#: prompt embeddings per loaded text encoder (weakly held: freed with the encoder)
+_SHARED_EMBEDS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
 class WanModels:
@@ -144,11 +147,16 @@ class WanModels:
         text = self.prompt if prompt is None else prompt
         if text not in self._prompt_cache:
             use_cfg = self.sampling.uses_cfg
-            cond, uncond = self.pipeline.encode_prompt(
-                text, self.negative_prompt if use_cfg else None, do_classifier_free_guidance=use_cfg,
-                max_sequence_length=self.max_sequence_length, device=self.execution_device,
-            )
-            self._prompt_cache[text] = (cond, uncond)
+            # shared by every generator on this text encoder (the rows of an evaluation): one encode per prompt
+            shared = _SHARED_EMBEDS.setdefault(self.pipeline.text_encoder, {})
+            key = (text, self.negative_prompt if use_cfg else None, use_cfg, self.max_sequence_length,
+                   str(self.execution_device))
+            if key not in shared:
+                shared[key] = self.pipeline.encode_prompt(
+                    text, self.negative_prompt if use_cfg else None, do_classifier_free_guidance=use_cfg,
+                    max_sequence_length=self.max_sequence_length, device=self.execution_device,
+                )
+            self._prompt_cache[text] = shared[key]
         return self._prompt_cache[text]
 
     def cache_prompt_embeds(self, prompt: str, prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None) -> None:

@@ -60,7 +60,10 @@ class CallCost:
         nfe: transformer forward calls (None = not reported / not countable).
         vae_encodes, vae_decodes: whole-window VAE ``encode`` / ``decode`` calls (None = unknown).
         nfe_full: calls in which the whole block stack ran (a block cache lowers it; None = unknown).
-        peak_bytes: peak memory during the call in bytes (None = not measured), of kind ``memory``.
+        peak_bytes: peak memory during the call in bytes (None = not measured), of kind ``memory``;
+            the models' loading is not in it, nor in ``seconds``.
+        load_seconds, load_peak_bytes: the models' loading when this call triggered it (0 / None
+            otherwise): wall seconds and peak memory of the load alone, reported apart.
         memory: ``"cuda"`` (max_memory_allocated) or ``"rss"`` (process peak RSS); None with no peak.
     """
 
@@ -71,6 +74,8 @@ class CallCost:
     nfe_full: int | None = None
     peak_bytes: int | None = None
     memory: str | None = None
+    load_seconds: float = 0.0
+    load_peak_bytes: int | None = None
 
     @property
     def vae_passes(self) -> int | None:
@@ -216,6 +221,13 @@ class _Counters:
     vae: Any = None
     memory: PeakMemory = field(default_factory=PeakMemory)
     seconds: float = 0.0
+    load_seconds: float = 0.0
+    load_memory: PeakMemory = field(default_factory=PeakMemory)
+
+
+def _loads_models(method: Any) -> bool:
+    """True when reading ``method.components`` would load models (a Wan generator not loaded yet)."""
+    return "_components" in getattr(method, "__dict__", {}) and method.__dict__["_components"] is None
 
 
 @contextlib.contextmanager
@@ -226,8 +238,15 @@ def measure_call(method: Any, *tensors: Any) -> Iterator[_Counters]:
     :func:`call_cost` afterwards to combine the counts with what the call reported."""
     from stereo_lit.diffusion.nfe import count_nfe, count_vae_passes
 
-    transformer, vae = method_transformer(method), method_vae(method)
     counters = _Counters()
+    if _loads_models(method):  # the first call loads the models: timed and measured on its own
+        device = next((t.device for t in tensors if isinstance(t, torch.Tensor)), None)
+        with peak_memory(device if device is not None and device.type == "cuda" else None) as load_memory:
+            start = time.perf_counter()
+            method_transformer(method)
+            counters.load_seconds = time.perf_counter() - start
+        counters.load_memory = load_memory
+    transformer, vae = method_transformer(method), method_vae(method)
     with contextlib.ExitStack() as stack:
         if transformer is not None:
             counters.nfe = stack.enter_context(count_nfe(transformer))
@@ -260,6 +279,8 @@ def call_cost(method: Any, counters: _Counters, out: Any = None) -> CallCost:
         vae_decodes=pick(_extra(out, "vae_decodes"), None if vae_counter is None else int(vae_counter.decodes)),
         peak_bytes=counters.memory.peak_bytes,
         memory=counters.memory.memory,
+        load_seconds=counters.load_seconds,
+        load_peak_bytes=counters.load_memory.peak_bytes,
     )
 
 
