@@ -44,3 +44,37 @@ def test_a_cost_line_without_loading_says_nothing_about_it() -> None:
     totals = CostTotals()
     totals.add(CallCost(seconds=1.0, nfe=0), 81)
     assert "loading" not in totals.line("warp_fill") and totals.record()["load_seconds"] == 0.0
+
+
+def _umt5_loads(monkeypatch) -> list[str]:
+    from transformers import UMT5EncoderModel
+
+    loads: list[str] = []
+    original = UMT5EncoderModel.from_pretrained.__func__
+    monkeypatch.setattr(UMT5EncoderModel, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: loads.append(str(a[0])) or original(cls, *a, **k)))
+    return loads
+
+
+def test_t2v_and_vace_folders_with_identical_text_encoders_load_it_once(tiny_checkpoints: Path, monkeypatch, tmp_path) -> None:
+    import shutil
+
+    from stereo_lit.diffusion.generator import WanStereoGenerator
+    from stereo_lit.diffusion.options import group_flat_options
+    from stereo_lit.diffusion.tiny import TINY_WAN_VACE_DIRNAME
+
+    t2v_folder, vace_folder = tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers", tiny_checkpoints / TINY_WAN_VACE_DIRNAME
+    opts = dict(num_inference_steps=1, guidance_scale=1.0, overlap=1, device="cpu", dtype="float32", progress=False)
+    loads = _umt5_loads(monkeypatch)
+    t2v = WanStereoGenerator(t2v_folder, **group_flat_options(**opts))
+    vace = WanStereoGenerator(vace_folder, **group_flat_options(backbone="vace", **opts))
+    assert t2v.pipeline.text_encoder is vace.pipeline.text_encoder and len(loads) == 1
+    # a folder whose text-encoder weights differ loads its own
+    other = tmp_path / "other"
+    shutil.copytree(vace_folder, other)
+    weights = other / "text_encoder" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-4:] = bytes(4 - i for i in range(4)) if data[-4:] != bytes(4 - i for i in range(4)) else b"\\0\\0\\0\\0"
+    weights.write_bytes(bytes(data))
+    third = WanStereoGenerator(other, **group_flat_options(backbone="vace", **opts))
+    assert third.pipeline.text_encoder is not t2v.pipeline.text_encoder and len(loads) == 2
