@@ -148,8 +148,15 @@ def main() -> None:
                 results["floor"].append(run(floor_cmd))
                 results["predict"].append(run(predict_cmd))
             rows.append((size, results))
+            print_rows([rows[-1]], header=len(rows) == 1)  # each size as soon as it is measured
     print(f"load after: {os.getloadavg()}")
-    print(f"{'size':6} {'what':8} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} {'speed':>6}")
+    print_rows(rows)
+
+
+def print_rows(rows: list, header: bool = True) -> None:
+    """The table: per size, floor and predict: wall (median [range]), CPU s, peak RSS, speed vs the floor."""
+    if header:
+        print(f"{'size':6} {'what':8} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} {'speed':>6}")
     for size, results in rows:
         floor_wall = statistics.median(r[0] for r in results["floor"])
         for what, values in results.items():
@@ -157,7 +164,7 @@ def main() -> None:
             speed = floor_wall / statistics.median(wall)
             print(
                 f"{size:6} {what:8} {stats(wall):>24} {statistics.median(r[1] for r in values):13.1f} "
-                f"{max(r[2] for r in values):13.2f} {speed:6.2f}"
+                f"{max(r[2] for r in values):13.2f} {speed:6.2f}", flush=True,
             )
 
 
