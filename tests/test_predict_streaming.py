@@ -159,3 +159,9 @@ def test_chunked_predict_hands_the_encoders_the_same_frames_as_windows(tmp_path:
     times = cli.model.stage_times
     assert sum(times.shares().values()) == pytest.approx(100.0)
     assert all(times.seconds[s] > 0 for s in STAGES), times.seconds
+
+
+def test_limit_heap_growth_sets_glibc_options_here() -> None:
+    import sys
+
+    assert streaming.limit_heap_growth() is sys.platform.startswith("linux")

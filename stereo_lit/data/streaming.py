@@ -97,3 +97,25 @@ class ReaderThread(IterableDataset):
         finally:
             stop.set()
             thread.join(timeout=5)
+
+
+def limit_heap_growth(mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
+    """Keep the process heap from holding freed chunk buffers (glibc only; False elsewhere).
+
+    Streaming allocates and frees the same large buffers every chunk, in several threads.
+    glibc then raises its mmap threshold (up to 32 MiB) and keeps per-thread arenas, so
+    freed chunks stay resident: 2.37 GiB peak RSS at 540p against 1.73 GiB with a fixed
+    1 MiB threshold and 2 arenas (one measured pair on a loaded 2-core machine).
+    Equivalent to ``MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_ARENA_MAX=2``."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_mmap_threshold, m_arena_max = -3, -8
+        return bool(libc.mallopt(m_mmap_threshold, int(mmap_threshold))) and bool(libc.mallopt(m_arena_max, int(arenas)))
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False

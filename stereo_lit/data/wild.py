@@ -38,7 +38,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem
-from stereo_lit.data.streaming import CHUNK_PIXELS, ReaderThread, chunk_plan, frames_per_chunk, pad_uint8
+from stereo_lit.data.streaming import (
+    CHUNK_PIXELS, ReaderThread, chunk_plan, frames_per_chunk, limit_heap_growth, pad_uint8,
+)
 from stereo_lit.data.windowed import WindowedDataModule, check_pad_mode, check_window
 from stereo_lit.data.wild_sources import DepthFile, VideoEntry, find_depth_file, resolve_videos
 from stereo_lit.io.image_reader import is_image_file, probe_image
@@ -430,6 +432,8 @@ class WildVideoDataModule(WindowedDataModule):
     def predict_dataloader(self) -> DataLoader:
         items = self.predict_items()
         chunked = self.predict_chunked()
+        if chunked:
+            limit_heap_growth()
         dataset = WildVideoWindows(
             items, self.pad_mode, self.depth_kind, self.on_error, self.use_depth, uint8=True, pad_frames=not chunked,
             range_windows=(self.window, self.overlap) if chunked else None, keep=0 if chunked else self.overlap,
