@@ -104,8 +104,9 @@ def limit_heap_growth(mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
 
     Streaming allocates and frees the same large buffers every chunk, in several threads.
     glibc then raises its mmap threshold (up to 32 MiB) and keeps per-thread arenas, so
-    freed chunks stay resident: 2.37 GiB peak RSS at 540p against 1.73 GiB with a fixed
-    1 MiB threshold and 2 arenas (one measured pair on a loaded 2-core machine).
+    freed chunks stay resident: 2.26 GiB peak RSS at 540p against 1.65 GiB with a fixed
+    1 MiB threshold and 2 arenas (one measured pair on a loaded 2-core machine; the price is
+    system time: mmap page faults on every chunk, 1080p CPU 132 -> 175 s in single runs).
     Equivalent to ``MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_ARENA_MAX=2``."""
     import ctypes
     import ctypes.util
