@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from stereo_lit.depth.source import WindowDepth, align_inverse_depth, batch_padd
 from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator, check_carry_window
 from stereo_lit.generators.geometric import WarpFill
-from stereo_lit.metrics.cost import call_cost, measure_call
+from stereo_lit.metrics.cost import StageTimes, call_cost, measure_call
 from stereo_lit.stereo.padding import Padding, unpad_video
 from stereo_lit.evaluation.steps import EvaluationSteps
 from stereo_lit.evaluation.predict_cost import PredictCost
@@ -268,9 +269,16 @@ class StereoLitModule(EvaluationSteps, LightningModule):
     # ------------------------------------------------------------------ predict
     def predict_step(self, batch: dict[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any] | None:
         """One window; under ``on_error="skip"`` any error drops its video (None is returned)."""
+        times = self.stage_times
+        if times.started is None:
+            times.start()
         batch = self._take_skipped(batch)
         if batch is None:
             return None
+        for seconds in _as_list((batch.pop("stage_seconds", None) or {}).get("decode", [])):
+            times.add("decode", seconds)
+        if isinstance(batch.get("left"), torch.Tensor) and batch["left"].dtype == torch.uint8:
+            batch["left"] = batch["left"].float().div_(255.0)  # streamed windows stay uint8 until here
         videos = [str(p) for p in batch.get("video_path", [])]
         self.failures.see(videos)
         if set(videos) & set(self.failures.failed):
@@ -283,6 +291,25 @@ class StereoLitModule(EvaluationSteps, LightningModule):
             self.record_failure(videos, exc)
             return None
 
+    @property
+    def stage_times(self) -> StageTimes:
+        """Busy time per predict stage (decode, depth, generate, encode, write) and frames made."""
+        if "_stage_times" not in self.__dict__:
+            self.__dict__["_stage_times"] = StageTimes()
+        return self.__dict__["_stage_times"]
+
+    def _prime_depth_range(self, batch: dict[str, Any]) -> None:
+        """A streamed video's first chunk carries the depth values of its first data window
+        (``depth_range_sample``, :func:`stereo_lit.data.wild.depth_range_sample`): fix its range
+        from them, as the whole window did before (the policy keeps the first range it sees)."""
+        sample = batch.pop("depth_range_sample", None)
+        if sample is None or self._window_depth is not None or "disparity_left_px" in batch:
+            return
+        kinds = batch.get("depth_kind", ["inverse_relative"] * sample.shape[0])
+        width = batch["left"].shape[-1] - batch_padding(batch).right
+        for i, key in enumerate(batch["video_path"]):
+            self.policy.from_depth(sample[i].reshape(1, 1, -1, 1, 1), kinds[i], str(key), width_px=width)
+
     def on_predict_end(self) -> None:
         """``predict summary:`` the videos (finished / skipped) and one cost line per method
         (:mod:`stereo_lit.evaluation.predict_cost`; the generator's calls only, depth excluded)."""
@@ -290,6 +317,9 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         for name, reason in getattr(datamodule, "skipped", []):
             self.failures.record(name, reason)
         cost_lines = self.predict_cost.summary_lines(self.trainer.world_size)  # a collective under DDP
+        if self.stage_times.frames:
+            self.stage_times.stop()
+            cost_lines.append(self.stage_times.summary_line())
         if self.trainer.is_global_zero and (self.failures.seen or cost_lines) and not self.failures.all_failed:  # all failed: the CLI says so, once
             print("predict summary: " + "\n".join([self.failures.summary("video"), *(f"  {c}" for c in cost_lines)]))
 
@@ -297,7 +327,11 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         if "left" not in batch and "prompt" in batch:
             return self._text_to_stereo(batch)
         left = batch["left"]
+        times = self.stage_times
+        started = time.perf_counter()
+        self._prime_depth_range(batch)
         disparity, convergence_px = self.disparity_for(batch)
+        times.add("depth", time.perf_counter() - started)
         captions = batch.get("caption") or [None]
         starts, keeps = _as_list(batch["window_start"]), _as_list(batch["keep_start"])
         if len(set(k - s for s, k in zip(starts, keeps))) != 1:
@@ -314,6 +348,7 @@ class StereoLitModule(EvaluationSteps, LightningModule):
                 left, disparity, prompt=(captions[0] or None), carry=carry, num_overlap=first if carry is not None else 0
             )
         cost = call_cost(self.generator, counters, out)
+        times.add("generate", cost.seconds)
         window_stops, totals = _as_list(batch["window_stop"]), _as_list(batch["num_frames"])
         if out.carry is not None and any(stop < total for stop, total in zip(window_stops, totals)):
             self._carry[videos] = out.carry
@@ -322,6 +357,7 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         num_src = min(_as_list(batch["window_stop"])[0] - starts[0], left.shape[2])
         padding = batch_padding(batch)
         self.predict_cost.add(self.generator.name, videos, [max(num_src - first, 0)] * len(videos), cost)
+        times.frames += max(num_src - first, 0) * len(videos)
 
         def trim(x: torch.Tensor) -> torch.Tensor:
             x = unpad_video(x, Padding(padding.bottom, padding.right, 0))

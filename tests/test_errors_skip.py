@@ -160,7 +160,7 @@ def test_with_on_error_raise_the_error_names_the_file(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
     write_test_clip(video, num_frames=9, height=32, width=48)
     _depth_file(video, 9, value=0.0)
-    with pytest.raises(ValueError, match=r"clip\.npy \(frames 0\.\.4\): depth is all zero"):
+    with pytest.raises(ValueError, match=r"clip\.npy \(frames 0\.\.\d+\): depth is all zero"):
         main(_predict(video, tmp_path / "out", "--data.init_args.on_error", "raise"))
 
 

@@ -53,6 +53,8 @@ def test_a_batch_of_two_videos_shares_the_seconds_by_frames_and_unknown_stays_un
 class ReportingWarpFill(WarpFill):
     """WarpFill that says it made 10 transformer calls, 1 VAE encode and 2 decodes per call."""
 
+    frame_independent = False  # windowed like a Wan generator (predict would otherwise stream it in chunks)
+
     def generate(self, left: torch.Tensor, disparity_px: torch.Tensor, **kwargs: Any):
         out = super().generate(left, disparity_px, **kwargs)
         out.extras.update(nfe=10, vae_encodes=1, vae_decodes=2)

@@ -68,6 +68,9 @@ def _left_frames(datamodule: WildVideoDataModule) -> np.ndarray:
     for batch in datamodule.predict_dataloader():
         keep, start, stop = int(batch["keep_start"][0]), int(batch["window_start"][0]), int(batch["window_stop"][0])
         left = batch["left"][0, :, keep - start : stop - start, :H, :W]
+        if left.dtype == torch.uint8:  # predict windows stay uint8 until the module (issue 21)
+            out.append(left.permute(1, 2, 3, 0).numpy())
+            continue
         out.append((left.permute(1, 2, 3, 0).numpy() * 255 + 0.5).astype(np.uint8))
     return np.concatenate(out)
 

@@ -45,7 +45,7 @@ from stereo_lit.io.image_reader import is_image_file
 from stereo_lit.io.frames import to_uint8_frames
 from stereo_lit.io.image_writer import ImageOutputs, image_filenames
 from stereo_lit.io.video_writer import (
-    EncoderOptions, StreamingVideoWriter, as_encoder_options, partial_path, read_color_metadata,
+    BackgroundWriter, EncoderOptions, StreamingVideoWriter, as_encoder_options, partial_path, read_color_metadata,
 )
 
 log = logging.getLogger(__name__)
@@ -146,16 +146,16 @@ class _VideoOutputs:
         audio = video_path if Path(video_path).is_file() else None
         color = read_color_metadata(audio)
         names = layout_filenames(folder, layouts, naming)
-        self.writers = {
-            layout: StreamingVideoWriter(
+        self.writers = {  # each layout is encoded in a thread of its own (BackgroundWriter)
+            layout: BackgroundWriter(StreamingVideoWriter(
                 folder / names[layout], fps, audio_from=None if layout == "depth" else audio, encoder=encoder,
                 color=None if layout == "depth" else color, audio_range=audio_range,
-            )
+            ))
             for layout in layouts
         }
         if not Path(video_path).exists():  # a prompt (text-to-stereo): the generated left view is an output too
             name = "left.mp4" if naming == "plain" else f"{folder.name}_L.mp4"
-            self.writers["left"] = StreamingVideoWriter(folder / name, fps, encoder=encoder)
+            self.writers["left"] = BackgroundWriter(StreamingVideoWriter(folder / name, fps, encoder=encoder))
         self.depth_range: tuple[float, float] | None = None
 
     def write(self, start: int, left: np.ndarray, right: np.ndarray, disparity: np.ndarray | None, shift: float) -> None:
@@ -170,12 +170,19 @@ class _VideoOutputs:
                     raise ValueError(f"{self.video_path}: layout 'depth' needs disparity_px in the predictions")
                 if self.depth_range is None:  # fixed on the first window: no flicker
                     self.depth_range = tuple(np.percentile(disparity, [2, 98]).tolist())
-                writer.write(disparity_to_colormap(disparity, *self.depth_range))
+                writer.write(lambda d=disparity, r=self.depth_range: disparity_to_colormap(d, *r))
             elif layout in ("left", "right"):  # the eyes sbs/tb/anaglyph show (convergence applied)
                 writer.write(shifted[0] if layout == "left" else shifted[1])
-            else:
-                writer.write(compose(layout, *shifted, vr=self.vr))
+            else:  # composed in the layout's encoding thread
+                writer.write(lambda layout=layout: compose(layout, *shifted, vr=self.vr))
         self.next_frame = start + left.shape[0]
+
+    def seconds(self) -> tuple[float, float]:
+        """``(encode, waited)`` seconds of every layout so far: in the encoders, and blocked
+        on a full encoding queue."""
+        return (
+            sum(w.encode_seconds for w in self.writers.values()), sum(w.wait_seconds for w in self.writers.values()),
+        )
 
     @property
     def done(self) -> bool:
@@ -256,6 +263,7 @@ class StereoPredictionWriter(BasePredictionWriter):
         self._decisions: dict[str, bool] = {}
         self._ignored: set[str] = set()
         self._world_size = 1
+        self._stage_seconds: dict[str, float] = {}  # encode seconds of videos finished in this batch
 
     # ------------------------------------------------------------------ set-up
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -375,6 +383,18 @@ class StereoPredictionWriter(BasePredictionWriter):
         self, trainer: Any, pl_module: Any, prediction: dict[str, Any], batch_indices: Any, batch: Any,
         batch_idx: int, dataloader_idx: int = 0,
     ) -> None:
+        started = time.perf_counter()
+        waited = self._write_batch(prediction)
+        times = getattr(pl_module, "stage_times", None)
+        if times is not None:  # predict summary: the writer's own time; encode time comes at _finish
+            times.add("write", time.perf_counter() - started - waited)
+            for stage, seconds in self._stage_seconds.items():
+                times.add(stage, seconds)
+        self._stage_seconds = {}
+
+    def _write_batch(self, prediction: dict[str, Any]) -> float:
+        """Hand one prediction to the videos' writers; returns the seconds spent waiting on full encoding queues."""
+        waited = 0.0
         shifts = prediction.get("convergence_px") or [0.0] * len(prediction["video_path"])
         costs = prediction.get("cost") or [None] * len(prediction["video_path"])  # each video's totals so far
         for i, video_path in enumerate(prediction["video_path"]):
@@ -386,6 +406,7 @@ class StereoPredictionWriter(BasePredictionWriter):
             if outputs is None:
                 continue
             disparity = prediction.get("disparity_px")
+            before = outputs.seconds()[1] if hasattr(outputs, "seconds") else 0.0
             try:
                 outputs.write(
                     int(prediction["frames_start"][i]),
@@ -397,11 +418,16 @@ class StereoPredictionWriter(BasePredictionWriter):
                 if outputs.done:
                     del self._open[video_path]
                     self._finish(outputs, cost=costs[i])
+                    if hasattr(outputs, "seconds"):
+                        self._stage_seconds["encode"] = self._stage_seconds.get("encode", 0.0) + outputs.seconds()[0]
+                if hasattr(outputs, "seconds"):
+                    waited += outputs.seconds()[1] - before
             except Exception:
                 outputs.abort()
                 self._open.pop(video_path, None)
                 self._release(video_path)
                 raise
+        return waited
 
     def _abort_open(self) -> None:
         for video_path, outputs in self._open.items():  # incomplete videos: nothing that looks finished

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,12 +37,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from stereo_lit.data.collate import check_on_error, collate_samples, guarded_getitem
+from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples, guarded_getitem
+from stereo_lit.data.streaming import (
+    CHUNK_PIXELS, ReaderThread, chunk_plan, frames_per_chunk, limit_heap_growth, pad_uint8,
+)
 from stereo_lit.data.windowed import WindowedDataModule, check_pad_mode, check_window
 from stereo_lit.data.wild_sources import DepthFile, VideoEntry, check_depth_size, find_depth_file, resolve_videos
 from stereo_lit.io.image_reader import is_image_file, probe_image
-from stereo_lit.io.video_reader import VideoInfo, probe_video, read_frames, resampled_num_frames, source_index
-from stereo_lit.stereo.padding import pad_video, padding_for
+from stereo_lit.io.video_reader import (
+    SequentialFrames, VideoInfo, probe_video, read_frames, resampled_num_frames, source_index,
+)
+from stereo_lit.stereo.padding import Padding, pad_video, padding_for
 from stereo_lit.stereo.windows import Window, plan_windows
 
 log = logging.getLogger(__name__)
@@ -160,8 +166,43 @@ def check_depth_values(depth: np.ndarray, kind: str, path: str, indices: list[in
     return depth
 
 
+RANGE_SAMPLE_MAX = 1_000_000  # values: stereo_lit.stereo.shots.robust_range subsamples above this
+
+
+def depth_range_sample(
+    depth_file: DepthFile, indices: list[int], height: int, width: int, padding: Padding,
+) -> torch.Tensor:
+    """The values :func:`~stereo_lit.stereo.shots.robust_range` takes from the padded,
+    resized depth ``[1, T, H', W']`` of frames ``indices`` (every ``step``-th of the
+    flattened finite values), made one frame at a time: a window's range without its
+    whole depth in memory. Returns float ``[N]`` (all finite values when the file has
+    non-finite ones: then the whole tensor is built, as before)."""
+    total_frames = len(indices) + padding.frames
+    frame_px = (height + padding.bottom) * (width + padding.right)
+    numel = total_frames * frame_px
+    step = numel // RANGE_SAMPLE_MAX + 1 if numel > RANGE_SAMPLE_MAX else 1
+    parts = []
+    for t in range(total_frames):
+        raw = depth_file.frames([indices[min(t, len(indices) - 1)]])  # padded frames repeat the last one
+        if not np.isfinite(raw).all():  # the stride runs over finite values only: build the whole window
+            depth = pad_video(resize_depth(depth_file.frames(indices), height, width)[None], padding, "replicate")
+            return depth[torch.isfinite(depth)].float()
+        frame = pad_video(resize_depth(raw, height, width)[None], Padding(padding.bottom, padding.right, 0), "replicate")
+        parts.append(frame.flatten()[(-t * frame_px) % step :: step])
+    return torch.cat(parts).float()
+
+
 class WildVideoWindows(Dataset):
-    """Map-style dataset: item ``i`` is window ``items[i] = (video, Window)``."""
+    """Map-style dataset: item ``i`` is window ``items[i] = (video, Window)``.
+
+    Args (predict streaming; the defaults give float windows as before):
+        uint8: ``left`` stays uint8 ``[3, T, H, W]`` (the module makes it float).
+        pad_frames: pad each window to ``4k+1`` frames (Wan); False for chunks.
+        range_windows: ``(window, overlap)`` of the data windows: the first chunk of a video
+            with a depth file carries ``depth_range_sample``, the values the disparity range
+            is taken from in the first data window, so chunked output equals windowed output.
+        keep: decoded frames kept for the next, overlapping window (its overlap).
+"""
 
     def __init__(
         self,
@@ -170,8 +211,14 @@ class WildVideoWindows(Dataset):
         depth_kind: str = "inverse_relative",
         on_error: str = "raise",
         use_depth: bool = True,
+        uint8: bool = False,
+        pad_frames: bool = True,
+        range_windows: tuple[int, int] | None = None,
+        keep: int = 0,
     ) -> None:
         self.items = items
+        self.uint8, self.pad_frames, self.range_windows, self.keep = uint8, pad_frames, range_windows, keep
+        self._reader: tuple[str, SequentialFrames] | None = None
         self.pad_mode = pad_mode
         self.depth_kind = depth_kind
         self.on_error = check_on_error(on_error)
@@ -186,17 +233,37 @@ class WildVideoWindows(Dataset):
             self._depth_cache = (path, DepthFile(path, self.depth_kind))
         return self._depth_cache[1]
 
+    def _frames(self, video: WildVideo, window: Window) -> np.ndarray:
+        """uint8 ``[T, H, W, 3]`` of ``window``: consecutive windows of a video share one decoder."""
+        info = video.info
+        if video.is_image:
+            return read_frames(info.path, window.start, window.stop, size=video.size, info=info)
+        if self._reader is None or self._reader[0] != info.path:
+            if self._reader is not None:
+                self._reader[1].close()
+            reader = SequentialFrames(
+                info.path, fps=video.fps, size=video.size, info=info, source_range=video.source_range, keep=self.keep
+            )
+            self._reader = (info.path, reader)
+        frames = self._reader[1].read(window.start, window.stop)
+        if window.stop >= video.num_frames:  # the video's last window: free the decoder
+            self._reader[1].close()
+            self._reader = None
+        return frames
+
     def load(self, index: int) -> dict[str, Any]:
         video, window = self.items[index]
         info = video.info
-        frames = read_frames(
-            info.path, window.start, window.stop, fps=video.fps, size=video.size, info=info, source_range=video.source_range
-        )
+        started = time.perf_counter()
+        frames = self._frames(video, window)
         height, width = frames.shape[1:3]
-        left = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)
-        padding = padding_for(height, width, window.num_frames)
+        padding = padding_for(height, width, window.num_frames if self.pad_frames else None)
+        if self.uint8:
+            left = torch.from_numpy(np.ascontiguousarray(pad_uint8(frames, padding, self.pad_mode).transpose(3, 0, 1, 2)))
+        else:
+            left = pad_video(torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)[None], padding, self.pad_mode)[0]
         sample: dict[str, Any] = {
-            "left": pad_video(left[None], padding, self.pad_mode)[0],
+            "left": left,
             "padding": {"bottom": padding.bottom, "right": padding.right, "frames": padding.frames},
             "video_path": info.path,
             "sample_id": f"{Path(info.path).stem}:{window.start:06d}-{window.stop:06d}",
@@ -222,6 +289,13 @@ class WildVideoWindows(Dataset):
             depth = resize_depth(check_depth_values(depth_file.frames(indices), depth_file.kind, video.depth_path, indices), height, width)
             sample["depth"] = pad_video(depth[None], padding, "replicate")[0]
             sample["depth_kind"] = depth_file.kind
+            if self.range_windows is not None and window.start == 0:
+                first_window = plan_windows(video.num_frames, *self.range_windows)[0]
+                sample["depth_range_sample"] = depth_range_sample(
+                    depth_file, [first + source_index(j, stop - first, info.fps, video.fps) for j in range(first_window.stop)],
+                    height, width, padding_for(height, width, first_window.num_frames),
+                )
+        sample["stage_seconds"] = {"decode": time.perf_counter() - started}
         return sample
 
     def __getitem__(self, index: int) -> dict[str, Any] | None:
@@ -301,6 +375,8 @@ class WildVideoDataModule(WindowedDataModule):
         self.path_column, self.caption_column, self.split = path_column, caption_column, split
         self.start_time, self.end_time, self.max_fps = start_time, end_time, max_fps
         self.videos: list[WildVideo] | None = None
+        self.chunk_pixels = CHUNK_PIXELS  # predict chunks of frame-independent methods (predict_chunked)
+        self.prefetch = 2  # predict windows decoded ahead in a reader thread when num_workers is 0
 
     # ------------------------------------------------------------------ set-up
     def _probe(self, entry: VideoEntry) -> WildVideo:
@@ -332,13 +408,41 @@ class WildVideoDataModule(WindowedDataModule):
         return WildVideoWindows(items, self.pad_mode, self.depth_kind, self.on_error, self.use_depth)
 
     # ------------------------------------------------------------------ loaders
+    def predict_chunked(self) -> bool:
+        """True when predict streams short chunks instead of ``window``-frame windows: the
+        model's generator says it is ``frame_independent`` (the model-free methods) and
+        ``batch_size`` is 1 (a batch of several videos needs equal window sizes)."""
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        generator = getattr(module, "generator", None)
+        return bool(getattr(generator, "frame_independent", False)) and self.batch_size == 1
+
     def predict_items(self) -> list[tuple[WildVideo, Window]]:
-        """Every window of every (not excluded) video, videos in order, windows in order."""
+        """Every window of every (not excluded) video, videos in order, windows in order
+        (chunks of about :attr:`chunk_pixels` pixels under :meth:`predict_chunked`)."""
+        if self.predict_chunked():
+            return [
+                (v, w) for v in self._active()
+                for w in chunk_plan(v.num_frames, frames_per_chunk(*self._frame_size(v), self.chunk_pixels))
+            ]
         return [(v, w) for v in self._active() for w in plan_windows(v.num_frames, self.window, self.overlap)]
+
+    @staticmethod
+    def _frame_size(video: WildVideo) -> tuple[int, int]:
+        return video.size or (video.info.height, video.info.width)
 
     def predict_dataloader(self) -> DataLoader:
         items = self.predict_items()
-        return self._ordered_loader(self._dataset(items), [v.info.path for v, _ in items])
+        chunked = self.predict_chunked()
+        if chunked:
+            limit_heap_growth()
+        dataset = WildVideoWindows(
+            items, self.pad_mode, self.depth_kind, self.on_error, self.use_depth, uint8=True, pad_frames=not chunked,
+            range_windows=(self.window, self.overlap) if chunked else None, keep=0 if chunked else self.overlap,
+        )
+        stream: Any = OrderedVideoStream(dataset, [v.info.path for v, _ in items], self.on_error)
+        if self.num_workers == 0 and self.prefetch > 0:
+            stream = ReaderThread(stream, self.prefetch)
+        return DataLoader(stream, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate_samples)
 
     def train_dataloader(self) -> DataLoader:
         items = [(v, w) for v in self._active() for w in clip_plan(v.num_frames, self.window, self.train_stride)]

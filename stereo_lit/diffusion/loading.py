@@ -187,6 +187,7 @@ def load_wan(
     offload: bool | str = False,
     vae_tiling: bool = False,
     vae_slicing: bool = False,
+    text_encoder: Any = None,
 ) -> WanComponents:
     """Load a local Wan2.1 Diffusers folder (T2V or VACE) as a :class:`~stereo_lit.diffusion.pipeline.WanStereoPipeline`.
 
@@ -199,6 +200,9 @@ def load_wan(
             to ``device`` while it runs: ``True``/``"model"`` (diffusers model CPU offload) or
             ``"sequential"`` (layer by layer: least memory, slowest); ``False``/``"none"``.
         vae_tiling, vae_slicing: VAE memory savers for consumer GPUs.
+        text_encoder: an already loaded UMT5 encoder with the same weights to use instead of
+            loading the folder's (:mod:`stereo_lit.diffusion.wan_models` shares it between T2V
+            and VACE folders).
     """
     from diffusers import AutoencoderKLWan
 
@@ -208,7 +212,10 @@ def load_wan(
     with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; older ones only know it
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         vae = AutoencoderKLWan.from_pretrained(folder, subfolder="vae", torch_dtype=parse_dtype(vae_dtype), local_files_only=True)
-        pipe = WanStereoPipeline.from_pretrained(folder, vae=vae, torch_dtype=parse_dtype(dtype), local_files_only=True)
+        given = {"text_encoder": text_encoder} if text_encoder is not None else {}
+        pipe = WanStereoPipeline.from_pretrained(
+            folder, vae=vae, torch_dtype=parse_dtype(dtype), local_files_only=True, **given
+        )
     pipe.set_progress_bar_config(disable=True)
     device = torch.device(device)
     offload = ("model" if offload else "none") if isinstance(offload, bool) else str(offload)

@@ -11,8 +11,10 @@ the positional range) before any depth is estimated.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,36 @@ from stereo_lit.diffusion.options import LoRAOptions, MemoryOptions, SamplingOpt
 DEFAULT_WINDOW = 81
 BACKBONES = ("auto", "t2v", "vace")
 log = logging.getLogger(__name__)
+#: prompt embeddings per loaded text encoder (weakly held: freed with the encoder)
+_SHARED_EMBEDS: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+#: loaded UMT5 text encoders by (weights fingerprint, dtype, device), weakly held: a T2V and a
+#: VACE folder with identical text-encoder files hold one copy (~11 GB of RAM at real size)
+_TEXT_ENCODERS: "weakref.WeakValueDictionary[tuple, Any]" = weakref.WeakValueDictionary()
+_SAMPLE_BLOCKS, _BLOCK = 8, 1 << 20
+
+
+def text_encoder_fingerprint(folder: Path) -> str:
+    """A digest of ``folder/text_encoder``: every file's name and size, its ``config.json`` and each
+    weight file's safetensors header (names, dtypes, shapes, offsets) and 8 sampled 1 MiB blocks
+    (cheap on 11 GB files; a fine-tune of the same shapes differs in the sampled blocks)."""
+    digest = hashlib.sha256()
+    for path in sorted((Path(folder) / "text_encoder").iterdir()):
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size};".encode())
+        with open(path, "rb") as handle:
+            if path.suffix != ".safetensors" or size <= _SAMPLE_BLOCKS * _BLOCK:
+                digest.update(handle.read())  # small files (configs, tiny weights) whole
+                continue
+            header = int.from_bytes(handle.read(8), "little")
+            digest.update(handle.read(min(header, 100 << 20)))
+            for k in range(_SAMPLE_BLOCKS):
+                handle.seek(k * (size - _BLOCK) // (_SAMPLE_BLOCKS - 1))
+                digest.update(handle.read(_BLOCK))
+    return digest.hexdigest()
 
 
 class WanModels:
@@ -92,10 +124,19 @@ class WanModels:
         from stereo_lit.diffusion.pipeline import apply_attention_backend, apply_cache
         from stereo_lit.diffusion.training import prepare_lora
 
+        key = None
+        if self.offload == "none":  # offload hooks belong to one pipeline: share only models that stay put
+            folder = check_wan_folder(self.checkpoint)
+            key = (text_encoder_fingerprint(folder), str(parse_dtype(self.dtype)), str(torch.device(self.device)))
+        text_encoder = _TEXT_ENCODERS.get(key) if key is not None else None
+        if text_encoder is not None:
+            log.info("%s: text encoder shared with an already loaded Wan folder (identical weights)", self.checkpoint)
         components = load_wan(
             self.checkpoint, dtype=self.dtype, device=self.device, offload=self.offload,
-            vae_tiling=self.vae_tiling, vae_slicing=self.memory.vae_slicing,
+            vae_tiling=self.vae_tiling, vae_slicing=self.memory.vae_slicing, text_encoder=text_encoder,
         )
+        if key is not None:
+            _TEXT_ENCODERS[key] = components.pipe.text_encoder
         self._check_backbone(components.transformer)
         prepare_lora(components.pipe, self.lora)
         apply_cache(components.transformer, self.sampling.cache)
@@ -145,11 +186,16 @@ class WanModels:
         text = self.prompt if prompt is None else prompt
         if text not in self._prompt_cache:
             use_cfg = self.sampling.uses_cfg
-            cond, uncond = self.pipeline.encode_prompt(
-                text, self.negative_prompt if use_cfg else None, do_classifier_free_guidance=use_cfg,
-                max_sequence_length=self.max_sequence_length, device=self.execution_device,
-            )
-            self._prompt_cache[text] = (cond, uncond)
+            # shared by every generator on this text encoder (the rows of an evaluation): one encode per prompt
+            shared = _SHARED_EMBEDS.setdefault(self.pipeline.text_encoder, {})
+            key = (text, self.negative_prompt if use_cfg else None, use_cfg, self.max_sequence_length,
+                   str(self.execution_device))
+            if key not in shared:
+                shared[key] = self.pipeline.encode_prompt(
+                    text, self.negative_prompt if use_cfg else None, do_classifier_free_guidance=use_cfg,
+                    max_sequence_length=self.max_sequence_length, device=self.execution_device,
+                )
+            self._prompt_cache[text] = shared[key]
         return self._prompt_cache[text]
 
     def cache_prompt_embeds(self, prompt: str, prompt_embeds: torch.Tensor, negative_prompt_embeds: torch.Tensor | None) -> None:

@@ -46,6 +46,8 @@ class CostTotals:
     vae_decodes: int | None = 0
     peak_bytes: int | None = None
     memory: str | None = None
+    load_seconds: float = 0.0  # loading the models (first call), apart from ``seconds``
+    load_peak_bytes: int | None = None
 
     def add(self, cost: CallCost, frames: int, seconds: float | None = None) -> None:
         """One call that produced ``frames`` frames; ``seconds``: its share of the call's time (default all)."""
@@ -58,6 +60,12 @@ class CostTotals:
             mine, theirs = getattr(self, name), getattr(cost, name)
             setattr(self, name, None if mine is None or theirs is None else mine + int(theirs))
         self._add_peak(cost.peak_bytes, cost.memory)
+        self._add_load(getattr(cost, "load_seconds", 0.0), getattr(cost, "load_peak_bytes", None))
+
+    def _add_load(self, seconds: float, peak: int | None) -> None:
+        self.load_seconds += float(seconds or 0.0)
+        if peak is not None and (self.load_peak_bytes is None or peak > self.load_peak_bytes):
+            self.load_peak_bytes = int(peak)
 
     def _add_peak(self, peak: int | None, memory: str | None) -> None:
         if peak is None:
@@ -73,6 +81,8 @@ class CostTotals:
             mine, theirs = getattr(self, name), getattr(other, name)
             setattr(out, name, None if mine is None or theirs is None else mine + theirs)
         out._add_peak(other.peak_bytes, other.memory)
+        out.load_seconds = self.load_seconds
+        out._add_load(other.load_seconds, other.load_peak_bytes)
         return out
 
     @property
@@ -110,11 +120,15 @@ class CostTotals:
                f"{self.vae_decodes} decodes)")
         peak = ("peak n/a (not measurable here)" if self.peak_bytes is None else
                 f"peak {self.peak_bytes / GIB:.3g} GiB ({MEMORY_LABELS.get(self.memory, self.memory)})")
+        load = ""
+        if self.load_seconds > 0:
+            load_peak = "" if self.load_peak_bytes is None else f", peak {self.load_peak_bytes / GIB:.3g} GiB"
+            load = f"; loading the models (not in the above): {self.load_seconds:.3g} s{load_peak}"
         return (
             f"cost of {name}: {self.frames} frames in {self.calls} window{'' if self.calls == 1 else 's'}: "
             f"{number(self.per_81f(self.seconds), '.4g')} s per 81 frames, "
             f"NFE {number(self.per_81f(self.nfe), '.4g')} per 81 frames ({per_call} per window{full}), "
-            f"VAE passes {vae}, {peak}"
+            f"VAE passes {vae}, {peak}{load}"
         )
 
 

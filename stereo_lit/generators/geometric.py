@@ -35,6 +35,7 @@ class CopyLeft(StereoGenerator):
     """Right view = left view. Known mask is all zeros: nothing was warped."""
 
     name = "copy_left"
+    frame_independent = True  # each output frame depends on its own frame only: predict streams chunks
 
     def generate(
         self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
@@ -47,6 +48,7 @@ class WarpOnly(StereoGenerator):
     """Forward warp of the left view; holes (disocclusions, frame edge) stay black."""
 
     name = "warp_only"
+    frame_independent = True  # each output frame depends on its own frame only: predict streams chunks
 
     def generate(
         self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
@@ -129,6 +131,12 @@ class WarpFill(StereoGenerator):
         self.temporal_options = TemporalFillOptions(max_offset=int(max_offset))
         if fill != "background":
             self.name = f"warp_fill_{fill}"
+
+    @property
+    def frame_independent(self) -> bool:
+        """Each output frame depends on its own frame only (predict streams short chunks), except
+        for the temporal fill, which looks at the other frames of its window."""
+        return self.fill != "temporal"
 
     def generate(
         self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,

@@ -319,3 +319,55 @@ def read_frames(path: str | Path, start: int = 0, stop: int | None = None, **kwa
     """Frames ``[start, stop)`` as one uint8 array ``[T, H, W, 3]`` (see :func:`iter_frames`)."""
     frames = list(iter_frames(path, start, stop, **kwargs))
     return np.stack(frames)
+
+
+class SequentialFrames:
+    """Consecutive frame ranges of one video from one open decoder (no seek per window).
+
+    :func:`read_frames` opens the file and seeks for every range; a video read as many
+    short windows in order would re-decode from the previous keyframe each time (with a
+    250-frame GOP, up to 250 frames per window). This keeps one :func:`iter_frames`
+    generator open and the last ``keep`` decoded frames (the overlap of the next window),
+    so each frame is decoded once; a range that starts before the kept frames or after the
+    decoder's position reopens it (a seek, as :func:`read_frames` does). Output is the same.
+
+    Args:
+        path, fps, size, info, source_range: as :func:`iter_frames`.
+        keep: frames kept after each read for an overlapping next range.
+    """
+
+    def __init__(
+        self, path: str | Path, *, fps: float | None = None, size: tuple[int, int] | None = None,
+        info: VideoInfo | None = None, source_range: tuple[int, int] | None = None, keep: int = 0,
+    ) -> None:
+        self.path = Path(path)
+        self.kwargs = {"fps": fps, "size": size, "info": info, "source_range": source_range}
+        self.keep = max(0, int(keep))
+        self._frames: Iterator[np.ndarray] | None = None
+        self._next = 0  # output-timeline index of the decoder's next frame
+        self._kept: list[np.ndarray] = []  # frames [self._next - len(self._kept), self._next)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Frames ``[start, stop)`` as uint8 ``[T, H, W, 3]`` (the same as :func:`read_frames`)."""
+        first_kept = self._next - len(self._kept)
+        if self._frames is None or not first_kept <= start <= self._next:
+            self.close()
+            self._frames = iter_frames(self.path, start, None, **self.kwargs)
+            self._next, self._kept, first_kept = start, [], start
+        frames = self._kept[start - first_kept :]
+        while self._next < stop:
+            try:
+                frames.append(next(self._frames))
+            except StopIteration:
+                raise ValueError(f"{self.path}: frame range [{start}, {stop}) is past the video's end ({self._next} frames)") from None
+            self._next += 1
+        out = np.stack(frames[: stop - start])
+        if self._next == stop:  # else the range lay inside the kept frames: keep them as they are
+            self._kept = frames[len(frames) - min(self.keep, len(frames)) :]
+        return out
+
+    def close(self) -> None:
+        """Close the decoder (and its file)."""
+        if self._frames is not None:
+            self._frames.close()
+        self._frames, self._kept = None, []

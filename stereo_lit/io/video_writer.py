@@ -29,7 +29,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import queue
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -234,6 +238,7 @@ class StreamingVideoWriter:
         self._stream = None
         self._size: tuple[int, int] | None = None
         self.frames_written = 0
+        self.encode_seconds = 0.0  # wall seconds spent in the encoder (colour conversion, encode, mux)
 
     def __enter__(self) -> "StreamingVideoWriter":
         return self
@@ -294,19 +299,22 @@ class StreamingVideoWriter:
             self._open(frames.shape[1], frames.shape[2])
         if frames.shape[1:3] != self._size:
             raise ValueError(f"frame size {frames.shape[1:3]} differs from the first chunk's {self._size} in {self.path}")
-        h, w = self._size
+        started = time.perf_counter()
         for frame in frames:
             frame = pad_to_even(frame)
             for packet in self._stream.encode(self._frame(frame)):
                 self._container.mux(packet)
             self.frames_written += 1
+        self.encode_seconds += time.perf_counter() - started
 
     def close(self) -> Path:
         """Flush, add the audio, and rename to the final name."""
         if self._container is None:
             raise ValueError(f"no frame was written to {self.path}")
+        started = time.perf_counter()
         for packet in self._stream.encode():
             self._container.mux(packet)
+        self.encode_seconds += time.perf_counter() - started
         self._container.close()
         self._container = None
         if self.audio_from is not None:
@@ -385,6 +393,84 @@ class StreamingVideoWriter:
                     for packet in a_out.encode():
                         out.mux(packet)
             os.replace(with_audio, self.tmp)
+
+
+class BackgroundWriter:
+    """A :class:`StreamingVideoWriter` fed from a thread of its own through a bounded queue.
+
+    :meth:`write` hands over frames (or a function that makes them, e.g. a layout
+    composition, so that it runs in the thread too) and returns at once unless ``depth``
+    chunks are already waiting; the thread encodes them in order. PyAV releases the GIL
+    while it converts and encodes, so several writers and the model run at the same time.
+    An error in the thread is raised by the next :meth:`write` or by :meth:`close`.
+
+    Attributes:
+        wait_seconds: time :meth:`write` waited for room in the queue (encoder-bound).
+    """
+
+    def __init__(self, writer: StreamingVideoWriter, depth: int = 2) -> None:
+        self.writer = writer
+        self.path = writer.path
+        self.wait_seconds = 0.0
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"stereo-lit-encode-{writer.path.name}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain after a failure
+            try:
+                self.writer.write(item() if callable(item) else item)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def write(self, frames: "np.ndarray | Callable[[], np.ndarray]") -> None:
+        """Queue uint8 frames ``[T, H, W, 3]`` (or a function returning them) for encoding."""
+        self._raise()
+        started = time.perf_counter()
+        self._queue.put(frames)
+        self.wait_seconds += time.perf_counter() - started
+
+    def _join(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    @property
+    def frames_written(self) -> int:
+        return self.writer.frames_written
+
+    @property
+    def encode_seconds(self) -> float:
+        return self.writer.encode_seconds
+
+    def close(self) -> Path:
+        """Encode what is queued, then :meth:`StreamingVideoWriter.close` (flush, audio, rename)."""
+        started = time.perf_counter()
+        self._join()
+        self._raise()
+        joined, encoded = time.perf_counter() - started, self.writer.encode_seconds
+        path = self.writer.close()
+        # waiting for the thread and flushing the encoder are encode time, not the caller's
+        self.wait_seconds += joined + (self.writer.encode_seconds - encoded)
+        return path
+
+    def abort(self) -> None:
+        """Stop the thread (dropping queued frames) and remove the temporary file."""
+        self._error = self._error or RuntimeError("aborted")
+        self._join()
+        self._error = None
+        self.writer.abort()
 
 
 def write_video(

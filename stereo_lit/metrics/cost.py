@@ -60,7 +60,10 @@ class CallCost:
         nfe: transformer forward calls (None = not reported / not countable).
         vae_encodes, vae_decodes: whole-window VAE ``encode`` / ``decode`` calls (None = unknown).
         nfe_full: calls in which the whole block stack ran (a block cache lowers it; None = unknown).
-        peak_bytes: peak memory during the call in bytes (None = not measured), of kind ``memory``.
+        peak_bytes: peak memory during the call in bytes (None = not measured), of kind ``memory``;
+            the models' loading is not in it, nor in ``seconds``.
+        load_seconds, load_peak_bytes: the models' loading when this call triggered it (0 / None
+            otherwise): wall seconds and peak memory of the load alone, reported apart.
         memory: ``"cuda"`` (max_memory_allocated) or ``"rss"`` (process peak RSS); None with no peak.
     """
 
@@ -71,6 +74,8 @@ class CallCost:
     nfe_full: int | None = None
     peak_bytes: int | None = None
     memory: str | None = None
+    load_seconds: float = 0.0
+    load_peak_bytes: int | None = None
 
     @property
     def vae_passes(self) -> int | None:
@@ -216,6 +221,13 @@ class _Counters:
     vae: Any = None
     memory: PeakMemory = field(default_factory=PeakMemory)
     seconds: float = 0.0
+    load_seconds: float = 0.0
+    load_memory: PeakMemory = field(default_factory=PeakMemory)
+
+
+def _loads_models(method: Any) -> bool:
+    """True when reading ``method.components`` would load models (a Wan generator not loaded yet)."""
+    return "_components" in getattr(method, "__dict__", {}) and method.__dict__["_components"] is None
 
 
 @contextlib.contextmanager
@@ -226,8 +238,15 @@ def measure_call(method: Any, *tensors: Any) -> Iterator[_Counters]:
     :func:`call_cost` afterwards to combine the counts with what the call reported."""
     from stereo_lit.diffusion.nfe import count_nfe, count_vae_passes
 
-    transformer, vae = method_transformer(method), method_vae(method)
     counters = _Counters()
+    if _loads_models(method):  # the first call loads the models: timed and measured on its own
+        device = next((t.device for t in tensors if isinstance(t, torch.Tensor)), None)
+        with peak_memory(device if device is not None and device.type == "cuda" else None) as load_memory:
+            start = time.perf_counter()
+            method_transformer(method)
+            counters.load_seconds = time.perf_counter() - start
+        counters.load_memory = load_memory
+    transformer, vae = method_transformer(method), method_vae(method)
     with contextlib.ExitStack() as stack:
         if transformer is not None:
             counters.nfe = stack.enter_context(count_nfe(transformer))
@@ -260,6 +279,8 @@ def call_cost(method: Any, counters: _Counters, out: Any = None) -> CallCost:
         vae_decodes=pick(_extra(out, "vae_decodes"), None if vae_counter is None else int(vae_counter.decodes)),
         peak_bytes=counters.memory.peak_bytes,
         memory=counters.memory.memory,
+        load_seconds=counters.load_seconds,
+        load_peak_bytes=counters.load_memory.peak_bytes,
     )
 
 
@@ -356,3 +377,56 @@ __all__ = [
     "call_cost", "measure_call", "method_nfe", "method_transformer", "method_vae", "peak_memory", "reset_rss_peak",
     "timed_generate",
 ]
+
+
+#: predict stages, in pipeline order (StageTimes)
+STAGES = ("decode", "depth", "generate", "encode", "write")
+
+
+class StageTimes:
+    """Busy seconds of each predict stage and the frames made, for the run summary.
+
+    ``decode`` (reading and padding windows, in the reader thread), ``depth`` (depth and
+    disparity), ``generate`` (the right view), ``encode`` (the encoders, in their threads)
+    and ``write`` (the writer's own work in the main thread: layouts handed over, files
+    finished; time blocked on a full encoding queue is left out, it is encode-bound).
+    Stages run at the same time, so their sum can exceed the wall time; each stage's
+    share is of that sum: the largest share is the bottleneck.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = {stage: 0.0 for stage in STAGES}
+        self.frames = 0
+        self.started: float | None = None
+        self.stopped: float | None = None
+
+    def start(self) -> None:
+        """Mark the start of the run (wall clock)."""
+        self.started, self.stopped = time.perf_counter(), None
+
+    def stop(self) -> None:
+        self.stopped = time.perf_counter()
+
+    def add(self, stage: str, seconds: float) -> None:
+        if stage not in self.seconds:
+            raise ValueError(f"unknown predict stage {stage!r}; stages are {STAGES}")
+        self.seconds[stage] += max(0.0, float(seconds))
+
+    def shares(self) -> dict[str, float]:
+        """``{stage: percent of the summed busy time}`` (sums to 100; all 0 when nothing ran)."""
+        total = sum(self.seconds.values())
+        return {stage: (100.0 * s / total if total > 0 else 0.0) for stage, s in self.seconds.items()}
+
+    def wall_seconds(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.stopped or time.perf_counter()) - self.started
+
+    def summary_line(self) -> str:
+        """``N frames in T s (F frames/s); busy: decode a s (p%), ...``."""
+        wall = self.wall_seconds()
+        rate = f"{self.frames / wall:.2f} frames/s" if wall else "frames/s unknown"
+        head = f"{self.frames} frames in {wall:.1f} s ({rate})" if wall is not None else f"{self.frames} frames"
+        shares = self.shares()
+        parts = ", ".join(f"{stage} {self.seconds[stage]:.1f} s ({shares[stage]:.0f}%)" for stage in STAGES)
+        return f"{head}; stage busy time (stages overlap): {parts}"

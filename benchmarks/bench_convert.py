@@ -1,0 +1,172 @@
+"""The converter against its I/O floor (issue 21): speed ratio and peak RSS at 540p, 1080p, 4K.
+
+For each size a clip is made (the DAVIS sample upscaled, or a moving texture when it is
+missing; ``--frames`` frames at 24 fps) with a smooth inverse-depth ``NAME.npy`` beside it.
+Two commands run, interleaved, ``--repeats`` times each, every one in its own process:
+
+- **floor**: decode the clip and run the same three libx264 encodes as predict (right,
+  sbs, anaglyph; CRF 18, preset medium, :class:`~stereo_lit.io.video_writer.StreamingVideoWriter`)
+  on trivially made frames (the left view as the right one), one after the other, nothing
+  else: what any converter of this clip must pay;
+- **predict**: the whole ``stereo-lit predict -c predict_wild.yaml`` process with the
+  model-free ``WarpFill`` and the depth file (Python start-up, imports, set-up included).
+
+Printed per size: wall seconds (median and min-max), CPU seconds (user + system, which a
+busy shared machine inflates less than wall time), peak RSS (``os.wait4``'s ``ru_maxrss``)
+and ``speed = floor wall / predict wall`` (goal >= 0.8; 1.0 = at the floor). The load
+average is printed before and after: on a shared machine compare runs of equal load.
+
+    python benchmarks/bench_convert.py                                # 540p,1080p,4k x 3 repeats
+    python benchmarks/bench_convert.py --sizes 540p --repeats 1 --frames 24   # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = {"540p": (540, 960), "1080p": (1080, 1920), "4k": (2160, 3840)}
+SAMPLE = Path("/work/shared/samples/davis_rollercoaster.mp4")
+
+
+def make_clip(path: Path, num_frames: int, height: int, width: int, source: Path | None) -> None:
+    """``path`` (libx264, CRF 18, 24 fps) from ``source`` resized (looped), or a moving texture."""
+    import cv2
+
+    frames: list[np.ndarray] = []
+    if source is not None and source.is_file():
+        with av.open(str(source)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    if not frames:
+        rng = np.random.default_rng(0)
+        texture = cv2.resize(rng.integers(0, 255, (height // 8, (width + num_frames) // 8, 3), dtype=np.uint8),
+                             (width + num_frames, height), interpolation=cv2.INTER_LINEAR)
+        frames = [texture[:, t : t + width] for t in range(num_frames)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for t in range(num_frames):
+            rgb = cv2.resize(frames[t % len(frames)], (width, height), interpolation=cv2.INTER_LINEAR)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    h, w = max(2, height // 4), max(2, width // 4)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    depth = np.stack([0.3 + yy / h + 0.2 * np.sin(xx / 30.0 + t / 6.0) for t in range(num_frames)])
+    np.save(path.with_suffix(".npy"), depth.astype(np.float32))
+
+
+def floor(clip: Path, out: Path, chunk: int = 8) -> None:
+    """Decode ``clip`` and encode right / sbs / anaglyph of trivially made frames (in-process)."""
+    sys.path.insert(0, str(REPO))
+    from stereo_lit.io.video_writer import StreamingVideoWriter
+
+    out.mkdir(parents=True, exist_ok=True)
+    writers = {name: StreamingVideoWriter(out / f"{name}.mp4", 24) for name in ("right", "sbs", "anaglyph")}
+    buffer: list[np.ndarray] = []
+
+    def flush() -> None:
+        left = np.stack(buffer)
+        writers["right"].write(left)
+        writers["sbs"].write(np.concatenate([left, left], axis=2))
+        writers["anaglyph"].write(left)
+        buffer.clear()
+
+    with av.open(str(clip)) as container:
+        for frame in container.decode(video=0):
+            buffer.append(frame.to_ndarray(format="rgb24"))
+            if len(buffer) == chunk:
+                flush()
+    if buffer:
+        flush()
+    for writer in writers.values():
+        writer.close()
+
+
+def run(args: list[str]) -> tuple[float, float, float]:
+    """Run ``args``: (wall s, user+sys CPU s, peak RSS GiB); raises on failure with its stderr."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({status}):\n{stderr.decode(errors='replace')[-3000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20
+
+
+def stats(values: list[float]) -> str:
+    return f"{statistics.median(values):7.1f} [{min(values):.1f}-{max(values):.1f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="540p,1080p,4k", help=f"comma-separated, of {list(SIZES)}")
+    parser.add_argument("--frames", type=int, default=70)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--source", type=Path, default=SAMPLE, help="video to upscale (default: the DAVIS sample)")
+    parser.add_argument("--floor", nargs=2, metavar=("CLIP", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor:
+        floor(Path(args.floor[0]), Path(args.floor[1]))
+        return
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    unknown = [s for s in sizes if s not in SIZES]
+    if unknown:
+        raise SystemExit(f"--sizes: unknown {unknown}; choose from {list(SIZES)}")
+    python, cli = sys.executable, str(Path(sys.executable).with_name("stereo-lit"))
+    print(f"load before: {os.getloadavg()}, {os.cpu_count()} CPUs; {args.frames} frames, {args.repeats} repeats")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            height, width = SIZES[size]
+            clip = Path(tmp) / f"clip_{size}.mp4"
+            make_clip(clip, args.frames, height, width, args.source)
+            floor_cmd = [python, __file__, "--floor", str(clip), f"{tmp}/floor_{size}"]
+            predict_cmd = [
+                cli, "predict", "-c", "stereo_lit/configs/predict_wild.yaml", "--data.init_args.source", str(clip),
+                "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
+                "--model.output.dir", f"{tmp}/predict_{size}", "--model.output.skip_finished", "false",
+                "--trainer.enable_progress_bar", "false",
+            ]
+            run(floor_cmd)  # warm-up: page cache, encoder start-up
+            results: dict[str, list[tuple[float, float, float]]] = {"floor": [], "predict": []}
+            for _ in range(args.repeats):  # interleaved
+                results["floor"].append(run(floor_cmd))
+                results["predict"].append(run(predict_cmd))
+            rows.append((size, results))
+            print_rows([rows[-1]], header=len(rows) == 1)  # each size as soon as it is measured
+    print(f"load after: {os.getloadavg()}")
+    print_rows(rows)
+
+
+def print_rows(rows: list, header: bool = True) -> None:
+    """The table: per size, floor and predict: wall (median [range]), CPU s, peak RSS, speed vs the floor."""
+    if header:
+        print(f"{'size':6} {'what':8} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} {'speed':>6}")
+    for size, results in rows:
+        floor_wall = statistics.median(r[0] for r in results["floor"])
+        for what, values in results.items():
+            wall = [r[0] for r in values]
+            speed = floor_wall / statistics.median(wall)
+            print(
+                f"{size:6} {what:8} {stats(wall):>24} {statistics.median(r[1] for r in values):13.1f} "
+                f"{max(r[2] for r in values):13.2f} {speed:6.2f}", flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
