@@ -13,7 +13,11 @@ from stereo_lit.generators.geometric import WarpFill
 
 
 class KillOnCall(WarpFill):
-    """WarpFill that SIGKILLs its own process on the ``kill_at``-th call (a crash mid-video)."""
+    """WarpFill that SIGKILLs its own process on the ``kill_at``-th call (a crash mid-video).
+
+    It keeps the data windows (not predict's streamed chunks), so ``kill_at`` counts windows."""
+
+    frame_independent = False
 
     def __init__(self, kill_at: int = 2) -> None:
         super().__init__()

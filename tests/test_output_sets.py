@@ -68,7 +68,7 @@ def test_a_redo_that_runs_out_of_space_keeps_the_earlier_set(tmp_path: Path, mon
     before = _snapshot(folder)
     assert MANIFEST_NAME in before and len(before) == 4, before  # three layouts and the manifest, nothing hidden
     if name.endswith(".mp4"):  # the second layout cannot be finished (flush / audio) at the new strength
-        failures = disk_full(monkeypatch, StreamingVideoWriter, "close", lambda writer: "sbs" in writer.path.name)
+        failures = disk_full(monkeypatch, StreamingVideoWriter, "close", lambda writer, *a, **k: "sbs" in writer.path.name)
     else:
         failures = disk_full(monkeypatch, image_writer, "save_image", lambda path, *a, **k: path.name.startswith(".sbs."))
     with pytest.raises(Exception) as failed:

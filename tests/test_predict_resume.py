@@ -111,8 +111,8 @@ def _is_hidden_partial_video(path: Path) -> bool:
 
 @pytest.mark.slow  # two CLI runs on 81 frames of 128x256 (about 2 minutes on a busy CPU)
 def test_kill_after_frames_were_encoded_leaves_only_hidden_partials(tmp_path: Path) -> None:
-    """SIGKILL in window 5 of 5, after 64 frames went through the encoder: the partial videos are
-    hidden (and hold encoded data), no final-named file exists; the re-run completes."""
+    """SIGKILL in window 5 of 5, after 64 frames were handed to the encoders: the partial videos are
+    hidden, no final-named file exists; the re-run completes."""
     height, width, frames = 128, 256, 81
     video = tmp_path / "noise.mp4"
     _write_noise_clip(video, frames, height, width)
@@ -129,8 +129,8 @@ def test_kill_after_frames_were_encoded_leaves_only_hidden_partials(tmp_path: Pa
     folder = out / "noise"
     partials = [p for p in folder.iterdir() if _is_hidden_partial_video(p)]
     assert len(partials) >= 3, sorted(p.name for p in folder.iterdir())  # right, sbs, anaglyph were open
-    # frames reached the disk: more than an mp4 header (the muxer flushes encoded data in 256 KiB blocks)
-    assert max(p.stat().st_size for p in partials) > 100_000, [(p.name, p.stat().st_size) for p in partials]
+    # how much reached the disk depends on the encoder threads and x264's look-ahead (frames queued
+    # for encoding die with the process): the promise is that whatever exists is hidden and partial
     assert not [p for p in folder.glob("*.mp4") if not _is_hidden_partial_video(p)]
     for layout in ("right", "sbs", "anaglyph"):
         assert not (folder / f"{layout}.mp4").exists()

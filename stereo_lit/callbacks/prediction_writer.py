@@ -199,9 +199,8 @@ class _VideoOutputs:
         try:
             for layout, writer in self.writers.items():
                 final = writer.path
-                writer.path = partial_path(final, "done")  # complete but hidden: renamed below with the others
-                try:
-                    staged[layout] = (writer.close(), final)
+                try:  # complete but hidden: renamed below with the others
+                    staged[layout] = (writer.close(partial_path(final, "done")), final)
                 except OSError as exc:  # e.g. disk full while flushing or adding the audio: name the file
                     raise OSError(exc.errno, f"could not write {final}: {exc.strerror or exc}", str(final)) from exc
         except BaseException:

@@ -307,8 +307,11 @@ class StreamingVideoWriter:
             self.frames_written += 1
         self.encode_seconds += time.perf_counter() - started
 
-    def close(self) -> Path:
-        """Flush, add the audio, and rename to the final name."""
+    def close(self, path: Path | None = None) -> Path:
+        """Flush, add the audio, and rename to the final name (or to ``path``, e.g. a hidden name
+        that a whole output set is renamed from at once)."""
+        if path is not None:
+            self.path = Path(path)
         if self._container is None:
             raise ValueError(f"no frame was written to {self.path}")
         started = time.perf_counter()
@@ -410,7 +413,6 @@ class BackgroundWriter:
 
     def __init__(self, writer: StreamingVideoWriter, depth: int = 2) -> None:
         self.writer = writer
-        self.path = writer.path
         self.wait_seconds = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._error: BaseException | None = None
@@ -447,6 +449,11 @@ class BackgroundWriter:
             self._thread.join()
 
     @property
+    def path(self) -> Path:
+        """The final path of the wrapped writer."""
+        return self.writer.path
+
+    @property
     def frames_written(self) -> int:
         return self.writer.frames_written
 
@@ -454,13 +461,13 @@ class BackgroundWriter:
     def encode_seconds(self) -> float:
         return self.writer.encode_seconds
 
-    def close(self) -> Path:
-        """Encode what is queued, then :meth:`StreamingVideoWriter.close` (flush, audio, rename)."""
+    def close(self, path: Path | None = None) -> Path:
+        """Encode what is queued, then :meth:`StreamingVideoWriter.close` (flush, audio, rename to ``path``)."""
         started = time.perf_counter()
         self._join()
         self._raise()
         joined, encoded = time.perf_counter() - started, self.writer.encode_seconds
-        path = self.writer.close()
+        path = self.writer.close(path)
         # waiting for the thread and flushing the encoder are encode time, not the caller's
         self.wait_seconds += joined + (self.writer.encode_seconds - encoded)
         return path
