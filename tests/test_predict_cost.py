@@ -78,7 +78,7 @@ def test_predict_summary_prints_the_reported_cost_per_81_frames(tmp_path: Path, 
     assert manifest["cost"] == json.loads(json.dumps(record))  # the video's totals, in its manifest
 
 
-@pytest.mark.slow  # the tiny Wan through the CLI: about 20 s on a busy CPU
+# the tiny Wan through the CLI: about 3 s on a quiet CPU, so in the default suite (NFE/VAE accounting)
 def test_predict_with_the_tiny_wan_prints_nfe_and_vae_passes(tiny_checkpoints: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture) -> None:
     """One 5-frame window, 2 steps with CFG: 4 transformer calls, 1 VAE encode (the warped
