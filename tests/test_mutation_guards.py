@@ -98,22 +98,11 @@ def test_the_generator_reports_the_first_new_frame_of_each_later_window_as_a_sea
 def test_shot_cuts_reach_the_disparity_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The module hands the detected cuts to ``policy.fix_video_range`` (one range per shot):
     handing it ``cuts=()`` fails here."""
-    import av
-
     from stereo_lit.generators.geometric import WarpFill
     from stereo_lit.module import StereoLitModule
-    from test_shots import CUT, _RecordingEstimator, _two_shot_frames
+    from test_shots import CUT, _RecordingEstimator, write_two_shot_video
 
-    path = tmp_path / "v.mp4"
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
-        stream.width, stream.height, stream.pix_fmt = 48, 36, "yuv420p"
-        stream.options = {"qscale": "2"}
-        for frame in _two_shot_frames():
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    path = write_two_shot_video(tmp_path / "v.mp4")
     module = StereoLitModule(generator=WarpFill(), depth=_RecordingEstimator(), disparity={"shot_aware": True})
     seen: list = []
     original = module.policy.fix_video_range

@@ -32,6 +32,20 @@ def _two_shot_frames(num_frames: int = 40, h: int = 36, w: int = 48, seed: int =
     return np.stack(frames)
 
 
+def write_two_shot_video(path: Path) -> Path:
+    """:func:`_two_shot_frames` as a 10 fps MPEG-4 file (48x36; the cut at frame ``CUT``)."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 48, 36, "yuv420p"
+        stream.options = {"qscale": "2"}
+        for frame in _two_shot_frames():
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 def _two_shot_depth(num_frames: int = 40, h: int = 12, w: int = 16, seed: int = 0) -> torch.Tensor:
     """Inverse depth ``[T,H,W]``: shot 1 spans ~[0.1, 0.2] (far landscape), shot 2 ~[2, 6] (close-up)."""
     g = torch.Generator().manual_seed(seed)
@@ -59,16 +73,7 @@ def test_cuts_closer_than_min_shot_len_are_merged() -> None:
 
 def test_cut_on_a_decoded_video_file_at_the_datamodule_rate(tmp_path: Path) -> None:
     path = tmp_path / "two_shots.mp4"
-    container = av.open(str(path), mode="w")
-    stream = container.add_stream("mpeg4", rate=10)
-    stream.width, stream.height, stream.pix_fmt = 48, 36, "yuv420p"
-    stream.options = {"qscale": "2"}
-    for frame in _two_shot_frames():
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+    write_two_shot_video(path)
     assert video_cuts(str(path), 10.0, (36, 48), cache_dir=tmp_path / "cache") == [CUT]
     assert list((tmp_path / "cache").glob("cuts-*.json"))  # remembered for the next run
 
@@ -185,16 +190,7 @@ class _RecordingEstimator:
 
 def test_window_depth_detects_cuts_and_hands_them_to_the_estimator(tmp_path: Path) -> None:
     path = tmp_path / "v.mp4"
-    container = av.open(str(path), mode="w")
-    stream = container.add_stream("mpeg4", rate=10)
-    stream.width, stream.height, stream.pix_fmt = 48, 36, "yuv420p"
-    stream.options = {"qscale": "2"}
-    for frame in _two_shot_frames():
-        for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+    write_two_shot_video(path)
     estimator = _RecordingEstimator()
     batch = {
         "left": torch.zeros(1, 3, 8, 36, 48), "video_path": [str(path)], "fps": torch.tensor([10.0]),
