@@ -242,7 +242,8 @@ class StereoLitModule(EvaluationSteps, LightningModule):
                 f"{', '.join(keys)}: no depth file next to the video and the model has no depth estimator: set "
                 "`model.depth` (e.g. stereo_lit.depth.VDAEstimator) or put NAME.npy/NAME_depths.npz next to the video"
             )
-        return disparity.to(left), [self.policy.convergence_px(width)] * left.shape[0]
+        dtype = left.dtype if left.is_floating_point() else torch.float32  # a uint8 picture keeps float disparity
+        return disparity.to(device=left.device, dtype=dtype), [self.policy.convergence_px(width)] * left.shape[0]
 
     def _policy_disparity(
         self, depth: torch.Tensor, kinds: str | list[str], keys: list[str], width: int, starts: list[int] | None = None
@@ -277,8 +278,10 @@ class StereoLitModule(EvaluationSteps, LightningModule):
             return None
         for seconds in _as_list((batch.pop("stage_seconds", None) or {}).get("decode", [])):
             times.add("decode", seconds)
-        if isinstance(batch.get("left"), torch.Tensor) and batch["left"].dtype == torch.uint8:
-            batch["left"] = batch["left"].float().div_(255.0)  # streamed windows stay uint8 until here
+        if isinstance(batch.get("left"), torch.Tensor) and batch["left"].dtype == torch.uint8 and not getattr(
+            self.generator, "takes_uint8", False
+        ):
+            batch["left"] = batch["left"].float().div_(255.0)  # streamed windows stay uint8 until a method needs floats
         videos = [str(p) for p in batch.get("video_path", [])]
         self.failures.see(videos)
         if set(videos) & set(self.failures.failed):
@@ -360,17 +363,21 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         times.frames += max(num_src - first, 0) * len(videos)
 
         def trim(x: torch.Tensor) -> torch.Tensor:
-            x = unpad_video(x, Padding(padding.bottom, padding.right, 0))
-            return x[:, :, first:num_src].clamp(0, 1) if x.shape[1] == 3 else x[:, :, first:num_src]
+            """The frames this window produces at the source size; pictures clamped to [0, 1]
+            (float) or kept as they are (uint8, from a method that :attr:`takes_uint8`)."""
+            x = unpad_video(x, Padding(padding.bottom, padding.right, 0))[:, :, first:num_src]
+            if x.dtype == torch.uint8:
+                return x.cpu()
+            return (x.clamp(0, 1) if x.shape[1] == 3 else x).float().cpu()
 
         return {
             "video_path": [str(p) for p in batch["video_path"]],
             "fps": [float(f) for f in _as_list(batch["fps"])],
             "num_frames": [int(n) for n in _as_list(batch["num_frames"])],
             "frames_start": keeps,
-            "left": trim(left).float().cpu(),
-            "right": trim(out.right).float().cpu(),
-            "disparity_px": trim(disparity).float().cpu(),
+            "left": trim(left),
+            "right": trim(out.right),
+            "disparity_px": trim(disparity),
             "convergence_px": convergence_px,
             "cost": [self.predict_cost.video_record(v) for v in videos],  # so far, for the output manifest
         }

@@ -20,7 +20,7 @@ class StereoOutput:
     """What a generator returns.
 
     Attributes:
-        right: right video ``[B, 3, T, H, W]`` in [0, 1], same size as the left input.
+        right: right video ``[B, 3, T, H, W]`` in [0, 1] (uint8 0-255 when the left was uint8), same size as the left input.
         known_mask: ``[B, 1, T, H, W]``, 1 where the right view came from the warp of the
             left view (visible), 0 where it was generated / filled (disoccluded, frame edge).
         extras: optional method-specific tensors (e.g. ``cycle_error``, ``warped``).
@@ -44,6 +44,9 @@ class StereoGenerator(ABC):
 
     #: short name used in metric tables and output folders
     name: str = "generator"
+    #: True when :meth:`generate` also takes ``left`` as uint8 (0-255) and then returns ``right``
+    #: as uint8: predict hands such a method the decoded frames as they are (no float copy).
+    takes_uint8: bool = False
 
     @abstractmethod
     def generate(
@@ -58,7 +61,7 @@ class StereoGenerator(ABC):
         """Make the right view.
 
         Args:
-            left: ``[B, 3, T, H, W]`` in [0, 1].
+            left: ``[B, 3, T, H, W]`` in [0, 1] (or uint8 0-255 where :attr:`takes_uint8`).
             disparity_px: ``[B, 1, T, H, W]``, pixels, >= 0, in the left view's frame
                 (left column x is seen at ``x - d`` in the right view).
             prompt: optional text describing the video (used by diffusion generators).

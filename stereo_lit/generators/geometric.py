@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from stereo_lit.generators.base import StereoGenerator, StereoOutput
+from stereo_lit.stereo import fast_warp
 from stereo_lit.stereo.geometry import forward_warp, right_disparity_from_left
 from stereo_lit.stereo.temporal import TemporalFillOptions, background_source, consecutive_flows, temporal_fill
 
@@ -36,12 +37,13 @@ class CopyLeft(StereoGenerator):
 
     name = "copy_left"
     frame_independent = True  # each output frame depends on its own frame only: predict streams chunks
+    takes_uint8 = True
 
     def generate(
         self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
         num_overlap: int = 0,
     ) -> StereoOutput:
-        return StereoOutput(right=left.clone(), known_mask=torch.zeros_like(left[:, :1]))
+        return StereoOutput(right=left.clone(), known_mask=torch.zeros_like(left[:, :1], dtype=torch.float32))
 
 
 class WarpOnly(StereoGenerator):
@@ -49,13 +51,67 @@ class WarpOnly(StereoGenerator):
 
     name = "warp_only"
     frame_independent = True  # each output frame depends on its own frame only: predict streams chunks
+    takes_uint8 = True
 
     def generate(
         self, left: torch.Tensor, disparity_px: torch.Tensor, *, prompt: str | None = None, carry: Any = None,
         num_overlap: int = 0,
     ) -> StereoOutput:
-        warped, covered = forward_warp(left, disparity_px)
-        return StereoOutput(right=warped * covered, known_mask=covered)
+        warped, covered, _ = warp_and_fill(left, disparity_px, fill=False)
+        return StereoOutput(right=warped, known_mask=covered)
+
+
+def _uses_kernel(left: torch.Tensor, disparity_px: torch.Tensor) -> bool:
+    """The compiled CPU kernel applies: numba present, CPU tensors, no autograd, uint8/float32 picture."""
+    return (
+        fast_warp.available() and left.device.type == "cpu" and disparity_px.device.type == "cpu"
+        and left.dtype in (torch.uint8, torch.float32) and not (left.requires_grad or disparity_px.requires_grad)
+    )
+
+
+def warp_and_fill(
+    left: torch.Tensor, disparity_px: torch.Tensor, *, fill: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Forward warp of ``left [B,3,T,H,W]`` by ``disparity_px [B,1,T,H,W]``, holes filled by the
+    background rule (``fill``) or 0.
+
+    On the CPU the compiled kernel (:mod:`stereo_lit.stereo.fast_warp`) computes it in one pass;
+    elsewhere the torch reference (:func:`~stereo_lit.stereo.geometry.forward_warp` and
+    :func:`fill_from_background`), which gives the same numbers.
+
+    Returns:
+        ``(right, covered, right_disparity_px)``: ``right`` in ``left``'s dtype (uint8 0-255 in,
+        uint8 out, rounded as the writers round), float 0/1 ``covered [B,1,T,H,W]`` and the
+        right view's disparity ``[B,1,T,H,W]`` px (0 where uncovered).
+    """
+    if left.ndim != 5 or disparity_px.ndim != 5:
+        raise ValueError(
+            f"expected left [B,3,T,H,W] and disparity_px [B,1,T,H,W], got {tuple(left.shape)} "
+            f"and {tuple(disparity_px.shape)}"
+        )
+    if _uses_kernel(left, disparity_px):
+        results = [
+            fast_warp.warp_fill(left[i].numpy(), disparity_px[i, 0].float().numpy(), fill=fill)
+            for i in range(left.shape[0])
+        ]
+        right = torch.stack([torch.from_numpy(r[0]) for r in results])
+        covered = torch.stack([torch.from_numpy(r[1]) for r in results])[:, None].float()
+        disp_right = torch.stack([torch.from_numpy(r[2]) for r in results])[:, None]
+        return right, covered, disp_right
+    image = left.float() / 255.0 if left.dtype == torch.uint8 else left
+    b, c, t, h, w = image.shape
+    warped, covered = forward_warp(image, disparity_px)
+    disp_right, _ = right_disparity_from_left(disparity_px)
+    right = warped * covered
+    if fill:
+        def frames(x: torch.Tensor) -> torch.Tensor:
+            return x.permute(0, 2, 1, 3, 4).reshape(b * t, x.shape[1], h, w)
+
+        filled = fill_from_background(frames(right), frames(covered), frames(disp_right))
+        right = filled.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+    if left.dtype == torch.uint8:
+        right = (right.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+    return right, covered, disp_right
 
 
 def fill_from_background(
@@ -108,6 +164,7 @@ class WarpFill(StereoGenerator):
 
     name = "warp_fill"
     FILLS = ("background", "telea", "temporal")
+    takes_uint8 = True  # the background fill runs on uint8 frames; the others convert
 
     def __init__(
         self,
@@ -147,17 +204,23 @@ class WarpFill(StereoGenerator):
                 f"expected left [B,3,T,H,W] and disparity_px [B,1,T,H,W], got {tuple(left.shape)} "
                 f"and {tuple(disparity_px.shape)}"
             )
+        if self.fill == "background":
+            right, covered, _ = warp_and_fill(left, disparity_px, fill=True)
+            warped = torch.where(covered > 0.5, right, torch.zeros_like(right))
+            return StereoOutput(right=right, known_mask=covered, extras={"warped": warped})
+        uint8_in = left.dtype == torch.uint8
+        if uint8_in:
+            left = left.float() / 255.0
         b, c, t, h, w = left.shape
-        warped, covered = forward_warp(left, disparity_px)
-        disp_right, _ = right_disparity_from_left(disparity_px)
+        warped, covered, disp_right = warp_and_fill(left, disparity_px, fill=False)
 
         def frames(x: torch.Tensor) -> torch.Tensor:
             return x.permute(0, 2, 1, 3, 4).reshape(b * t, x.shape[1], h, w)
 
         if self.fill == "telea":
-            filled = _telea(frames(warped * covered), frames(covered), self.inpaint_radius)
+            filled = _telea(frames(warped), frames(covered), self.inpaint_radius)
         else:
-            filled = fill_from_background(frames(warped * covered), frames(covered), frames(disp_right))
+            filled = fill_from_background(frames(warped), frames(covered), frames(disp_right))
         if self.fill == "temporal":
             filled = filled.reshape(b, t, c, h, w)
             for i in range(b):
@@ -168,5 +231,7 @@ class WarpFill(StereoGenerator):
                     self.temporal_options,
                 )
                 filled[i] = torch.where(source >= 0, colour.to(filled), filled[i])
-        right = filled.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4)
-        return StereoOutput(right=right.contiguous(), known_mask=covered, extras={"warped": warped * covered})
+        right = filled.reshape(b, t, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+        if uint8_in:
+            right = (right.clamp(0, 1) * 255.0 + 0.5).to(torch.uint8)
+        return StereoOutput(right=right, known_mask=covered, extras={"warped": warped})
