@@ -250,6 +250,8 @@ class StereoLitModule(EvaluationSteps, LightningModule):
     ) -> torch.Tensor:
         kinds = [kinds] * depth.shape[0] if isinstance(kinds, str) else list(kinds)
         starts = starts or [None] * depth.shape[0]
+        if depth.shape[0] == 1:  # the streamed converter's case: no copy through cat
+            return self.policy.from_depth(depth, kinds[0], keys[0], width_px=width, start=starts[0])
         return torch.cat(
             [
                 self.policy.from_depth(depth[i : i + 1], kinds[i], keys[i], width_px=width, start=starts[i])

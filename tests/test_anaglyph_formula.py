@@ -1,10 +1,11 @@
-"""The fast anaglyph (lookup table, OpenCV kernels) against the Dubois formula written out in float64."""
+"""The fast anaglyph (compiled kernel; OpenCV fallback) against the Dubois formula written out in float64."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from stereo_lit.io.layouts import _DUBOIS_LEFT, _DUBOIS_RIGHT, anaglyph_dubois
+from stereo_lit.io.anaglyph import DUBOIS_LEFT as _DUBOIS_LEFT, DUBOIS_RIGHT as _DUBOIS_RIGHT, _anaglyph_opencv
+from stereo_lit.io.layouts import anaglyph_dubois
 
 
 def _formula(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -25,8 +26,24 @@ def test_anaglyph_equals_the_formula_on_every_byte_pair_of_a_gradient() -> None:
     np.testing.assert_array_equal(anaglyph_dubois(left, right), _formula(left, right))
 
 
-def test_anaglyph_is_within_one_level_of_the_formula_on_noise() -> None:
+def test_anaglyph_equals_the_formula_on_noise_and_strided_views() -> None:
     rng = np.random.default_rng(0)
     left, right = (rng.integers(0, 256, (2, 64, 96, 3), dtype=np.uint8) for _ in range(2))
-    diff = np.abs(anaglyph_dubois(left, right).astype(int) - _formula(left, right).astype(int))
+    np.testing.assert_array_equal(anaglyph_dubois(left, right), _formula(left, right))
+    flipped = left[:, :, ::-1]  # a view with a negative stride
+    np.testing.assert_array_equal(anaglyph_dubois(flipped, right), _formula(flipped, right))
+
+
+def test_the_opencv_fallback_is_within_one_level_of_the_formula() -> None:
+    rng = np.random.default_rng(1)
+    left, right = (rng.integers(0, 256, (2, 64, 96, 3), dtype=np.uint8) for _ in range(2))
+    diff = np.abs(_anaglyph_opencv(left, right).astype(int) - _formula(left, right).astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_the_byte_thresholds_reproduce_the_formula_around_every_boundary() -> None:
+    from stereo_lit.io.anaglyph import _THRESHOLDS, linear_to_srgb_byte_formula
+
+    below = np.nextafter(_THRESHOLDS[1:], 0.0)
+    np.testing.assert_array_equal(linear_to_srgb_byte_formula(_THRESHOLDS[1:]), np.arange(1, 256))
+    np.testing.assert_array_equal(linear_to_srgb_byte_formula(below), np.arange(0, 255))

@@ -71,11 +71,21 @@ def write_tagged_source(path: Path, tags: dict[str, int], frames: int = 5, size:
     return path
 
 
-def test_defaults_are_the_historical_encoder() -> None:
+def test_defaults_are_the_historical_encoder_with_a_20_frame_lookahead() -> None:
     options = EncoderOptions()
     assert (options.codec, options.crf, options.bit_depth, options.preset, options.hardware) == ("h264", 18, 8, "medium", False)
-    assert resolve_encoder(options) == ("libx264", "yuv420p", {"crf": "18", "preset": "medium"})
+    assert resolve_encoder(options) == ("libx264", "yuv420p", {"crf": "18", "preset": "medium", "x264-params": "rc-lookahead=20"})
+    assert resolve_encoder(EncoderOptions(lookahead=None)) == ("libx264", "yuv420p", {"crf": "18", "preset": "medium"})
+    assert resolve_encoder(EncoderOptions(codec="h265", lookahead=8))[2]["x265-params"] == "log-level=error:rc-lookahead=8"
     assert StreamingVideoWriter("x.mp4", 10, crf=23).encoder == EncoderOptions(crf=23)  # the old crf argument
+
+
+@pytest.mark.parametrize("lookahead,expected", [(None, b"rc_lookahead=40"), (20, b"rc_lookahead=20"), (5, b"rc_lookahead=5")])
+def test_the_lookahead_reaches_x264(tmp_path: Path, lookahead: int | None, expected: bytes) -> None:
+    """x264 writes its settings into the stream (an SEI message): the file says what ran."""
+    frames = np.random.default_rng(0).integers(0, 255, (3, 32, 48, 3), dtype=np.uint8)
+    path = write_video(tmp_path / "out.mp4", frames, 10, encoder={"lookahead": lookahead})
+    assert expected + b" " in path.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -106,6 +116,8 @@ def test_bad_encoder_options_are_named() -> None:
         EncoderOptions(bit_depth=12)
     with pytest.raises(ValueError, match="model.output.encoder.preset"):
         EncoderOptions(preset="p4")
+    with pytest.raises(ValueError, match="model.output.encoder.lookahead"):
+        EncoderOptions(lookahead=-1)
 
 
 @pytest.mark.parametrize("bit_depth", [8, 10])
@@ -174,4 +186,4 @@ def test_cli_outputs_use_the_encoder_option_and_keep_the_source_colour(tmp_path:
         assert (name, pix_fmt, tags, count) == ("hevc", "yuv420p", BT709, 5), layout
     assert _stream_info(out / "clip" / "depth.mp4")[2]["colorspace"] == 2  # a colour map, not the source's pixels
     manifest = json.loads((out / "clip" / MANIFEST_NAME).read_text())
-    assert manifest["settings"]["encoder"] == {"codec": "h265", "crf": 20, "bit_depth": 8, "preset": "medium", "hardware": False}
+    assert manifest["settings"]["encoder"] == {"codec": "h265", "crf": 20, "bit_depth": 8, "preset": "medium", "hardware": False, "lookahead": 20}

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from stereo_lit.stereo.projection import pinhole_focal_px, pinhole_to_equirect
+from stereo_lit.io.anaglyph import anaglyph
 
 LAYOUTS = ("right", "sbs", "sbs_half", "tb", "tb_half", "anaglyph", "vr180", "depth")
 NAMINGS = ("plain", "player")
@@ -119,16 +120,6 @@ def vr180(left: np.ndarray, right: np.ndarray, options: VR180Options | None = No
     return out
 
 # Dubois red-cyan matrices (E. Dubois, 2001; the widely used revision), rows = output R, G, B
-_DUBOIS_LEFT = np.array(
-    [[0.4561, 0.500484, 0.176381], [-0.0400822, -0.0378246, -0.0157589], [-0.0152161, -0.0205971, -0.00546856]],
-    dtype=np.float32,
-)
-_DUBOIS_RIGHT = np.array(
-    [[-0.0434706, -0.0879388, -0.00155529], [0.378476, 0.73364, -0.0184503], [-0.0721527, -0.112961, 1.2264]],
-    dtype=np.float32,
-)
-
-
 def _check(frames: np.ndarray, name: str) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"{name} must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
@@ -160,47 +151,11 @@ def top_bottom(left: np.ndarray, right: np.ndarray, half: bool = False) -> np.nd
     return np.concatenate([left, right], axis=1)
 
 
-def _srgb_to_linear_formula(srgb: np.ndarray) -> np.ndarray:
-    x = srgb.astype(np.float32) / 255.0
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-#: sRGB byte -> linear light (float32): the formula above for each of the 256 values, so a lookup is exact
-_SRGB_TO_LINEAR = _srgb_to_linear_formula(np.arange(256, dtype=np.uint8))
-
-
-#: the same table as OpenCV wants it (``cv2.LUT``: 256 entries, applied to every channel)
-_SRGB_TO_LINEAR_CV = np.ascontiguousarray(_SRGB_TO_LINEAR.reshape(1, 256))
-
-
-def _to_linear(srgb: np.ndarray) -> np.ndarray:
-    """uint8 sRGB ``[H, W, 3]`` -> float32 linear light, by table (exact: a byte has 256 values)."""
-    return cv2.LUT(srgb, _SRGB_TO_LINEAR_CV)
-
-
-def _to_srgb(linear: np.ndarray) -> np.ndarray:
-    """float32 linear light ``[H, W, 3]`` -> uint8 sRGB, rounded to nearest (``linear`` is overwritten).
-
-    The sRGB curve with OpenCV's SIMD ``pow``; equal to the float64 formula up to float32
-    rounding (a byte differs by 1 in about 4 of a million values, at a rounding tie)."""
-    x = np.clip(linear, 0.0, 1.0, out=linear)
-    low = x <= 0.0031308
-    y = cv2.pow(x, 1 / 2.4)
-    y *= 1.055
-    y -= 0.055
-    np.copyto(y, x * 12.92, where=low)
-    return cv2.convertScaleAbs(y, alpha=255.0)
-
-
 def anaglyph_dubois(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Red-cyan anaglyph (Dubois), computed on linear-light RGB, returned as sRGB uint8 ``[T, H, W, 3]``."""
+    """Red-cyan anaglyph (Dubois), computed on linear-light RGB, returned as sRGB uint8 ``[T, H, W, 3]``
+    (:mod:`stereo_lit.io.anaglyph`: equal to the float64 formula)."""
     _check(left, "left"), _check(right, "right")
-    out = np.empty_like(left)
-    for i, (l_frame, r_frame) in enumerate(zip(left, right)):  # frame by frame: cache-sized, OpenCV kernels
-        mixed = cv2.transform(_to_linear(l_frame), _DUBOIS_LEFT)  # the 3x3 mix per pixel
-        mixed += cv2.transform(_to_linear(r_frame), _DUBOIS_RIGHT)
-        out[i] = _to_srgb(mixed)
-    return out
+    return anaglyph(left, right)
 
 
 def _shift_rows(frames: np.ndarray, shift_px: float) -> np.ndarray:

@@ -140,10 +140,10 @@ class DisparityPolicy:
             low, high = (v.to(inv_depth.device) for v in window)
         else:
             low, high = self.relative_range(key, inv_depth)
-        values = inv_depth.float()
-        values = torch.where(torch.isnan(values), torch.as_tensor(low, dtype=values.dtype), values)
-        scaled = (values - low) / (high - low)
-        return scaled.clamp(0.0, 1.0) * self.max_disparity_px(width_px or inv_depth.shape[-1])
+        # one new tensor, then in place: a 1080p chunk is 8 MB a frame, and each temporary costs page faults
+        values = torch.where(torch.isnan(inv_depth), torch.as_tensor(low, dtype=torch.float32), inv_depth.float())
+        values.sub_(low).div_(high - low).clamp_(0.0, 1.0)
+        return values.mul_(self.max_disparity_px(width_px or inv_depth.shape[-1]))
 
     def from_depth(
         self, depth: torch.Tensor, kind: str, key: str, width_px: int | None = None, start: int | None = None

@@ -1,0 +1,116 @@
+"""Red-cyan anaglyph (Dubois), computed on linear light: one compiled pass per frame.
+
+For each pixel: both eyes' sRGB bytes to linear light by a 256-entry table (exact), the
+Dubois 3x3 mix of each eye, the sum clipped to [0, 1], and back to an sRGB byte rounded to
+nearest. The last step is the costly one as a formula (a ``pow`` per channel); here it is a
+table of the 255 linear-light thresholds where the byte changes, each found by bisection on
+the float64 formula itself, so the byte equals the formula's
+``floor(255 * srgb(x) + 0.5)`` for every ``x`` (a 4096-bin index gives the start, at most a
+step or two of the thresholds finishes). Without numba the same tables run through OpenCV
+kernels (float32 mix: within one level of the formula).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+try:
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+#: the Dubois least-squares matrices (red-cyan), rows = output R, G, B; columns = the eye's linear R, G, B
+DUBOIS_LEFT = np.array(
+    [[0.4561, 0.500484, 0.176381], [-0.0400822, -0.0378246, -0.0157589], [-0.0152161, -0.0205971, -0.00546856]],
+    dtype=np.float32,
+)
+DUBOIS_RIGHT = np.array(
+    [[-0.0434706, -0.0879388, -0.00155529], [0.378476, 0.73364, -0.0184503], [-0.0721527, -0.112961, 1.2264]],
+    dtype=np.float32,
+)
+_BINS = 4096
+
+
+def srgb_to_linear_formula(srgb: np.ndarray) -> np.ndarray:
+    """sRGB bytes -> linear light in float64 (IEC 61966-2-1)."""
+    x = np.asarray(srgb, dtype=np.float64) / 255.0
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb_byte_formula(linear: np.ndarray) -> np.ndarray:
+    """Linear light (clipped to [0, 1]) -> sRGB byte rounded to nearest, in float64."""
+    x = np.clip(np.asarray(linear, dtype=np.float64), 0.0, 1.0)
+    srgb = np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
+    return np.floor(srgb * 255.0 + 0.5).astype(np.uint8)
+
+
+def _byte_thresholds() -> np.ndarray:
+    """``t[b]`` (b = 1..255): the smallest float64 ``x`` whose formula byte is ``>= b`` (``t[0] = 0``)."""
+    targets = np.arange(256)
+    low, high = np.zeros(256), np.ones(256)  # formula(low) < b <= formula(high) for b >= 1
+    for _ in range(100):  # bisection down to adjacent float64 values
+        mid = (low + high) / 2
+        above = linear_to_srgb_byte_formula(mid) >= targets
+        high, low = np.where(above, mid, high), np.where(above, low, mid)
+    high[0] = 0.0
+    return high
+
+
+#: linear light of each sRGB byte (float64, exact)
+SRGB_TO_LINEAR = srgb_to_linear_formula(np.arange(256))
+#: the byte boundaries in linear light, and the byte at the start of each of 4096 equal bins
+_THRESHOLDS = _byte_thresholds()
+_BIN_START = linear_to_srgb_byte_formula(np.arange(_BINS) / _BINS)
+
+
+def _anaglyph_kernel(left, right, to_linear, mix_left, mix_right, thresholds, bin_start, bins, out):  # noqa: ANN001
+    """``left, right, out``: uint8 ``[T, H, W, 3]``; rows in parallel."""
+    frames, height, width, _ = left.shape
+    for row in numba.prange(frames * height):
+        t = row // height
+        y = row - t * height
+        for x in range(width):
+            l0, l1, l2 = to_linear[left[t, y, x, 0]], to_linear[left[t, y, x, 1]], to_linear[left[t, y, x, 2]]
+            r0, r1, r2 = to_linear[right[t, y, x, 0]], to_linear[right[t, y, x, 1]], to_linear[right[t, y, x, 2]]
+            for c in range(3):
+                mixed = (mix_left[c, 0] * l0 + mix_left[c, 1] * l1 + mix_left[c, 2] * l2
+                         + mix_right[c, 0] * r0 + mix_right[c, 1] * r1 + mix_right[c, 2] * r2)
+                mixed = min(max(mixed, 0.0), 1.0)
+                byte = bin_start[min(int(mixed * bins), bins - 1)]
+                while byte < 255 and mixed >= thresholds[byte + 1]:
+                    byte += 1
+                while byte > 0 and mixed < thresholds[byte]:  # (a bin index rounded up: never seen)
+                    byte -= 1
+                out[t, y, x, c] = byte
+
+
+_compiled = numba.njit(cache=True, parallel=True, nogil=True)(_anaglyph_kernel) if numba is not None else None
+_LUT_F32 = np.ascontiguousarray(SRGB_TO_LINEAR.astype(np.float32).reshape(1, 256))
+
+
+def _anaglyph_opencv(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """The fallback: float32 OpenCV kernels frame by frame (within one level of the formula)."""
+    out = np.empty_like(left)
+    for i, (l_frame, r_frame) in enumerate(zip(left, right)):
+        mixed = cv2.transform(cv2.LUT(l_frame, _LUT_F32), DUBOIS_LEFT)
+        mixed += cv2.transform(cv2.LUT(r_frame, _LUT_F32), DUBOIS_RIGHT)
+        x = np.clip(mixed, 0.0, 1.0, out=mixed)
+        y = cv2.pow(x, 1 / 2.4)
+        y *= 1.055
+        y -= 0.055
+        np.copyto(y, x * 12.92, where=x <= 0.0031308)
+        out[i] = cv2.convertScaleAbs(y, alpha=255.0)
+    return out
+
+
+def anaglyph(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """Red-cyan anaglyph of uint8 ``[T, H, W, 3]`` eyes (any strides) -> uint8 ``[T, H, W, 3]`` sRGB."""
+    if _compiled is None:
+        return _anaglyph_opencv(left, right)
+    out = np.empty(left.shape, dtype=np.uint8)
+    _compiled(
+        left, right, SRGB_TO_LINEAR, DUBOIS_LEFT.astype(np.float64), DUBOIS_RIGHT.astype(np.float64),
+        _THRESHOLDS, _BIN_START, _BINS, out,
+    )
+    return out
