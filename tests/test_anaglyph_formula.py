@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stereo_lit.io.anaglyph import DUBOIS_LEFT as _DUBOIS_LEFT, DUBOIS_RIGHT as _DUBOIS_RIGHT, _anaglyph_opencv
+from stereo_lit.io.fast_layouts import DUBOIS_LEFT as _DUBOIS_LEFT, DUBOIS_RIGHT as _DUBOIS_RIGHT, _anaglyph_opencv
 from stereo_lit.io.layouts import anaglyph_dubois
 
 
@@ -42,7 +42,7 @@ def test_the_opencv_fallback_is_within_one_level_of_the_formula() -> None:
 
 
 def test_the_byte_thresholds_reproduce_the_formula_around_every_boundary() -> None:
-    from stereo_lit.io.anaglyph import _THRESHOLDS, linear_to_srgb_byte_formula
+    from stereo_lit.io.fast_layouts import _THRESHOLDS, linear_to_srgb_byte_formula
 
     below = np.nextafter(_THRESHOLDS[1:], 0.0)
     np.testing.assert_array_equal(linear_to_srgb_byte_formula(_THRESHOLDS[1:]), np.arange(1, 256))

@@ -66,3 +66,28 @@ def test_written_right_mp4_is_the_right_half_of_sbs_mp4(tmp_path) -> None:
     assert np.abs(written_right - sbs[:, :, w:]).max() <= 2  # the same eye (up to the codec's rounding)
     assert np.abs(written_right - right.astype(int)).mean() > 5  # not the unshifted right view
     assert sbs[:, :, w - 4:w + 4].min() >= 40  # no black seam between the eyes
+
+
+def test_the_compiled_shift_is_linear_interpolation_with_edge_columns_repeated() -> None:
+    """Against the formula written out (and within one level of OpenCV's fixed-point warpAffine)."""
+    import cv2
+
+    from stereo_lit.io.fast_layouts import shift_rows
+
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 5, 40, 3), dtype=np.uint8)
+    for shift in (-7.25, -2.0, -0.5, 0.3, 3.0, 5.75, 45.0):
+        source = np.arange(40) - shift
+        x0 = np.floor(source).astype(int)
+        weight = (source - x0)[None, None, :, None]
+        a, b = frames[:, :, np.clip(x0, 0, 39)], frames[:, :, np.clip(x0 + 1, 0, 39)]
+        exact = (1 - weight) * a + weight * b
+        expected = np.floor(exact + 0.5).astype(np.uint8)
+        got = shift_rows(frames, shift)
+        differ = got != expected
+        assert np.abs(got.astype(int) - expected.astype(int)).max() <= (0 if shift == int(shift) else 1), shift
+        assert np.all(np.abs(exact[differ] - np.floor(exact[differ]) - 0.5) < 1e-3), shift  # float32 rounding at a tie only
+        matrix = np.float32([[1, 0, shift], [0, 1, 0]])
+        opencv = np.stack([cv2.warpAffine(f, matrix, (40, 5), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+                           for f in frames])
+        assert np.abs(got.astype(int) - opencv.astype(int)).max() <= 1, shift

@@ -94,9 +94,13 @@ def warp_and_fill(
             fast_warp.warp_fill(left[i].numpy(), disparity_px[i, 0].float().numpy(), fill=fill)
             for i in range(left.shape[0])
         ]
-        right = torch.stack([torch.from_numpy(r[0]) for r in results])
-        covered = torch.stack([torch.from_numpy(r[1]) for r in results])[:, None].float()
-        disp_right = torch.stack([torch.from_numpy(r[2]) for r in results])[:, None]
+        def batch(arrays: list[np.ndarray]) -> torch.Tensor:  # one video: a view, keeping the channel-last memory
+            tensors = [torch.from_numpy(a) for a in arrays]
+            return tensors[0][None] if len(tensors) == 1 else torch.stack(tensors)
+
+        right = batch([r[0] for r in results])
+        covered = batch([r[1] for r in results])[:, None].float()
+        disp_right = batch([r[2] for r in results])[:, None]
         return right, covered, disp_right
     image = left.float() / 255.0 if left.dtype == torch.uint8 else left
     b, c, t, h, w = image.shape

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from stereo_lit.stereo.projection import pinhole_focal_px, pinhole_to_equirect
-from stereo_lit.io.anaglyph import anaglyph
+from stereo_lit.io.fast_layouts import anaglyph, shift_rows
 
 LAYOUTS = ("right", "sbs", "sbs_half", "tb", "tb_half", "anaglyph", "vr180", "depth")
 NAMINGS = ("plain", "player")
@@ -153,17 +153,9 @@ def top_bottom(left: np.ndarray, right: np.ndarray, half: bool = False) -> np.nd
 
 def anaglyph_dubois(left: np.ndarray, right: np.ndarray) -> np.ndarray:
     """Red-cyan anaglyph (Dubois), computed on linear-light RGB, returned as sRGB uint8 ``[T, H, W, 3]``
-    (:mod:`stereo_lit.io.anaglyph`: equal to the float64 formula)."""
+    (:mod:`stereo_lit.io.fast_layouts`: equal to the float64 formula)."""
     _check(left, "left"), _check(right, "right")
     return anaglyph(left, right)
-
-
-def _shift_rows(frames: np.ndarray, shift_px: float) -> np.ndarray:
-    """Translate frames ``[T, H, W, C]`` horizontally by ``shift_px`` (sub-pixel, linear); the
-    vacated columns repeat the nearest edge column (never black)."""
-    t, h, w, _ = frames.shape
-    matrix = np.float32([[1, 0, shift_px], [0, 1, 0]])
-    return np.stack([cv2.warpAffine(f, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for f in frames])
 
 
 def apply_convergence(left: np.ndarray, right: np.ndarray, shift_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -177,7 +169,7 @@ def apply_convergence(left: np.ndarray, right: np.ndarray, shift_px: float) -> t
     """
     if shift_px == 0:
         return left, right
-    return _shift_rows(left, -shift_px / 2.0), _shift_rows(right, shift_px / 2.0)
+    return shift_rows(left, -shift_px / 2.0), shift_rows(right, shift_px / 2.0)
 
 
 def disparity_to_colormap(disparity_px: np.ndarray, low: float | None = None, high: float | None = None) -> np.ndarray:

@@ -139,7 +139,7 @@ def _row_kernel(image, disparity, direction, fill, is_u8, out, covered_out, disp
                     out[c, t, y, x] = value
 
 
-_compiled = numba.njit(cache=True, parallel=True, nogil=True)(_row_kernel) if numba is not None else None
+_compiled = numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")(_row_kernel) if numba is not None else None
 
 
 def warp_fill(
@@ -155,7 +155,8 @@ def warp_fill(
         fill: fill uncovered pixels by the background rule (else they are 0).
 
     Returns:
-        ``(right, covered, right_disparity_px)``: ``[C, T, H, W]`` in ``image``'s dtype (uint8
+        ``(right, covered, right_disparity_px)``: ``[C, T, H, W]`` in ``image``'s dtype, laid out
+        channel-last in memory (``right.transpose(1, 2, 3, 0)`` is contiguous ``[T, H, W, C]``; uint8
         rounded half up from the clamped float), uint8 ``[T, H, W]`` 0/1 covered mask, float32
         ``[T, H, W]`` right-view disparity (0 where uncovered).
     """
@@ -170,7 +171,8 @@ def warp_fill(
     if image.dtype not in (np.uint8, np.float32):
         raise ValueError(f"image must be uint8 or float32, got {image.dtype}")
     disparity = np.asarray(disparity_px, dtype=np.float32)
-    out = np.empty(image.shape, dtype=image.dtype)
+    c, t, h, w = image.shape
+    out = np.empty((t, h, w, c), dtype=image.dtype).transpose(3, 0, 1, 2)  # channel-last memory: what encoders take
     covered = np.empty(disparity.shape, dtype=np.uint8)
     right_disparity = np.empty(disparity.shape, dtype=np.float32)
     _compiled(image, disparity, int(direction), bool(fill), image.dtype == np.uint8, out, covered, right_disparity)

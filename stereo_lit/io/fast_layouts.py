@@ -1,6 +1,10 @@
-"""Red-cyan anaglyph (Dubois), computed on linear light: one compiled pass per frame.
+"""Compiled per-pixel kernels of the output layouts (numba; OpenCV fallbacks without it).
 
-For each pixel: both eyes' sRGB bytes to linear light by a 256-entry table (exact), the
+- :func:`anaglyph`: red-cyan (Dubois) computed on linear light, equal to the float64 formula.
+- :func:`shift_rows`: the convergence shift, a sub-pixel horizontal translation with the
+  vacated columns repeating the edge column.
+
+Anaglyph, for each pixel: both eyes' sRGB bytes to linear light by a 256-entry table (exact), the
 Dubois 3x3 mix of each eye, the sum clipped to [0, 1], and back to an sRGB byte rounded to
 nearest. The last step is the costly one as a formula (a ``pow`` per channel); here it is a
 table of the 255 linear-light thresholds where the byte changes, each found by bisection on
@@ -85,7 +89,7 @@ def _anaglyph_kernel(left, right, to_linear, mix_left, mix_right, thresholds, bi
                 out[t, y, x, c] = byte
 
 
-_compiled = numba.njit(cache=True, parallel=True, nogil=True)(_anaglyph_kernel) if numba is not None else None
+_compiled = numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")(_anaglyph_kernel) if numba is not None else None
 _LUT_F32 = np.ascontiguousarray(SRGB_TO_LINEAR.astype(np.float32).reshape(1, 256))
 
 
@@ -113,4 +117,39 @@ def anaglyph(left: np.ndarray, right: np.ndarray) -> np.ndarray:
         left, right, SRGB_TO_LINEAR, DUBOIS_LEFT.astype(np.float64), DUBOIS_RIGHT.astype(np.float64),
         _THRESHOLDS, _BIN_START, _BINS, out,
     )
+    return out
+
+
+def _shift_kernel(frames, offset, weight, out):  # noqa: ANN001 - numba
+    """``out[..., x, :] = (1 - weight) * frames[..., clip(x + offset), :] + weight * frames[..., clip(x + offset + 1), :]``,
+    rounded half up; ``frames, out``: uint8 ``[T, H, W, C]``."""
+    count, height, width, channels = frames.shape
+    keep = np.float32(1.0) - weight
+    for row in numba.prange(count * height):
+        t = row // height
+        y = row - t * height
+        for x in range(width):
+            a = min(max(x + offset, 0), width - 1)
+            b = min(max(x + offset + 1, 0), width - 1)
+            for c in range(channels):
+                value = keep * np.float32(frames[t, y, a, c]) + weight * np.float32(frames[t, y, b, c])
+                out[t, y, x, c] = np.uint8(value + np.float32(0.5))
+
+
+_compiled_shift = numba.njit(cache=True, parallel=True, nogil=True)(_shift_kernel) if numba is not None else None
+
+
+def shift_rows(frames: np.ndarray, shift_px: float) -> np.ndarray:
+    """Translate uint8 frames ``[T, H, W, C]`` right by ``shift_px`` (negative: left), linear
+    interpolation between the two nearest source columns; the vacated columns repeat the edge column."""
+    t, h, w, _ = frames.shape
+    if _compiled_shift is None:
+        matrix = np.float32([[1, 0, shift_px], [0, 1, 0]])
+        return np.stack(
+            [cv2.warpAffine(f, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) for f in frames]
+        )
+    position = -float(shift_px)  # output column x shows source column x - shift
+    offset = int(np.floor(position))
+    out = np.empty(frames.shape, dtype=np.uint8)
+    _compiled_shift(frames, offset, np.float32(position - offset), out)
     return out
