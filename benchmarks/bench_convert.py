@@ -12,9 +12,11 @@ Two commands run, interleaved, ``--repeats`` times each, every one in its own pr
   model-free ``WarpFill`` and the depth file (Python start-up, imports, set-up included).
 
 Printed per size: wall seconds (median and min-max), CPU seconds (user + system, which a
-busy shared machine inflates less than wall time), peak RSS (``os.wait4``'s ``ru_maxrss``)
-and ``speed = floor wall / predict wall`` (goal >= 0.8; 1.0 = at the floor). The load
-average is printed before and after: on a shared machine compare runs of equal load.
+busy shared machine inflates less than wall time), peak RSS (``os.wait4``'s ``ru_maxrss``),
+``speed = floor wall / predict wall`` (goal >= 0.8; 1.0 = at the floor) and
+``cpu = floor CPU / predict CPU`` (the share of predict's work that any converter pays; on a
+loaded machine the more stable of the two). The load average is printed before and after:
+on a shared machine compare runs of equal load.
 
     python benchmarks/bench_convert.py                                # 540p,1080p,4k x 3 repeats
     python benchmarks/bench_convert.py --sizes 540p --repeats 1 --frames 24   # quick
@@ -156,15 +158,17 @@ def main() -> None:
 def print_rows(rows: list, header: bool = True) -> None:
     """The table: per size, floor and predict: wall (median [range]), CPU s, peak RSS, speed vs the floor."""
     if header:
-        print(f"{'size':6} {'what':8} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} {'speed':>6}")
+        print(f"{'size':6} {'what':8} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} {'speed':>6} {'cpu':>5}")
     for size, results in rows:
         floor_wall = statistics.median(r[0] for r in results["floor"])
+        floor_cpu = statistics.median(r[1] for r in results["floor"])
         for what, values in results.items():
             wall = [r[0] for r in values]
-            speed = floor_wall / statistics.median(wall)
+            cpu = statistics.median(r[1] for r in values)
             print(
-                f"{size:6} {what:8} {stats(wall):>24} {statistics.median(r[1] for r in values):13.1f} "
-                f"{max(r[2] for r in values):13.2f} {speed:6.2f}", flush=True,
+                f"{size:6} {what:8} {stats(wall):>24} {cpu:13.1f} "
+                f"{max(r[2] for r in values):13.2f} {floor_wall / statistics.median(wall):6.2f} {floor_cpu / cpu:5.2f}",
+                flush=True,
             )
 
 

@@ -27,8 +27,13 @@ from stereo_lit.stereo.geometry import MIN_COVER_WEIGHT, Z_TOLERANCE_PX, ZBUFFER
 
 try:  # numba is a dependency; a platform without its wheels falls back to the torch reference
     import numba
+    import numba.extending
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
+
+
+#: ``float32(v) / 255`` for each byte: the float path's division, looked up
+_UINT8_TO_FLOAT = np.arange(256, dtype=np.float32) / np.float32(255.0)
 
 
 def available() -> bool:
@@ -36,13 +41,28 @@ def available() -> bool:
     return numba is not None
 
 
-def _row_kernel(image, disparity, direction, fill, is_u8, out, covered_out, disparity_out):  # noqa: ANN001 - numba
+def _value(image, to_float, c, t, y, x):  # noqa: ANN001, ANN202 - a stub numba specialises below
+    """``image[c, t, y, x]`` as float32 in [0, 1] for uint8 (by the table ``to_float``), as it is for floats."""
+    raise NotImplementedError("compiled use only")
+
+
+if numba is not None:
+
+    @numba.extending.overload(_value)
+    def _value_typed(image, to_float, c, t, y, x):  # noqa: ANN001, ANN202
+        if image.dtype == numba.types.uint8:
+            return lambda image, to_float, c, t, y, x: to_float[image[c, t, y, x]]
+        return lambda image, to_float, c, t, y, x: image[c, t, y, x]
+
+
+def _row_kernel(image, disparity, direction, fill, is_u8, to_float, out, covered_out, disparity_out):  # noqa: ANN001 - numba
     """Warp (and fill) every row of ``image [C, T, H, W]`` by ``disparity [T, H, W]`` px.
 
     Writes ``out [C, T, H, W]`` (the dtype of ``image``: uint8 rounded as the writers round
     floats, or float32), ``covered_out [T, H, W]`` (uint8 0/1) and ``disparity_out [T, H, W]``
-    (float32 right-view disparity, 0 where uncovered). ``is_u8``: ``image`` holds 0-255 (it is
-    divided by 255 as the float path divides it). Rows run in parallel.
+    (float32 right-view disparity, 0 where uncovered). ``is_u8``: ``image`` holds 0-255;
+    ``to_float``: then the 256 values ``float32(v) / 255`` (what the float path divides to; a
+    lookup instead of a division per tap), else ``image`` is read as it is. Rows run in parallel.
     """
     channels, frames, height, width = image.shape
     step = np.float32(direction)
@@ -55,10 +75,14 @@ def _row_kernel(image, disparity, direction, fill, is_u8, out, covered_out, disp
         zmax = np.full(width + 2, np.float32(-1.0), dtype=np.float32)
         acc = np.zeros((channels + 1, width + 2), dtype=np.float32)  # last channel: disparity
         total = np.zeros(width + 2, dtype=np.float32)
+        first = np.empty(width, dtype=np.int64)  # per source pixel: first tap's column (-1: invalid)
+        second = np.empty(width, dtype=np.int64)
+        frac = np.empty(width, dtype=np.float32)  # the second tap's weight
         # 1-2. taps and z-buffer claims
         for x in range(width):
             d = disparity[t, y, x]
             if not (np.isfinite(d) and d >= 0):
+                first[x] = -1
                 continue
             x_t = np.float32(x) + step * d
             x0 = np.floor(x_t)
@@ -66,6 +90,7 @@ def _row_kernel(image, disparity, direction, fill, is_u8, out, covered_out, disp
             w0 = np.float32(1.0) - w1
             i0 = int(min(max(x0, -1.0), width)) + 1
             i1 = int(min(max(x0, -2.0), width - 1.0)) + 2
+            first[x], second[x], frac[x] = i0, i1, w1
             if w0 >= min_claim and d > zmax[i0]:
                 zmax[i0] = d
             if w1 >= min_claim and d > zmax[i1]:
@@ -73,43 +98,38 @@ def _row_kernel(image, disparity, direction, fill, is_u8, out, covered_out, disp
         # 3. accumulation: every first tap, then every second tap (the reference's order)
         for tap in range(2):
             for x in range(width):
-                d = disparity[t, y, x]
-                if not (np.isfinite(d) and d >= 0):
+                if first[x] < 0:
                     continue
-                x_t = np.float32(x) + step * d
-                x0 = np.floor(x_t)
-                w1 = x_t - x0
+                d = disparity[t, y, x]
                 if tap == 0:
-                    weight = np.float32(1.0) - w1
-                    index = int(min(max(x0, -1.0), width)) + 1
+                    weight = np.float32(1.0) - frac[x]
+                    index = first[x]
                 else:
-                    weight = w1
-                    index = int(min(max(x0, -2.0), width - 1.0)) + 2
+                    weight = frac[x]
+                    index = second[x]
                 if d < zmax[index] - tolerance:
                     continue
                 for c in range(channels):
-                    value = np.float32(image[c, t, y, x])
-                    if is_u8:
-                        value = value / np.float32(255.0)
-                    acc[c, index] += value * weight
+                    acc[c, index] += _value(image, to_float, c, t, y, x) * weight
                 acc[channels, index] += d * weight
                 total[index] += weight
         # normalise into the output row (covered pixels), 0 elsewhere
         for x in range(width):
             weight = total[x + 1]
-            if weight >= min_cover:
-                covered_out[t, y, x] = 1
-                disparity_out[t, y, x] = acc[channels, x + 1] / max(weight, np.float32(1e-12))
-                for c in range(channels):
-                    acc[c, x + 1] = acc[c, x + 1] / max(weight, np.float32(1e-12))
-            else:
-                covered_out[t, y, x] = 0
-                disparity_out[t, y, x] = 0.0
-                for c in range(channels):
-                    acc[c, x + 1] = 0.0
-        # 4. background rule: the nearest covered pixel on the farther side
+            covered = weight >= min_cover
+            covered_out[t, y, x] = 1 if covered else 0
+            disparity_out[t, y, x] = acc[channels, x + 1] / max(weight, np.float32(1e-12)) if covered else 0.0
+            for c in range(channels):
+                value = acc[c, x + 1] / max(weight, np.float32(1e-12)) if covered else np.float32(0.0)
+                if is_u8:
+                    value = min(max(value, np.float32(0.0)), np.float32(1.0))
+                    out[c, t, y, x] = np.uint8(value * np.float32(255.0) + np.float32(0.5))
+                else:
+                    out[c, t, y, x] = value
+        # 4. background rule: a hole takes the (already written) colour of the nearest covered
+        #    pixel on the farther side
         if fill:
-            nearest_right = np.empty(width, dtype=np.int64)
+            nearest_right = first  # reused scratch
             last = width
             for x in range(width - 1, -1, -1):
                 if covered_out[t, y, x]:
@@ -128,15 +148,7 @@ def _row_kernel(image, disparity, direction, fill, is_u8, out, covered_out, disp
                 else:
                     source = right
                 for c in range(channels):
-                    acc[c, x + 1] = acc[c, source + 1]
-        for c in range(channels):
-            for x in range(width):
-                value = acc[c, x + 1]
-                if is_u8:
-                    value = min(max(value, np.float32(0.0)), np.float32(1.0))
-                    out[c, t, y, x] = np.uint8(value * np.float32(255.0) + np.float32(0.5))
-                else:
-                    out[c, t, y, x] = value
+                    out[c, t, y, x] = out[c, t, y, source]
 
 
 _compiled = numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")(_row_kernel) if numba is not None else None
@@ -175,5 +187,5 @@ def warp_fill(
     out = np.empty((t, h, w, c), dtype=image.dtype).transpose(3, 0, 1, 2)  # channel-last memory: what encoders take
     covered = np.empty(disparity.shape, dtype=np.uint8)
     right_disparity = np.empty(disparity.shape, dtype=np.float32)
-    _compiled(image, disparity, int(direction), bool(fill), image.dtype == np.uint8, out, covered, right_disparity)
+    _compiled(image, disparity, int(direction), bool(fill), image.dtype == np.uint8, _UINT8_TO_FLOAT, out, covered, right_disparity)
     return out, covered, right_disparity
