@@ -80,6 +80,18 @@ def test_defaults_are_the_historical_encoder_with_a_20_frame_lookahead() -> None
     assert StreamingVideoWriter("x.mp4", 10, crf=23).encoder == EncoderOptions(crf=23)  # the old crf argument
 
 
+def test_frames_larger_than_1080p_sbs_get_a_shorter_lookahead_but_not_below_ten() -> None:
+    from stereo_lit.io.video_writer import lookahead_frames
+
+    default = EncoderOptions()
+    assert [lookahead_frames(default, h, w) for h, w in [(32, 48), (1080, 1920), (1080, 3840)]] == [20, 20, 20]
+    assert lookahead_frames(default, 1440, 3840) == 15  # 5.5 Mpix: 15 frames hold no more than 20 of 1080p SBS
+    assert [lookahead_frames(default, h, w) for h, w in [(2160, 3840), (2160, 7680)]] == [10, 10]
+    assert lookahead_frames(EncoderOptions(lookahead=5), 2160, 7680) == 5  # never above the setting
+    assert lookahead_frames(EncoderOptions(lookahead=None), 2160, 7680) is None
+    assert resolve_encoder(default, 2160, 3840)[2]["x264-params"] == "rc-lookahead=10"
+
+
 @pytest.mark.parametrize("lookahead,expected", [(None, b"rc_lookahead=40"), (20, b"rc_lookahead=20"), (5, b"rc_lookahead=5")])
 def test_the_lookahead_reaches_x264(tmp_path: Path, lookahead: int | None, expected: bytes) -> None:
     """x264 writes its settings into the stream (an SEI message): the file says what ran."""

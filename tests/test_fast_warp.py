@@ -120,3 +120,21 @@ def test_a_hole_between_equally_far_sides_takes_the_left_side_as_the_reference_d
     np.testing.assert_array_equal(covered[0, 0, 14:19], [1, 0, 0, 0, 1])
     np.testing.assert_array_equal(right[:, 0, 0, 15:18], np.repeat(image[:, 0, 0, 19:20], 3, axis=1))  # source 19 lands on 14
     np.testing.assert_array_equal(right, _reference(image, disparity, -1, True)[0])
+
+
+def test_a_subclass_with_its_own_generate_gets_floats_unless_it_says_otherwise() -> None:
+    class Wrapped(WarpFill):
+        def generate(self, left, disparity_px, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            return super().generate(left, disparity_px, **kwargs)
+
+    class Declared(WarpFill):
+        takes_uint8 = True
+
+        def generate(self, left, disparity_px, **kwargs):  # noqa: ANN001, ANN003, ANN201
+            return super().generate(left, disparity_px, **kwargs)
+
+    class Inherited(WarpFill):
+        pass
+
+    assert WarpFill.takes_uint8 and WarpOnly.takes_uint8 and Inherited.takes_uint8 and Declared.takes_uint8
+    assert not Wrapped.takes_uint8

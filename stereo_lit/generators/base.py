@@ -46,7 +46,13 @@ class StereoGenerator(ABC):
     name: str = "generator"
     #: True when :meth:`generate` also takes ``left`` as uint8 (0-255) and then returns ``right``
     #: as uint8: predict hands such a method the decoded frames as they are (no float copy).
+    #: A subclass that overrides :meth:`generate` without declaring it gets False (floats).
     takes_uint8: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "generate" in cls.__dict__ and "takes_uint8" not in cls.__dict__:
+            cls.takes_uint8 = False  # its own generate: floats, unless it says otherwise
 
     @abstractmethod
     def generate(

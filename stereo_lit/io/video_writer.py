@@ -90,11 +90,14 @@ class EncoderOptions:
         bit_depth: 8 (``yuv420p``) or 10 (``yuv420p10le``; NVENC: ``p010le``).
         preset: x264/x265 preset name (``ultrafast`` .. ``veryslow``); NVENC gets p1..p7.
         hardware: use NVENC when it opens here, else fall back to software with a warning.
-        lookahead: frames the software encoder looks ahead for rate control (``rc-lookahead``);
-            None: the preset's own (``medium``: 40). The lookahead is most of an encoder's
-            memory: one 3840x1080 SBS encoder peaks at 1040 MB with 40, 754 MB with 20, 569 MB
-            with 10; on the DAVIS sample at CRF 18, 20 instead of 40 gave a 1.2% smaller file
-            at 0.03 dB lower PSNR (x264, measured; docs/memory.md).
+        lookahead: most frames the software encoder looks ahead for rate control
+            (``rc-lookahead``); None: the preset's own (``medium``: 40). The lookahead is most of
+            an encoder's memory (about 4.6 bytes per pixel per frame of lookahead, x264): a
+            3840x1080 SBS encoder peaks at 1040 MB with 40, 754 MB with 20, 569 MB with 10. So
+            frames larger than 1080p SBS get fewer, :data:`LOOKAHEAD_PIXELS` pixels of lookahead
+            in all but never fewer than :data:`MIN_AUTO_LOOKAHEAD` frames (4K: 10; 4K SBS: 10).
+            On the DAVIS sample at CRF 18, 20 instead of 40 gave a 1.2% smaller file at 0.03 dB
+            lower PSNR, 10 a 5% smaller file at 0.17 dB lower (measured; docs/memory.md).
     """
 
     codec: str = "h264"
@@ -155,8 +158,26 @@ def hardware_encoder_error(name: str, pix_fmt: str) -> str | None:
 _warned: set[str] = set()
 
 
-def resolve_encoder(options: EncoderOptions) -> tuple[str, str, dict[str, str]]:
-    """``(codec name, pix_fmt, codec options)`` for ``options`` on this machine."""
+#: pixels of rate-control lookahead an encoder holds at most: 20 frames of 1080p SBS (3840x1080)
+LOOKAHEAD_PIXELS = 20 * 3840 * 1080
+#: ... but never fewer frames than this (below it, quality drops faster: 10 frames cost 0.17 dB)
+MIN_AUTO_LOOKAHEAD = 10
+
+
+def lookahead_frames(options: EncoderOptions, height: int, width: int) -> int | None:
+    """Frames of lookahead for ``height x width`` frames: ``options.lookahead``, fewer for frames
+    whose lookahead would hold more than :data:`LOOKAHEAD_PIXELS` (not below
+    :data:`MIN_AUTO_LOOKAHEAD`, nor above ``options.lookahead``); None keeps the preset's."""
+    if options.lookahead is None:
+        return None
+    by_memory = max(MIN_AUTO_LOOKAHEAD, LOOKAHEAD_PIXELS // max(1, height * width))
+    return min(options.lookahead, by_memory)
+
+
+def resolve_encoder(
+    options: EncoderOptions, height: int = 1080, width: int = 1920
+) -> tuple[str, str, dict[str, str]]:
+    """``(codec name, pix_fmt, codec options)`` for ``options`` and ``height x width`` frames on this machine."""
     if options.hardware:
         name, pix_fmt = _HARDWARE[options.codec], _NVENC_PIX_FMT[options.bit_depth]
         error = hardware_encoder_error(name, pix_fmt)
@@ -175,7 +196,8 @@ def resolve_encoder(options: EncoderOptions) -> tuple[str, str, dict[str, str]]:
             return "mpeg4", "yuv420p", {}
         raise ValueError(f"model.output.encoder.codec={options.codec!r} needs {name}, which this PyAV/FFmpeg build lacks")
     codec_options = {"crf": str(options.crf), "preset": options.preset}
-    lookahead = [] if options.lookahead is None else [f"rc-lookahead={options.lookahead}"]
+    frames = lookahead_frames(options, height, width)
+    lookahead = [] if frames is None else [f"rc-lookahead={frames}"]
     if name == "libx265":
         codec_options["x265-params"] = ":".join(["log-level=error", *lookahead])
     elif name == "libx264" and lookahead:
@@ -265,7 +287,7 @@ class StreamingVideoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(self.tmp), mode="w", format="mp4")
         self._container.metadata["comment"] = WRITER_TAG
-        codec, pix_fmt, options = resolve_encoder(self.encoder)
+        codec, pix_fmt, options = resolve_encoder(self.encoder, height, width)
         if codec == "libx265" and min(height, width) < 64:
             # seen with PyAV 18 / FFmpeg 8.1: libx265 corrupts the heap on frames with a side
             # under 64 px (48x32 at 10 bit at once; 96x32 at 8 bit, crashing later)
