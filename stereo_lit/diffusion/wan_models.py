@@ -116,6 +116,25 @@ class WanModels:
         return self._components
 
     @property
+    def models_loaded(self) -> bool:
+        """True once this generator holds its models (loaded, shared or given)."""
+        return self._components is not None
+
+    def load_models(self, video: torch.Tensor | None = None) -> bool:
+        """Load the models now, after settling the memory plan for ``video`` (``[B, 3, T, H, W]``,
+        the first input; None: no plan), as :meth:`generate` would on first use. Called by
+        :func:`~stereo_lit.metrics.cost.measure_call` before its clock starts, so the load is
+        timed apart. True when this call read weights; False when the models were already
+        held or came from an identical set-up loaded by another generator (:meth:`share_loads`)."""
+        if self._components is not None:
+            return False
+        if video is not None and video.ndim == 5:
+            self.plan_memory(min(int(video.shape[2]), self.window), int(video.shape[3]), int(video.shape[4]))
+        loads_before = self._shared.loads if self._shared is not None else None
+        self.components  # noqa: B018 (loads)
+        return loads_before is None or self._shared.loads > loads_before
+
+    @property
     def pipeline(self) -> Any:
         """The :class:`~stereo_lit.diffusion.pipeline.WanStereoPipeline` holding the models."""
         return self.components.pipe
