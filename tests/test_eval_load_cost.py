@@ -18,6 +18,7 @@ import yaml
 
 from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.metrics.cost import GIB, CallCost, GenerationCost, measure_call, timed_generate
+from test_cli_wan import _count_text_encoder_work
 
 REPO = Path(__file__).resolve().parents[1]
 LOAD_S, LOAD_GIB, CALL_S, CALL_GIB, IDLE_GIB = 7.0, 5.0, 2.0, 2.0, 1.0
@@ -91,33 +92,16 @@ def _eval_config(tiny: Path, tmp_path: Path) -> Path:
     return path
 
 
-def _count_calls(monkeypatch: pytest.MonkeyPatch, owner: type, name: str, static: bool = False) -> list:
-    calls: list = []
-    original = getattr(owner, name)
-    if static:
-        monkeypatch.setattr(owner, name, staticmethod(lambda *a, **k: calls.append(a[:1]) or original(*a, **k)))
-    else:
-        func = original.__func__
-        monkeypatch.setattr(owner, name, classmethod(lambda cls, *a, **k: calls.append(a[:1]) or func(cls, *a, **k)))
-    return calls
-
-
 @pytest.mark.slow
 def test_stereo_lit_test_reports_each_load_apart_from_the_generate_columns(
     tiny_checkpoints: Path, tmp_path: Path, machine: FakeMachine, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    from transformers import UMT5EncoderModel
-
     from stereo_lit.cli import build_cli
     from stereo_lit.data.synthetic import render_sequence, write_tartanair_sequence
-    from stereo_lit.diffusion.pipeline import WanStereoPipeline
 
     root, out = tmp_path / "tartanair", tmp_path / "out"
     write_tartanair_sequence(render_sequence(9, 32, 48, seed=1), root / "EnvA" / "Easy" / "P000")
-    umt5_loads = _count_calls(monkeypatch, UMT5EncoderModel, "from_pretrained")
-    encodes: list = []
-    encode = WanStereoPipeline.encode_prompt
-    monkeypatch.setattr(WanStereoPipeline, "encode_prompt", lambda self, *a, **k: encodes.append(a[0]) or encode(self, *a, **k))
+    umt5_loads, encodes = _count_text_encoder_work(monkeypatch)
     build_cli(["test", "-c", str(_eval_config(tiny_checkpoints, tmp_path)), "--data.init_args.root", str(root),
                "--model.output.dir", str(out), "--trainer.logger", "false"])
     printed = capsys.readouterr().out
@@ -149,7 +133,7 @@ def test_stereo_lit_test_reports_each_load_apart_from_the_generate_columns(
     report = (out / "eval" / "test_report.html").read_text()
     assert "<th>load_s</th>" in report and "load_s is the wall seconds spent loading" in report
     # one prompt, one text encoder (T2V and VACE folders hold identical UMT5 weights): loaded once, encoded once
-    assert len(umt5_loads) == 1 and encodes == [""]
+    assert len(umt5_loads) == 1 and encodes == [""]  # (tests/test_cli_wan.py: the same for all four Wan rows)
 
 
 def test_the_first_call_loads_before_its_clock_and_a_sharing_row_loads_nothing(
