@@ -2,7 +2,8 @@
 
 ``stereo-lit test`` with the shipped ``eval_tartanair.yaml`` (tiny Wan folders, lengths shortened)
 on a clock and a peak-RSS reader driven by the test: each Wan load advances the clock 7 s and
-peaks at 5 GiB, each Wan ``generate`` call 2 s and 2 GiB, so every number of the table is known.
+peaks at 5 GiB, each Wan ``generate`` call 2 s and 2 GiB, each prompt encoding 3 s and 1.5 GiB
+(shared by every row, in none), so every number of the table is known.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import torch
 import yaml
 
 from stereo_lit.diffusion.generator import WanStereoGenerator
+from stereo_lit.diffusion.pipeline import WanStereoPipeline
 from stereo_lit.metrics.cost import GIB, CallCost, GenerationCost, measure_call, timed_generate
 from test_cli_wan import _count_text_encoder_work
 
 REPO = Path(__file__).resolve().parents[1]
-LOAD_S, LOAD_GIB, CALL_S, CALL_GIB, IDLE_GIB = 7.0, 5.0, 2.0, 2.0, 1.0
+LOAD_S, LOAD_GIB, CALL_S, CALL_GIB, ENCODE_S, ENCODE_GIB, IDLE_GIB = 7.0, 5.0, 2.0, 2.0, 3.0, 1.5, 1.0
 
 
 class FakeMachine:
@@ -44,7 +46,8 @@ class FakeMachine:
 
 @pytest.fixture
 def machine(monkeypatch: pytest.MonkeyPatch) -> FakeMachine:
-    """Loads (``load_wan``) cost 7 s / 5 GiB, Wan ``generate`` calls 2 s / 2 GiB, anything else nothing."""
+    """Loads (``load_wan``) cost 7 s / 5 GiB, Wan ``generate`` calls 2 s / 2 GiB, prompt encodings
+    3 s / 1.5 GiB, anything else nothing."""
     from stereo_lit.diffusion import wan_models
 
     fake = FakeMachine()
@@ -63,6 +66,13 @@ def machine(monkeypatch: pytest.MonkeyPatch) -> FakeMachine:
 
     monkeypatch.setattr(wan_models, "load_wan", slow_load)
     monkeypatch.setattr(WanStereoGenerator, "generate", slow_generate)
+    encode = WanStereoPipeline.encode_prompt
+
+    def slow_encode(self, *args, **kwargs):  # in no row's time: every row shares the embeddings
+        fake.work(ENCODE_S, ENCODE_GIB)
+        return encode(self, *args, **kwargs)
+
+    monkeypatch.setattr(WanStereoPipeline, "encode_prompt", slow_encode)
     return fake
 
 

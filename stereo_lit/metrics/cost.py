@@ -31,7 +31,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,14 +238,8 @@ def _first_video(tensors: tuple[Any, ...]) -> torch.Tensor | None:
 
 def _load_device(method: Any, tensors: tuple[Any, ...]) -> torch.device | None:
     """Where the load's peak is measured: the CUDA device of an input or of the method, else None (RSS)."""
-    for device in [t.device for t in tensors if isinstance(t, torch.Tensor)] + [getattr(method, "device", None)]:
-        try:
-            device = torch.device(device) if device is not None else None
-        except (TypeError, RuntimeError):
-            continue
-        if device is not None and device.type == "cuda":
-            return device
-    return None
+    devices = [t.device for t in tensors if isinstance(t, torch.Tensor)] + [torch.device(str(method.device))]
+    return next((device for device in devices if device.type == "cuda"), None)
 
 
 def load_models(method: Any, *tensors: Any) -> tuple[float, PeakMemory]:
@@ -269,7 +263,7 @@ def load_models(method: Any, *tensors: Any) -> tuple[float, PeakMemory]:
 
 
 @contextlib.contextmanager
-def measure_call(method: Any, *tensors: Any) -> Iterator[_Counters]:
+def measure_call(method: Any, *tensors: Any, prepare: Callable[[], Any] | None = None) -> Iterator[_Counters]:
     """Count, time and take the peak memory of the block, a call of ``method`` (its transformer's
     forward calls and its VAE's passes are counted with hooks when it has them). ``tensors``:
     inputs whose device says where to synchronise and measure CUDA memory. Use
@@ -277,11 +271,13 @@ def measure_call(method: Any, *tensors: Any) -> Iterator[_Counters]:
 
     The models' loading is never in the block's time or peak: a method not loaded yet is
     loaded first (:func:`load_models`), timed and measured on its own (``load_seconds``,
-    ``load_memory``)."""
+    ``load_memory``). ``prepare`` then runs, measured by neither (work shared by every row)."""
     from stereo_lit.diffusion.nfe import count_nfe, count_vae_passes
 
     counters = _Counters()
     counters.load_seconds, counters.load_memory = load_models(method, *tensors)
+    if prepare is not None:
+        prepare()
     transformer, vae = method_transformer(method), method_vae(method)
     with contextlib.ExitStack() as stack:
         if transformer is not None:
@@ -323,9 +319,13 @@ def call_cost(method: Any, counters: _Counters, out: Any = None) -> CallCost:
 
 def timed_generate(method: Any, left: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[Any, CallCost]:
     """``(method.generate(left, *args, **kwargs), CallCost)``: wall time (CUDA-synchronised), NFE,
-    VAE passes and peak memory of the call (see :func:`call_cost` for where each comes from)."""
+    VAE passes and peak memory of the call (see :func:`call_cost` for where each comes from).
+    The ``prompt`` (keyword; None: the method's own) is encoded (``method.prompt_embeds``) before
+    the clock: every method on that text encoder shares its embeddings, as all share the depth."""
     out = None
-    with measure_call(method, left) as counters:
+    encode = getattr(method, "prompt_embeds", None)
+    prepare = (lambda: encode(kwargs.get("prompt"))) if callable(encode) else None
+    with measure_call(method, left, prepare=prepare) as counters:
         out = method.generate(left, *args, **kwargs)
         _synchronize(getattr(out, "right", None))
     return out, call_cost(method, counters, out)
@@ -434,8 +434,8 @@ COST_FOOTNOTE = (
     "None of these include loading the models: load_s is the wall seconds spent loading the method's "
     "models, before its first call's clock started (0: it loaded nothing, having no models or sharing "
     "an identical set-up an earlier row loaded; the largest process's under DDP); load_peak_rss_gib / "
-    "load_peak_cuda_gib the peak during that load (n/a without one). A prompt's first encoding (once per "
-    "text encoder, then shared by every row) is in the time of the row that needed it first."
+    "load_peak_cuda_gib the peak during that load (n/a without one). Prompts are encoded once per text "
+    "encoder before the clock (shared by every row, like the depth)."
 )
 
 __all__ = [
