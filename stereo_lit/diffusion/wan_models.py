@@ -128,8 +128,10 @@ class WanModels:
         held or came from an identical set-up loaded by another generator (:meth:`share_loads`)."""
         if self._components is not None:
             return False
-        if video is not None and video.ndim == 5:
-            self.plan_memory(min(int(video.shape[2]), self.window), int(video.shape[3]), int(video.shape[4]))
+        if video is not None and video.ndim == 5:  # as generate(): the frame-size check, then the plan
+            frames, height, width = min(int(video.shape[2]), self.window), int(video.shape[3]), int(video.shape[4])
+            self.check_frame_size(height, width, frames, option="the frame size")
+            self.plan_memory(frames, height, width)
         loads_before = self._shared.loads if self._shared is not None else None
         self.components  # noqa: B018 (loads)
         return loads_before is None or self._shared.loads > loads_before
