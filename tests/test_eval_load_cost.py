@@ -207,3 +207,19 @@ def test_load_columns_of_the_metric() -> None:
         nothing.update(1.0, 3, load_peak_bytes=10)
     with pytest.raises(ValueError, match="load_seconds"):
         nothing.update(1.0, 3, load_seconds=-1.0)
+
+
+def test_a_frame_too_large_is_refused_before_the_load(tiny_checkpoints: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Measuring the first call loads first: the frame-size check must still come before any load."""
+    from stereo_lit.diffusion import wan_models
+    from stereo_lit.diffusion.loading import positional_range
+    from test_memory_plan import _generator
+
+    loads: list = []
+    monkeypatch.setattr(wan_models, "load_wan", lambda *a, **k: loads.append(a))
+    generator = _generator(tiny_checkpoints, window=5)
+    too_wide = positional_range(generator.checkpoint).max_side_px + 16
+    left = torch.zeros(1, 3, 5, 16, too_wide)
+    with pytest.raises(ValueError, match="the frame size"):
+        timed_generate(generator, left, torch.zeros(1, 1, 5, 16, too_wide))
+    assert loads == [] and not generator.models_loaded
