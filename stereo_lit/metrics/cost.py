@@ -238,7 +238,7 @@ def _first_video(tensors: tuple[Any, ...]) -> torch.Tensor | None:
 
 def _load_device(method: Any, tensors: tuple[Any, ...]) -> torch.device | None:
     """Where the load's peak is measured: the CUDA device of an input or of the method, else None (RSS)."""
-    devices = [t.device for t in tensors if isinstance(t, torch.Tensor)] + [torch.device(str(method.device))]
+    devices = [t.device for t in tensors if isinstance(t, torch.Tensor)] + [torch.device(str(getattr(method, "device", "cpu")))]
     return next((device for device in devices if device.type == "cuda"), None)
 
 
