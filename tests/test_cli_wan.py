@@ -73,6 +73,28 @@ def _count_wan_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+def _count_text_encoder_work(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
+    """Record every UMT5 ``from_pretrained`` (its folder) and every ``encode_prompt`` (its prompt); both still run.
+    The process-wide text encoders and embeddings start empty (an earlier test's may still be alive)."""
+    import weakref
+
+    from transformers import UMT5EncoderModel
+
+    from stereo_lit.diffusion import wan_models
+    from stereo_lit.diffusion.pipeline import WanStereoPipeline
+
+    monkeypatch.setattr(wan_models, "_TEXT_ENCODERS", weakref.WeakValueDictionary())
+    monkeypatch.setattr(wan_models, "_SHARED_EMBEDS", weakref.WeakKeyDictionary())
+
+    loads: list[str] = []
+    encodes: list[str] = []
+    load, encode = UMT5EncoderModel.from_pretrained.__func__, WanStereoPipeline.encode_prompt
+    monkeypatch.setattr(UMT5EncoderModel, "from_pretrained",
+                        classmethod(lambda cls, *a, **k: loads.append(str(a[0])) or load(cls, *a, **k)))
+    monkeypatch.setattr(WanStereoPipeline, "encode_prompt", lambda self, *a, **k: encodes.append(a[0]) or encode(self, *a, **k))
+    return loads, encodes
+
+
 def test_eval_config_names_the_wan_checkpoint_once_and_the_override_reaches_every_row(tmp_path: Path) -> None:
     config = REPO / "stereo_lit" / "configs" / "eval_tartanair.yaml"
     text = config.read_text()
@@ -106,6 +128,7 @@ def test_eval_config_runs_every_method_including_each_wan_strategy(
     )
     out = tmp_path / "out"
     loads = _count_wan_loads(monkeypatch)
+    umt5_loads, encodes = _count_text_encoder_work(monkeypatch)
     cli = build_cli(
         ["test", "-c", str(config), "--data.init_args.root", str(root), "--model.output.dir", str(out),
          "--trainer.logger", "false"]
@@ -116,6 +139,10 @@ def test_eval_config_runs_every_method_including_each_wan_strategy(
     assert len(wan) == 3 and loads == [str(tiny_checkpoints / "Wan2.1-T2V-tiny-Diffusers"),
                                        str(tiny_checkpoints / "Wan2.1-VACE-tiny-Diffusers")]
     assert all(m.components is wan[0].components for m in wan) and vace.components is not wan[0].components
+    # the T2V and VACE folders hold identical UMT5 weights: one text encoder for the four Wan rows,
+    # and the clip's one prompt (no caption: the generators' "") encoded once for all of them
+    assert vace.pipeline.text_encoder is wan[0].pipeline.text_encoder and len(umt5_loads) == 1
+    assert encodes == [""]
     table = json.loads((out / "eval" / "test_metrics.json").read_text())
     assert {"wan_x0_blend", "wan_latent_shift", "wan_repaint", vace.name, "copy_left", "warp_only", "warp_fill",
             "warp_fill_telea"} <= set(table["methods"])

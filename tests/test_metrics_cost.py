@@ -22,7 +22,7 @@ def test_seconds_nfe_and_vae_passes_per_81_frames_are_pooled_sums() -> None:
     out = {k: float(v) for k, v in cost.compute().items()}
     # 81 frames in all: 3 s, 30 NFE, 6 VAE passes; the peak is the largest call's
     assert out == {"sec_per_81f": pytest.approx(3.0), "nfe_per_81f": pytest.approx(30.0),
-                   "vae_passes_per_81f": pytest.approx(6.0), "peak_rss_gib": pytest.approx(3.0)}
+                   "vae_passes_per_81f": pytest.approx(6.0), "peak_rss_gib": pytest.approx(3.0), "load_s": 0.0}
     cost.update(0.5, 81, nfe=None, vae_passes=None)  # one call that does not say: unknown, time still counts
     out = {k: float(v) for k, v in cost.compute().items()}
     assert out["sec_per_81f"] == pytest.approx(3.5 / 162 * 81)
@@ -150,7 +150,10 @@ def test_the_table_has_the_cost_columns_and_says_what_they_measure() -> None:
     assert (wan["sec_per_81f"], wan["nfe_per_81f"], wan["vae_passes_per_81f"], wan["peak_cuda_gib"]) == pytest.approx(
         (32.4, 64.8, 32.4, 0.25))
     assert "peak_cuda_gib" not in table["warp_fill"] and table["warp_fill"]["vae_passes_per_81f"] == 0
-    assert "| warp_fill |" in (md := suite.format_table(table)) and md.split("| warp_fill |")[1].split("\n")[0].strip().endswith("n/a |")
+    md = suite.format_table(table)
+    header = next(line for line in md.splitlines() if line.startswith("| method |")).strip("| ").split(" | ")
+    warp_fill = next(line for line in md.splitlines() if line.startswith("| warp_fill |")).strip("| ").split(" | ")
+    assert warp_fill[header.index("peak_cuda_gib")] == "n/a" and warp_fill[header.index("load_s")] == "0"
     assert "vae_passes_per_81f" not in table[REFERENCE_ROW]
     footer = suite.format_table(table)
     assert "vae_passes_per_81f: VAE encode + decode calls" in footer and "peak_cuda_gib: the largest" in footer

@@ -116,6 +116,27 @@ class WanModels:
         return self._components
 
     @property
+    def models_loaded(self) -> bool:
+        """True once this generator holds its models (loaded, shared or given)."""
+        return self._components is not None
+
+    def load_models(self, video: torch.Tensor | None = None) -> bool:
+        """Load the models now, after settling the memory plan for ``video`` (``[B, 3, T, H, W]``,
+        the first input; None: no plan), as :meth:`generate` would on first use. Called by
+        :func:`~stereo_lit.metrics.cost.measure_call` before its clock starts, so the load is
+        timed apart. True when this call read weights; False when the models were already
+        held or came from an identical set-up loaded by another generator (:meth:`share_loads`)."""
+        if self._components is not None:
+            return False
+        if video is not None and video.ndim == 5:  # as generate(): the frame-size check, then the plan
+            frames, height, width = min(int(video.shape[2]), self.window), int(video.shape[3]), int(video.shape[4])
+            self.check_frame_size(height, width, frames, option="the frame size")
+            self.plan_memory(frames, height, width)
+        loads_before = self._shared.loads if self._shared is not None else None
+        self.components  # noqa: B018 (loads)
+        return loads_before is None or self._shared.loads > loads_before
+
+    @property
     def pipeline(self) -> Any:
         """The :class:`~stereo_lit.diffusion.pipeline.WanStereoPipeline` holding the models."""
         return self.components.pipe

@@ -18,6 +18,8 @@ clip length) and the number of function evaluations of the denoiser. Here:
   peak resident set size (Linux ``VmHWM``, reset at the start of each call through
   ``/proc/self/clear_refs``; loaded weights included). Where the CPU peak cannot be reset
   (no ``/proc``) the call's peak is unknown (nan), never the peak since process start.
+- ``load_s`` and ``load_peak_{rss,cuda}_gib``: loading the models, in none of the above
+  (:func:`load_models`, before the first call's clock starts).
 
 :func:`timed_generate` measures a call (CUDA synchronised before and after);
 :func:`measure_call` measures any block of code the same way.
@@ -29,7 +31,7 @@ import contextlib
 import math
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ TRANSFORMER_FREE_MODULES = ("stereo_lit.generators.geometric",)
 
 #: peak-memory kinds -> their table column
 MEMORY_COLUMNS = {"cuda": "peak_cuda_gib", "rss": "peak_rss_gib"}
+#: peak-memory kinds -> the column of the models' loading (apart from the calls)
+LOAD_MEMORY_COLUMNS = {"cuda": "load_peak_cuda_gib", "rss": "load_peak_rss_gib"}
 MEMORY_LABELS = {
     "cuda": "CUDA max_memory_allocated, reset per call",
     "rss": "process peak RSS (VmHWM), reset per call",
@@ -65,6 +69,7 @@ class CallCost:
         load_seconds, load_peak_bytes: the models' loading when this call triggered it (0 / None
             otherwise): wall seconds and peak memory of the load alone, reported apart.
         memory: ``"cuda"`` (max_memory_allocated) or ``"rss"`` (process peak RSS); None with no peak.
+        load_memory: the kind of ``load_peak_bytes`` (None with no load peak).
     """
 
     seconds: float
@@ -76,6 +81,7 @@ class CallCost:
     memory: str | None = None
     load_seconds: float = 0.0
     load_peak_bytes: int | None = None
+    load_memory: str | None = None
 
     @property
     def vae_passes(self) -> int | None:
@@ -141,8 +147,9 @@ def _components(method: Any) -> Any:
 def method_transformer(method: Any) -> torch.nn.Module | None:
     """The denoiser a method runs (``method.components.transformer`` or ``method.transformer``), or None.
 
-    Reading ``components`` of a Wan generator loads its models (once): called before the
-    clock starts, so the load never counts as generation time.
+    Reading ``components`` of a Wan generator loads its models (once): :func:`measure_call`
+    loads them with :func:`load_models` before its clock starts, so the load never counts as
+    generation time.
     """
     transformer = getattr(_components(method), "transformer", None)
     transformer = transformer if transformer is not None else getattr(method, "transformer", None)
@@ -225,27 +232,52 @@ class _Counters:
     load_memory: PeakMemory = field(default_factory=PeakMemory)
 
 
-def _loads_models(method: Any) -> bool:
-    """True when reading ``method.components`` would load models (a Wan generator not loaded yet)."""
-    return "_components" in getattr(method, "__dict__", {}) and method.__dict__["_components"] is None
+def _first_video(tensors: tuple[Any, ...]) -> torch.Tensor | None:
+    return next((t for t in tensors if isinstance(t, torch.Tensor) and t.ndim == 5), None)
+
+
+def _load_device(method: Any, tensors: tuple[Any, ...]) -> torch.device | None:
+    """Where the load's peak is measured: the CUDA device of an input or of the method, else None (RSS)."""
+    devices = [t.device for t in tensors if isinstance(t, torch.Tensor)] + [torch.device(str(getattr(method, "device", "cpu")))]
+    return next((device for device in devices if device.type == "cuda"), None)
+
+
+def load_models(method: Any, *tensors: Any) -> tuple[float, PeakMemory]:
+    """Load ``method``'s models, if it loads them lazily and has not yet: ``(seconds, peak)`` of
+    the load (``(0.0, PeakMemory())`` when nothing was read: no loader, already held, or shared
+    with an identical set-up loaded by another method).
+
+    A method that loads lazily has ``load_models(video) -> bool`` (True: weights were read
+    now) and ``models_loaded`` (:class:`~stereo_lit.diffusion.wan_models.WanModels`);
+    ``video`` is the first 5-D tensor of ``tensors`` (its memory plan is settled from it
+    before the load). Other methods (geometric, already loaded) cost nothing here.
+    """
+    loader = getattr(method, "load_models", None)
+    if not callable(loader) or getattr(method, "models_loaded", True):
+        return 0.0, PeakMemory()
+    with peak_memory(_load_device(method, tensors)) as memory:
+        start = time.perf_counter()
+        loaded = loader(_first_video(tensors))
+        seconds = time.perf_counter() - start
+    return (seconds, memory) if loaded else (0.0, PeakMemory())
 
 
 @contextlib.contextmanager
-def measure_call(method: Any, *tensors: Any) -> Iterator[_Counters]:
+def measure_call(method: Any, *tensors: Any, prepare: Callable[[], Any] | None = None) -> Iterator[_Counters]:
     """Count, time and take the peak memory of the block, a call of ``method`` (its transformer's
     forward calls and its VAE's passes are counted with hooks when it has them). ``tensors``:
     inputs whose device says where to synchronise and measure CUDA memory. Use
-    :func:`call_cost` afterwards to combine the counts with what the call reported."""
+    :func:`call_cost` afterwards to combine the counts with what the call reported.
+
+    The models' loading is never in the block's time or peak: a method not loaded yet is
+    loaded first (:func:`load_models`), timed and measured on its own (``load_seconds``,
+    ``load_memory``). ``prepare`` then runs, measured by neither (work shared by every row)."""
     from stereo_lit.diffusion.nfe import count_nfe, count_vae_passes
 
     counters = _Counters()
-    if _loads_models(method):  # the first call loads the models: timed and measured on its own
-        device = next((t.device for t in tensors if isinstance(t, torch.Tensor)), None)
-        with peak_memory(device if device is not None and device.type == "cuda" else None) as load_memory:
-            start = time.perf_counter()
-            method_transformer(method)
-            counters.load_seconds = time.perf_counter() - start
-        counters.load_memory = load_memory
+    counters.load_seconds, counters.load_memory = load_models(method, *tensors)
+    if prepare is not None:
+        prepare()
     transformer, vae = method_transformer(method), method_vae(method)
     with contextlib.ExitStack() as stack:
         if transformer is not None:
@@ -281,14 +313,19 @@ def call_cost(method: Any, counters: _Counters, out: Any = None) -> CallCost:
         memory=counters.memory.memory,
         load_seconds=counters.load_seconds,
         load_peak_bytes=counters.load_memory.peak_bytes,
+        load_memory=counters.load_memory.memory,
     )
 
 
 def timed_generate(method: Any, left: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[Any, CallCost]:
     """``(method.generate(left, *args, **kwargs), CallCost)``: wall time (CUDA-synchronised), NFE,
-    VAE passes and peak memory of the call (see :func:`call_cost` for where each comes from)."""
+    VAE passes and peak memory of the call (see :func:`call_cost` for where each comes from).
+    The ``prompt`` (keyword; None: the method's own) is encoded (``method.prompt_embeds``) before
+    the clock: every method on that text encoder shares its embeddings, as all share the depth."""
     out = None
-    with measure_call(method, left) as counters:
+    encode = getattr(method, "prompt_embeds", None)
+    prepare = (lambda: encode(kwargs.get("prompt"))) if callable(encode) else None
+    with measure_call(method, left, prepare=prepare) as counters:
         out = method.generate(left, *args, **kwargs)
         _synchronize(getattr(out, "right", None))
     return out, call_cost(method, counters, out)
@@ -296,12 +333,15 @@ def timed_generate(method: Any, left: torch.Tensor, *args: Any, **kwargs: Any) -
 
 # ---------------------------------------------------------------------- pooled
 class GenerationCost(Metric):
-    """Sum states of seconds, frames, NFE and VAE passes, a max state of peak memory.
+    """Sum states of seconds, frames, NFE and VAE passes, a max state of peak memory; loading apart.
 
-    ``update(seconds, frames, nfe=None, vae_passes=None, peak_bytes=None, memory=None)``: one
-    call that produced ``frames`` source (unpadded) frames. ``compute()`` gives ``sec_per_81f``,
-    ``nfe_per_81f``, ``vae_passes_per_81f`` and the peak memory column of the kind measured
-    (:data:`MEMORY_COLUMNS`; absent when no call measured a peak: the table shows n/a).
+    ``update(seconds, frames, nfe, vae_passes, peak_bytes, memory, load_seconds, load_peak_bytes,
+    load_memory)``: one call that produced ``frames`` source (unpadded) frames, and the load it
+    triggered before its clock started. ``compute()``: ``sec_per_81f``, ``nfe_per_81f``,
+    ``vae_passes_per_81f``, the peak column of the kind measured (:data:`MEMORY_COLUMNS`; absent
+    when no call measured one: n/a), ``load_s`` (0: loaded nothing, or shared an identical set-up
+    another row loaded; under DDP the slowest process's) and the load's peak
+    (:data:`LOAD_MEMORY_COLUMNS`; absent without a load).
     """
 
     full_state_update = False
@@ -315,16 +355,24 @@ class GenerationCost(Metric):
                      "calls_without_peak"):
             self.add_state(name, torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("peak_bytes", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="max")
+        # loading: this process's sum, the slowest process's under DDP; the load's peak
+        self.add_state("load_seconds", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="max")
+        self.add_state("load_peak_bytes", torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="max")
         self.memory: str | None = None  # the kind of the peaks seen (one per run)
+        self.load_memory: str | None = None  # the kind of the load peaks seen
 
     def update(
         self, seconds: float, frames: int, nfe: int | None = None, vae_passes: int | None = None,
         peak_bytes: int | None = None, memory: str | None = None,
+        load_seconds: float = 0.0, load_peak_bytes: int | None = None, load_memory: str | None = None,
     ) -> None:
-        if seconds < 0 or frames < 0:
-            raise ValueError(f"seconds ({seconds}) and frames ({frames}) must be >= 0")
+        if seconds < 0 or frames < 0 or load_seconds < 0:
+            raise ValueError(f"seconds ({seconds}), frames ({frames}) and load_seconds ({load_seconds}) must be >= 0")
         if peak_bytes is not None and memory not in MEMORY_COLUMNS:
             raise ValueError(f"memory must be one of {tuple(MEMORY_COLUMNS)} with peak_bytes, got {memory!r}")
+        if load_peak_bytes is not None and load_memory not in LOAD_MEMORY_COLUMNS:
+            raise ValueError(f"load_memory must be one of {tuple(LOAD_MEMORY_COLUMNS)} with load_peak_bytes, got {load_memory!r}")
+        self._update_load(float(load_seconds), load_peak_bytes, load_memory)
         self.seconds += float(seconds)
         self.frames += float(frames)
         self.calls += 1.0
@@ -341,9 +389,19 @@ class GenerationCost(Metric):
             self.memory = memory
             self.peak_bytes = torch.maximum(self.peak_bytes, torch.tensor(float(peak_bytes), dtype=torch.float64))
 
+    def _update_load(self, seconds: float, peak_bytes: int | None, memory: str | None) -> None:
+        self.load_seconds += seconds
+        if peak_bytes is not None:
+            if self.load_memory is not None and memory != self.load_memory:
+                raise ValueError(f"load peak of kind {memory!r} after {self.load_memory!r}: one kind per metric")
+            self.load_memory = memory
+            self.load_peak_bytes = torch.maximum(self.load_peak_bytes, torch.tensor(float(peak_bytes), dtype=torch.float64))
+
     def update_call(self, cost: CallCost, frames: int) -> None:
-        """``update`` from a :class:`CallCost` of a call that produced ``frames`` source frames."""
-        self.update(cost.seconds, frames, cost.nfe, cost.vae_passes, cost.peak_bytes, cost.memory)
+        """``update`` from a :class:`CallCost` of a call that produced ``frames`` source frames
+        (its load, when it triggered one, goes to the load columns)."""
+        self.update(cost.seconds, frames, cost.nfe, cost.vae_passes, cost.peak_bytes, cost.memory,
+                    cost.load_seconds, cost.load_peak_bytes, cost.load_memory)
 
     def compute(self) -> dict[str, torch.Tensor]:
         frames = float(self.frames)
@@ -359,6 +417,9 @@ class GenerationCost(Metric):
         }
         if self.memory is not None:  # some call measured a peak (a row without one has no peak column: n/a)
             out[MEMORY_COLUMNS[self.memory]] = float(self.peak_bytes) / GIB
+        out["load_s"] = float(self.load_seconds)
+        if self.load_memory is not None:  # this method's models were loaded (not shared, not given)
+            out[LOAD_MEMORY_COLUMNS[self.load_memory]] = float(self.load_peak_bytes) / GIB
         return {f"{self.prefix}{k}": torch.tensor(v, dtype=torch.float64) for k, v in out.items()}
 
 
@@ -369,12 +430,17 @@ COST_FOOTNOTE = (
     "source frames (both 0 for the geometric methods, n/a when a method does not report them); "
     "peak_cuda_gib: the largest torch.cuda.max_memory_allocated of one call (reset per call; weights on "
     "the GPU included); peak_rss_gib (CPU runs): the largest process peak resident set size of one call "
-    "(Linux VmHWM reset per call; loaded weights and other methods' models in this process included)."
+    "(Linux VmHWM reset per call; loaded weights and other methods' models in this process included). "
+    "None of these include loading the models: load_s is the wall seconds spent loading the method's "
+    "models, before its first call's clock started (0: it loaded nothing, having no models or sharing "
+    "an identical set-up an earlier row loaded; the largest process's under DDP); load_peak_rss_gib / "
+    "load_peak_cuda_gib the peak during that load (n/a without one). Prompts are encoded once per text "
+    "encoder before the clock (shared by every row, like the depth)."
 )
 
 __all__ = [
-    "COST_FOOTNOTE", "FRAMES_PER_CLIP", "MEMORY_COLUMNS", "MEMORY_LABELS", "CallCost", "GenerationCost", "PeakMemory",
-    "call_cost", "measure_call", "method_nfe", "method_transformer", "method_vae", "peak_memory", "reset_rss_peak",
+    "COST_FOOTNOTE", "FRAMES_PER_CLIP", "LOAD_MEMORY_COLUMNS", "MEMORY_COLUMNS", "MEMORY_LABELS", "CallCost", "GenerationCost", "PeakMemory",
+    "call_cost", "load_models", "measure_call", "method_nfe", "method_transformer", "method_vae", "peak_memory", "reset_rss_peak",
     "timed_generate",
 ]
 
