@@ -28,7 +28,7 @@ from stereo_lit.stereo.disparity import DisparityPolicy
 from stereo_lit.generators.base import StereoGenerator, check_carry_window
 from stereo_lit.generators.geometric import WarpFill
 from stereo_lit.metrics.cost import StageTimes, call_cost, measure_call
-from stereo_lit.stereo.padding import Padding, unpad_video
+from stereo_lit.stereo.padding import Padding, produced_frames
 from stereo_lit.evaluation.steps import EvaluationSteps
 from stereo_lit.evaluation.predict_cost import PredictCost
 from stereo_lit.evaluation.real_footage import RealFootageEval
@@ -365,12 +365,7 @@ class StereoLitModule(EvaluationSteps, LightningModule):
         times.frames += max(num_src - first, 0) * len(videos)
 
         def trim(x: torch.Tensor) -> torch.Tensor:
-            """The frames this window produces at the source size; pictures clamped to [0, 1]
-            (float) or kept as they are (uint8, from a method that :attr:`takes_uint8`)."""
-            x = unpad_video(x, Padding(padding.bottom, padding.right, 0))[:, :, first:num_src]
-            if x.dtype == torch.uint8:
-                return x.cpu()
-            return (x.clamp(0, 1) if x.shape[1] == 3 else x).float().cpu()
+            return produced_frames(x, Padding(padding.bottom, padding.right, 0), first, num_src)
 
         return {
             "video_path": [str(p) for p in batch["video_path"]],

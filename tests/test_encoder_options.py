@@ -15,7 +15,7 @@ from stereo_lit.io.output_manifest import MANIFEST_NAME
 from stereo_lit.io.video_writer import (
     COLOR_FIELDS, EncoderOptions, StreamingVideoWriter, read_color_metadata, resolve_encoder, write_video,
 )
-import stereo_lit.io.video_writer as video_writer
+import stereo_lit.io.encoder as encoder_module
 
 BT709 = {"color_primaries": 1, "color_trc": 1, "colorspace": 1, "color_range": 1}  # FFmpeg enum values
 # a saturated colour: BT.601 and BT.709 matrices decode it differently by tens of levels
@@ -81,7 +81,7 @@ def test_defaults_are_the_historical_encoder_with_a_20_frame_lookahead() -> None
 
 
 def test_frames_larger_than_1080p_sbs_get_a_shorter_lookahead_but_not_below_ten() -> None:
-    from stereo_lit.io.video_writer import lookahead_frames
+    from stereo_lit.io.encoder import lookahead_frames
 
     default = EncoderOptions()
     assert [lookahead_frames(default, h, w) for h, w in [(32, 48), (1080, 1920), (1080, 3840)]] == [20, 20, 20]
@@ -143,12 +143,12 @@ def test_h265_refuses_frames_its_encoder_crashes_on(tmp_path: Path, bit_depth: i
 def test_hardware_encoder_is_used_when_it_opens_and_falls_back_with_a_message(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(video_writer, "hardware_encoder_error", lambda name, fmt: None)
+    monkeypatch.setattr(encoder_module, "hardware_encoder_error", lambda name, fmt: None)
     name, pix_fmt, options = resolve_encoder(EncoderOptions(codec="h265", bit_depth=10, crf=21, hardware=True))
     assert (name, pix_fmt) == ("hevc_nvenc", "p010le")
     assert options == {"rc": "vbr", "cq": "21", "b": "0", "preset": "p4"}
-    monkeypatch.setattr(video_writer, "hardware_encoder_error", lambda name, fmt: f"{name} did not open (no GPU)")
-    monkeypatch.setattr(video_writer, "_warned", set())
+    monkeypatch.setattr(encoder_module, "hardware_encoder_error", lambda name, fmt: f"{name} did not open (no GPU)")
+    monkeypatch.setattr(encoder_module, "_warned", set())
     with caplog.at_level(logging.WARNING):
         name, pix_fmt, _ = resolve_encoder(EncoderOptions(hardware=True))
     assert (name, pix_fmt) == ("libx264", "yuv420p")
@@ -157,7 +157,7 @@ def test_hardware_encoder_is_used_when_it_opens_and_falls_back_with_a_message(
 
 def test_hardware_probe_opens_the_encoder() -> None:
     """On this machine: None if NVENC really opens (then a file must encode), else a reason."""
-    error = video_writer.hardware_encoder_error("h264_nvenc", "yuv420p")
+    error = encoder_module.hardware_encoder_error("h264_nvenc", "yuv420p")
     assert error is None or "h264_nvenc" in error
 
 

@@ -64,3 +64,13 @@ def unpad_video(video: torch.Tensor, padding: Padding) -> torch.Tensor:
     """Remove ``padding`` from ``video [B, C, T, H, W]`` (the inverse of :func:`pad_video`)."""
     t, h, w = video.shape[-3:]
     return video[..., : t - padding.frames, : h - padding.bottom, : w - padding.right]
+
+
+def produced_frames(video: torch.Tensor, padding: Padding, first: int, stop: int) -> torch.Tensor:
+    """Frames ``first:stop`` of ``video [B, C, T, H, W]`` without ``padding``, on the CPU, as a
+    window hands them to the writers: pictures (3 channels) clamped to [0, 1] as float32, uint8
+    (from a method that takes uint8) kept as it is, other channels (disparity) as float32."""
+    video = unpad_video(video, padding)[:, :, first:stop]
+    if video.dtype == torch.uint8:
+        return video.cpu()
+    return (video.clamp(0, 1) if video.shape[1] == 3 else video).float().cpu()
