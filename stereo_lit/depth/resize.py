@@ -47,16 +47,17 @@ def resize_depth(depth: np.ndarray | torch.Tensor, out_hw: tuple[int, int]) -> n
     The official VDA upsampling; frames are resized one at a time so that at most one full-size
     float32 temporary exists besides the output.
     """
-    source = torch.as_tensor(np.asarray(depth)) if not isinstance(depth, torch.Tensor) else depth
-    if source.ndim != 3:
-        raise ValueError(f"resize_depth: expected depth [N, h, w], got shape {tuple(source.shape)}")
-    out = np.empty((source.shape[0], *out_hw), dtype=np.float32)
-    for i in range(source.shape[0]):
-        frame = source[i : i + 1, None].float()
-        if tuple(frame.shape[-2:]) == tuple(out_hw):
-            out[i] = frame[0, 0].cpu().numpy()
+    if len(depth.shape) != 3:
+        raise ValueError(f"resize_depth: expected depth [N, h, w], got shape {tuple(depth.shape)}")
+    out = np.empty((depth.shape[0], *out_hw), dtype=np.float32)
+    for i in range(depth.shape[0]):
+        frame = depth[i]
+        frame = frame.float() if isinstance(frame, torch.Tensor) else torch.from_numpy(np.array(frame, np.float32))
+        if tuple(frame.shape) == tuple(out_hw):
+            out[i] = frame.cpu().numpy()
         else:
-            out[i] = F.interpolate(frame, size=out_hw, mode="bilinear", align_corners=True)[0, 0].cpu().numpy()
+            up = F.interpolate(frame[None, None], size=out_hw, mode="bilinear", align_corners=True)
+            out[i] = up[0, 0].cpu().numpy()
     return out
 
 
