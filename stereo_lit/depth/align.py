@@ -1,7 +1,9 @@
 """Window stitching of the official inference: scale/shift alignment and seam interpolation.
 
 Works on numpy float32 frames with the official dtypes (float32 least squares via ``np.sum``), so
-results match the reference implementation bit for bit up to the model's own rounding.
+results match the reference implementation bit for bit up to the model's own rounding. Given
+network-size frames and the video's size (``out_hw``), it stitches at network size with the fit
+the official code makes on upsampled frames (float64 sums through the upsampling's Gram matrices).
 Streaming: each window's frames go in, final frames come out; at most ``INTERP_LEN`` aligned
 frames (plus two reference frames) are held between windows.
 """

@@ -6,23 +6,28 @@ size) and the official script upsamples each window to the video's size (bilinea
 each frame is upsampled on its own when it is read, so nothing of the size of a window, let
 alone a video, is ever held as float32 at the video's resolution:
 
-=============================  =========================  ==========================
+=============================  ==========================  ==========================
 held                           before (float32, video px)  now
-=============================  =========================  ==========================
+=============================  ==========================  ==========================
 one 32-frame window            1080p 265 MB, 4K 1.06 GB    518x924 float32: 61 MB
 stitching (10 frames)          1080p 83 MB, 4K 332 MB      518x924 float32: 19 MB
 cache / in-memory, per frame   1080p 8.3 MB, 4K 33 MB      518x924 float16: 0.96 MB
-=============================  =========================  ==========================
+=============================  ==========================  ==========================
 
 Bilinear interpolation is linear and its weights sum to 1, so upsampling commutes with the
 stitching's scale/shift and cross-fade; the least-squares fit itself is the full-resolution fit
 computed through the upsampling's Gram matrices (:func:`upsampled_sums`). What remains is the
 clamp at 0 (now before the upsampling) and rounding.
 
-Storage: float16 (:data:`STORAGE_DTYPE`): relative rounding error at most 2**-11 of the value.
-Measured on the disparity it gives (``benchmarks/bench_vda.py --accuracy``, ``docs/memory.md``,
-section "Depth"): at most 0.006 px at 1080p width (2% strength, 38.4 px), against float32 at full
-resolution; values beyond float16's range are stored in float32 (:class:`DepthCache` widens).
+Storage: float16 (:data:`STORAGE_DTYPE`): each value within 2**-11 of itself (round to nearest),
+so the disparity moves by at most ``2**-11 * max|depth| / (high - low) * max_disparity_px``.
+Measured against the old path (float32 at 1080p; ``benchmarks/bench_vda.py --accuracy``, table in
+``docs/memory.md``, section "Depth"), 1080p width, 2% strength (38.4 px): stitching at network
+size changes depth by rounding only (1.7e-7 relative); the range sample taken at network size
+moves disparity by at most 0.015 px; float16 storage by at most 0.032 px in all (0.005 px mean).
+Depth in a narrow band far from 0 is the worst case (values 5..6: 0.14 px, the test's bound).
+A finite value beyond :data:`FLOAT16_LIMIT` makes :class:`~stereo_lit.depth.cache.DepthCache`
+store the whole entry as float32 instead (exactly), never inf.
 """
 
 from __future__ import annotations
