@@ -147,3 +147,16 @@ def test_cache_keeps_network_size_float16_and_rekeys_on_the_storage_format(tiny_
     _forbid_inference(monkeypatch)
     with pytest.raises(AssertionError, match="recomputed"):
         estimator.video_depth(lambda: iter(frames), key="clip")
+
+
+def test_without_a_cache_the_video_is_kept_in_memory_at_network_size(tiny_ckpt, monkeypatch):
+    frames = _video(26, 60, 80)
+    estimator = VDAEstimator(str(tiny_ckpt), input_size=INPUT_SIZE, cache=False, progress=False)
+    exact = np.stack(list(estimator.estimate_stream(iter(frames), resize=False)))
+    kept = estimator.video_depth(lambda: iter(frames))  # size from the first frame
+    assert kept.shape == (26, 60, 80) and kept.stored.dtype == np.float16 and kept.stored.shape == exact.shape
+    np.testing.assert_allclose(kept.stored, exact, rtol=2.0**-11, atol=1e-7)
+    monkeypatch.setattr("stereo_lit.depth.cache.FLOAT16_LIMIT", float(exact.max()) / 2)  # as if values overflowed
+    wide = estimator.video_depth(lambda: iter(frames), size=(60, 80))
+    assert wide.stored.dtype == np.float32
+    np.testing.assert_array_equal(wide.stored, exact)  # float32: no rounding at all

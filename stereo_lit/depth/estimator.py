@@ -34,7 +34,7 @@ from .preprocess import network_size
 from .resize import STORAGE_DTYPE, STORAGE_VERSION, ResizedDepth
 
 DEPTH_KINDS = ("metric_m", "inverse_relative")
-ALGORITHM_VERSION = "vda-windows-v2"  # v2: stitched at network size; bump when the inference changes results (invalidates caches)
+ALGORITHM_VERSION = "vda-windows-v2"  # bump when the inference changes results (v2: stitched at network size)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -260,14 +260,15 @@ class VDAEstimator:
         cuts: list[int] | None = None,
     ) -> np.ndarray:
         """Depth ``[T,h,w]`` at the network's size, float16 (float32 when a value does not fit), in memory."""
-        depth = list(self.estimate_stream(frames_factory(), total_frames, cuts, resize=False))
-        if not depth:
+        frames: list[np.ndarray] = []
+        wide = False  # a value beyond float16's range: every frame float32
+        for depth in self.estimate_stream(frames_factory(), total_frames, cuts, resize=False):
+            if not wide and not fits_float16(depth):
+                wide, frames = True, [f.astype(np.float32) for f in frames]
+            frames.append(depth if wide else depth.astype(STORAGE_DTYPE))
+        if not frames:
             raise ValueError("the video has no frames")
-        store = STORAGE_DTYPE if all(fits_float16(d) for d in depth) else np.float32
-        out = np.empty((len(depth), *depth[0].shape), dtype=store)
-        for i, frame in enumerate(depth):
-            out[i] = frame
-        return out
+        return np.stack(frames)
 
     def _estimate_in_memory(
         self,
