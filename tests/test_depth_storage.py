@@ -160,3 +160,45 @@ def test_without_a_cache_the_video_is_kept_in_memory_at_network_size(tiny_ckpt, 
     wide = estimator.video_depth(lambda: iter(frames), size=(60, 80))
     assert wide.stored.dtype == np.float32
     np.testing.assert_array_equal(wide.stored, exact)  # float32: no rounding at all
+
+
+class _CountingStore:
+    """A stored ``[T, h, w]`` array that counts the reads of more than one frame."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array, self.shape, self.dtype, self.big_reads = array, array.shape, array.dtype, 0
+
+    def __getitem__(self, index):
+        out = self.array[index]
+        self.big_reads += int(out.ndim == 3 and out.shape[0] > 4)
+        return out
+
+
+def test_window_depth_resizes_only_the_window_and_samples_the_range_once(tmp_path):
+    from stereo_lit.depth.source import WindowDepth
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not decoded: the estimator below never reads frames")
+    store = _CountingStore(_smooth(130, 9, 16, seed=4).astype(np.float16))
+
+    class Estimator:
+        kind = "inverse_relative"
+
+        def estimate(self, video):  # pragma: no cover - files go through video_depth
+            raise AssertionError("a video file must use video_depth")
+
+        def video_depth(self, frames_factory, key=None, total_frames=None, size=None):
+            return ResizedDepth(store, size)
+
+    source = WindowDepth(Estimator())
+    for start in (0, 4, 8):
+        batch = {"left": torch.zeros(1, 3, 4, 36, 64), "video_path": [str(video)], "fps": torch.tensor([24.0]),
+                 "window_start": torch.tensor([start]), "window_stop": torch.tensor([start + 4]),
+                 "num_frames": torch.tensor([130])}
+        depth, kind, wholes = source.for_batch(batch)
+        assert depth.shape == (1, 1, 4, 36, 64) and kind == "inverse_relative"
+        expected = resize_depth(store.array[start : start + 4], (36, 64))
+        np.testing.assert_array_equal(depth[0, 0].numpy(), expected)
+        assert wholes[0].sample.shape == (65, 9, 16)  # every 2nd frame of 130, at the size it is stored at
+        assert wholes[0].depth is store
+    assert store.big_reads == 1  # the range sample, once for the video, not once per window
