@@ -202,3 +202,21 @@ def test_window_depth_resizes_only_the_window_and_samples_the_range_once(tmp_pat
         assert wholes[0].sample.shape == (65, 9, 16)  # every 2nd frame of 130, at the size it is stored at
         assert wholes[0].depth is store
     assert store.big_reads == 1  # the range sample, once for the video, not once per window
+
+
+def test_a_full_disk_while_widening_keeps_every_frame_once(tmp_path, monkeypatch):
+    import builtins
+
+    frames = [np.full((3, 4), v, np.float32) for v in (1.5, 2.5, 7.0e4, 0.25)]
+    real_open = builtins.open
+
+    def full_open(path, mode="r", *args, **kwargs):
+        if ".raw32.tmp-" in str(path) and "w" in mode:
+            raise OSError(28, "No space left on device (injected)")
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    depth = DepthCache(tmp_path / "cache").write("k", iter(frames), dtype=np.float16)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(np.asarray(depth), np.stack(frames))  # in memory, in order, none twice
+    assert DepthCache(tmp_path / "cache").load("k") is None

@@ -157,6 +157,7 @@ class DepthCache:
         shape = None
         count = 0
         pending: np.ndarray | None = None  # the frame being written when a write fails
+        written = (raw_path, store)  # the file holding the `count` frames written so far, and its dtype
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             narrower: Path | None = None
@@ -165,6 +166,7 @@ class DepthCache:
                 with open(raw_path, "wb", buffering=0) as raw:
                     if narrower is not None:  # float16 so far: convert (exactly) to float32 first
                         _convert_raw(narrower, raw, np.dtype(np.float16), store)
+                        written = (raw_path, store)
                         narrower.unlink()
                     for frame in frames:
                         pending = frame = np.ascontiguousarray(frame, dtype=np.float32)
@@ -180,7 +182,7 @@ class DepthCache:
                         count += 1
                 if not widen:
                     break
-                frames = itertools.chain([pending], frames)
+                frames, pending = itertools.chain([pending], frames), None  # the too-large frame comes first
                 narrower, store = raw_path, np.dtype(np.float32)
                 raw_path = self.dir / f"{key}.raw32{tag}"
                 raw_paths.append(raw_path)
@@ -193,7 +195,7 @@ class DepthCache:
                 shutil.copyfileobj(raw, out, _CHUNK)
             os.replace(npy_tmp, self.path(key))
         except OSError as exc:
-            return self._in_memory(raw_path, store, shape, count, pending, frames, exc)
+            return self._in_memory(*written, shape, count, pending, frames, exc)
         finally:
             for leftover in (*raw_paths, npy_tmp):
                 try:
