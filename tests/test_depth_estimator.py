@@ -92,7 +92,7 @@ def test_cache_hit_on_rerun(tiny_ckpt, tmp_path, monkeypatch):
     _forbid_inference(monkeypatch)
     again = VDAEstimator(str(tiny_ckpt), input_size=INPUT_SIZE, cache_dir=str(cache), progress=False)
     cached = again.video_depth(lambda: iter(frames))
-    assert isinstance(cached, np.memmap)
+    assert isinstance(cached.stored, np.memmap)  # read from disk; resized to the video size when indexed
     np.testing.assert_array_equal(cached, first)
     # other settings or other content are other entries
     with pytest.raises(AssertionError, match="recomputed"):

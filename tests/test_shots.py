@@ -150,10 +150,10 @@ def test_each_shot_runs_its_own_windows(monkeypatch: pytest.MonkeyPatch) -> None
 
     seen = []
 
-    def fake_run(model, windows, out_hw, device, dtype=None):  # depth = the frame's mean input value
+    def fake_run(model, windows, device, dtype=None):  # depth = the frame's mean input value (network size)
         seen.append(windows.shape[0])
         mean = windows.float().mean(dim=(2, 3, 4))[:, :, None, None]
-        return mean.expand(-1, -1, *out_hw).numpy().copy()
+        return mean.expand(-1, -1, *windows.shape[-2:]).numpy().copy()
 
     monkeypatch.setattr(inference, "run_windows", fake_run)
     model = VideoDepthAnything("tiny", metric=False)

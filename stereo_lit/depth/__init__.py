@@ -14,6 +14,7 @@ from .estimator import DEPTH_KINDS, DepthEstimator, DepthResult, PrecomputedDept
 from .inference import infer_video_depth, stream_video_depth
 from .model import VDA_CONFIGS, VDAConfig, VideoDepthAnything
 from .preprocess import network_size, preprocess_frame
+from .resize import STORAGE_VERSION, ResizedDepth, resize_depth
 from .tiny import TINY_VDA_NAME, write_tiny_vda
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "KEYFRAMES",
     "OVERLAP",
     "PrecomputedDepth",
+    "ResizedDepth",
+    "STORAGE_VERSION",
     "TINY_VDA_NAME",
     "VDAConfig",
     "VDAEstimator",
@@ -41,6 +44,7 @@ __all__ = [
     "parse_checkpoint_name",
     "preprocess_frame",
     "read_state_dict",
+    "resize_depth",
     "stream_video_depth",
     "tensor_content_hash",
     "write_tiny_vda",

@@ -1,7 +1,9 @@
 """Window stitching of the official inference: scale/shift alignment and seam interpolation.
 
 Works on numpy float32 frames with the official dtypes (float32 least squares via ``np.sum``), so
-results match the reference implementation bit for bit up to the model's own rounding.
+results match the reference implementation bit for bit up to the model's own rounding. Given
+network-size frames and the video's size (``out_hw``), it stitches at network size with the fit
+the official code makes on upsampled frames (float64 sums through the upsampling's Gram matrices).
 Streaming: each window's frames go in, final frames come out; at most ``INTERP_LEN`` aligned
 frames (plus two reference frames) are held between windows.
 """
@@ -9,6 +11,8 @@ frames (plus two reference frames) are held between windows.
 from __future__ import annotations
 
 import numpy as np
+
+from .resize import upsampled_sums
 
 INFER_LEN = 32  # frames per window
 OVERLAP = 10  # frames of a window taken from the previous window's input (keyframes)
@@ -34,6 +38,15 @@ def scale_and_shift(prediction: np.ndarray, target: np.ndarray) -> tuple[np.floa
     return (a_11 * b_0 - a_01 * b_1) / det, (-a_01 * b_0 + a_00 * b_1) / det
 
 
+def scale_and_shift_from_sums(sums: tuple[float, float, float, float, float]) -> tuple[np.float32, np.float32]:
+    """:func:`scale_and_shift` from its sums ``(sum p*p, sum p, count, sum p*t, sum t)`` (float64 solve)."""
+    a_00, a_01, a_11, b_0, b_1 = sums
+    det = a_00 * a_11 - a_01 * a_01
+    if det == 0:
+        return np.float32(1.0), np.float32(0.0)
+    return np.float32((a_11 * b_0 - a_01 * b_1) / det), np.float32((-a_01 * b_0 + a_00 * b_1) / det)
+
+
 def seam_blend(previous: list[np.ndarray], following: list[np.ndarray]) -> list[np.ndarray]:
     """Linear cross-fade from ``previous`` (weight 1 -> 0) to ``following`` (0 -> 1), frame by frame."""
     if len(previous) != len(following):
@@ -55,10 +68,14 @@ class WindowAligner:
 
     ``push(window)`` returns the frames that are final; ``flush()`` returns the rest at the end.
     ``metric=True`` keeps scale 1 and shift 0 (metric depth is already consistent across windows).
+    ``out_hw``: the video's size when the frames are smaller (network size): the scale/shift fit is
+    then the one on frames upsampled to ``out_hw`` (:func:`stereo_lit.depth.resize.upsampled_sums`),
+    computed without upsampling them.
     """
 
-    def __init__(self, metric: bool = False) -> None:
+    def __init__(self, metric: bool = False, out_hw: tuple[int, int] | None = None) -> None:
         self.metric = metric
+        self.out_hw = out_hw
         self._pending: list[np.ndarray] = []  # last INTERP_LEN aligned frames, changed by the next seam
         self._reference: list[np.ndarray] = []  # aligned depth of the keyframes used for the fit
         self.windows = 0
@@ -79,6 +96,9 @@ class WindowAligner:
         else:
             if self.metric:
                 scale, shift = 1.0, 0.0
+            elif self.out_hw is not None and tuple(window[0].shape) != tuple(self.out_hw):
+                sums = upsampled_sums(window[:ALIGN_LEN], self._reference, self.out_hw)
+                scale, shift = scale_and_shift_from_sums(sums)
             else:
                 scale, shift = scale_and_shift(np.concatenate(window[:ALIGN_LEN]), np.concatenate(self._reference))
             post = [_apply(d, scale, shift) for d in window[ALIGN_LEN:OVERLAP]]

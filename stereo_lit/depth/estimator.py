@@ -22,6 +22,7 @@ from .cache import (
     DepthCache,
     default_cache_dir,
     file_content_hash,
+    fits_float16,
     frames_content_hash,
     settings_key,
     tensor_content_hash,
@@ -29,9 +30,11 @@ from .cache import (
 from .checkpoint import load_vda, parse_checkpoint_name
 from .inference import stream_video_depth
 from .model import VideoDepthAnything
+from .preprocess import network_size
+from .resize import STORAGE_DTYPE, STORAGE_VERSION, ResizedDepth
 
 DEPTH_KINDS = ("metric_m", "inverse_relative")
-ALGORITHM_VERSION = "vda-windows-v1"  # bump when the inference changes results (invalidates caches)
+ALGORITHM_VERSION = "vda-windows-v2"  # bump when the inference changes results (v2: stitched at network size)
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -173,15 +176,18 @@ class VDAEstimator:
             "dtype": self.dtype,
             "autocast": self._autocast_dtype(),
             "algorithm": ALGORITHM_VERSION,
+            "storage": STORAGE_VERSION,
         }
 
     # ------------------------------------------------------------------ streaming
     def estimate_stream(
-        self, frames: Iterable[np.ndarray], total_frames: int | None = None, cuts: list[int] | None = None
+        self, frames: Iterable[np.ndarray], total_frames: int | None = None, cuts: list[int] | None = None,
+        resize: bool = True,
     ) -> Iterator[np.ndarray]:
         """HxWx3 RGB frames (uint8, or float in [0,1]) -> float32 ``[H,W]`` depth per frame, in bounded memory.
 
         ``cuts``: shot cuts (first frame of each later shot): the windows restart there.
+        ``resize=False``: depth at the network's size (``network_size``), not the frames'.
         """
         if total_frames is None and hasattr(frames, "__len__"):
             total_frames = len(frames)
@@ -196,6 +202,7 @@ class VDAEstimator:
             total_frames=total_frames,
             metric=self.metric,
             cuts=cuts,
+            resize=resize,
         )
 
     def video_depth(
@@ -204,32 +211,64 @@ class VDAEstimator:
         key: str | None = None,
         total_frames: int | None = None,
         cuts: list[int] | None = None,
-    ) -> np.ndarray | np.memmap:
-        """Whole-video depth ``[T,H,W]`` float32, from the cache when this video/model/settings ran before.
+        size: tuple[int, int] | None = None,
+    ) -> ResizedDepth:
+        """Whole-video depth ``[T,H,W]`` float32 (a lazy :class:`ResizedDepth`), from the cache when this
+        video/model/settings ran before.
 
+        What is kept (on disk, or in memory with ``cache=False``) is the depth at the network's size
+        in float16 (:mod:`stereo_lit.depth.resize`); indexing resizes the frames it selects to the
+        video's size ``size`` (H, W; default: the first frame's size, one frame decoded).
         ``frames_factory()`` returns a fresh iterable of the frames (called once to hash when ``key`` is
         None, once more to compute). ``key`` names the source (e.g. ``file_content_hash`` of the
         video file plus fps and size); the cache key is the decoded frames' fingerprint plus the
-        settings, the source's fingerprint memoised under ``key`` (a remux with identical frames hits). With ``cache=False`` the result is an in-memory array. ``total_frames``
-        (when known) gives the progress bar its length. ``cuts``: shot cuts at which the depth
-        windows restart (part of the cache key).
+        settings, the source's fingerprint memoised under ``key`` (a remux with identical frames hits).
+        ``total_frames`` (when known) gives the progress bar its length. ``cuts``: shot cuts at which
+        the depth windows restart (part of the cache key).
         """
         cuts = sorted(int(c) for c in cuts) if cuts else None
+        if size is None:
+            first = next(iter(frames_factory()), None)
+            if first is None:
+                raise ValueError("the video has no frames")
+            size = (int(np.shape(first)[0]), int(np.shape(first)[1]))
+        size = (int(size[0]), int(size[1]))
         if self.cache is None:
-            return self._estimate_in_memory(frames_factory, total_frames, cuts)
+            return ResizedDepth(self._estimate_stored(frames_factory, total_frames, cuts), size)
         content, remember = self.cache.content_key(frames_factory, key)  # decoded frames' fingerprint
         settings = self.settings()
         cache_key = settings_key(content=content, **settings, **({"cuts": cuts} if cuts else {}))
         cached = self.cache.load(cache_key)
-        if cached is not None:
+        expected = network_size(*size, self.input_size)
+        if cached is not None and cached.ndim == 3 and tuple(cached.shape[1:]) == expected:
             remember()
-            return cached
-        meta = {"content": content, "source": key, "checkpoint": str(self.checkpoint_path().resolve()), "kind": self.kind, **settings}
+            return ResizedDepth(cached, size)
+        meta = {"content": content, "source": key, "checkpoint": str(self.checkpoint_path().resolve()), "kind": self.kind,
+                "video_size": list(size), **settings}
         if cuts:
             meta["cuts"] = cuts
-        depth = self.cache.write(cache_key, self.estimate_stream(frames_factory(), total_frames, cuts), meta)
+        stored = self.cache.write(
+            cache_key, self.estimate_stream(frames_factory(), total_frames, cuts, resize=False), meta, dtype=STORAGE_DTYPE
+        )
         remember()
-        return depth
+        return ResizedDepth(stored, size)
+
+    def _estimate_stored(
+        self,
+        frames_factory: Callable[[], Iterable[np.ndarray]],
+        total_frames: int | None = None,
+        cuts: list[int] | None = None,
+    ) -> np.ndarray:
+        """Depth ``[T,h,w]`` at the network's size, float16 (float32 when a value does not fit), in memory."""
+        frames: list[np.ndarray] = []
+        wide = False  # a value beyond float16's range: every frame float32
+        for depth in self.estimate_stream(frames_factory(), total_frames, cuts, resize=False):
+            if not wide and not fits_float16(depth):
+                wide, frames = True, [f.astype(np.float32) for f in frames]
+            frames.append(depth if wide else depth.astype(STORAGE_DTYPE))
+        if not frames:
+            raise ValueError("the video has no frames")
+        return np.stack(frames)
 
     def _estimate_in_memory(
         self,
@@ -251,8 +290,9 @@ class VDAEstimator:
             total = int(clip.shape[1])  # the depth bar's total (text-to-stereo, TartanAir clips)
             if self._cache_clips:
                 depth = self.video_depth(
-                    lambda clip=clip: video_frames(clip), key=tensor_content_hash(clip), total_frames=total
-                )
+                    lambda clip=clip: video_frames(clip), key=tensor_content_hash(clip), total_frames=total,
+                    size=(int(clip.shape[2]), int(clip.shape[3])),
+                )[:]
             else:
                 depth = self._estimate_in_memory(lambda clip=clip: video_frames(clip), total)
             per_clip.append(torch.from_numpy(np.array(depth, dtype=np.float32)))

@@ -19,16 +19,13 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from stereo_lit.io.console import stage_progress
 
 from .align import FRAME_STEP, INFER_LEN, KEYFRAMES, WindowAligner
 from .model import VideoDepthAnything
 from .preprocess import network_size, preprocess_frame
-
-UPSAMPLE_CHUNK = 8  # frames upsampled to full resolution at a time (bounds device memory at 4K)
-
+from .resize import resize_depth
 
 class FrameFeeder:
     """Reads frames lazily and preprocesses them; pads with the last frame once the video ends."""
@@ -81,21 +78,15 @@ def _autocast_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
 def run_windows(
     model: VideoDepthAnything,
     windows: torch.Tensor,
-    out_hw: tuple[int, int],
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """windows ``[N,32,3,h,w]`` -> depth ``[N,32,H,W]`` float32 numpy at the video's resolution."""
+    """windows ``[N,32,3,h,w]`` -> depth ``[N,32,h,w]`` float32 numpy at the network's resolution."""
     param = next(model.parameters())
     x = windows.to(device=device, dtype=param.dtype)
     with torch.autocast(device_type=device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
         depth = model(x)
-    depth = depth.float().flatten(0, 1).unsqueeze(1)  # [N*32,1,h,w]
-    out = np.empty((depth.shape[0], *out_hw), dtype=np.float32)
-    for i in range(0, depth.shape[0], UPSAMPLE_CHUNK):
-        up = F.interpolate(depth[i : i + UPSAMPLE_CHUNK], size=out_hw, mode="bilinear", align_corners=True)
-        out[i : i + UPSAMPLE_CHUNK] = up[:, 0].cpu().numpy()
-    return out.reshape(windows.shape[0], windows.shape[1], *out_hw)
+    return depth.float().cpu().numpy()
 
 
 def stream_video_depth(
@@ -109,14 +100,19 @@ def stream_video_depth(
     total_frames: int | None = None,
     metric: bool | None = None,
     cuts: Sequence[int] | None = None,
+    resize: bool = True,
 ) -> Iterator[np.ndarray]:
     """Depth of each frame, in order, as float32 ``[H,W]`` arrays (same size as the frames).
+
+    ``resize=False`` yields them at the network's size (``network_size``) instead: windows are
+    stitched at that size and each frame is upsampled on its own (:mod:`stereo_lit.depth.resize`),
+    so memory does not grow with the video's resolution.
 
     frames: HxWx3 RGB, uint8 or float in [0,1]; read lazily (a generator works).
     ``metric`` (default: ``model.metric``) skips scale/shift alignment; output is metres then,
     relative inverse depth otherwise. ``windows_per_batch`` runs that many windows per forward pass
     (their inputs do not depend on earlier outputs). At most about ``32 * (windows_per_batch + 1)``
-    preprocessed frames and ``32 * windows_per_batch + 10`` depth frames are held at any time.
+    preprocessed frames and ``32 * windows_per_batch + 10`` depth frames (network size) are held at any time.
     ``cuts``: first frame of each shot after the first; each shot is estimated independently.
     """
     if windows_per_batch < 1:
@@ -124,7 +120,7 @@ def stream_video_depth(
     if cuts:
         yield from _stream_shots(
             model, frames, sorted({int(c) for c in cuts if int(c) > 0}), input_size, device, autocast_dtype,
-            windows_per_batch, progress, total_frames, metric,
+            windows_per_batch, progress, total_frames, metric, resize,
         )
         return
     device = torch.device(device)
@@ -136,7 +132,7 @@ def stream_video_depth(
     first = np.asarray(first)
     out_hw = (int(first.shape[0]), int(first.shape[1]))
     feeder = FrameFeeder(itertools.chain([first], iterator), network_size(*out_hw, input_size))
-    aligner = WindowAligner(metric=model.metric if metric is None else metric)
+    aligner = WindowAligner(metric=model.metric if metric is None else metric, out_hw=out_hw)
     total = num_windows(total_frames) if total_frames else None
     bar = stage_progress(total=total, desc="depth", unit="window", disable=not progress)
     emitted = 0
@@ -157,19 +153,19 @@ def stream_video_depth(
                 built += 1
             if not batch:
                 break
-            depth = run_windows(model, torch.stack(batch), out_hw, device, dtype)
+            depth = run_windows(model, torch.stack(batch), device, dtype)
             del batch
             for window_depth in depth:
                 for frame_depth in aligner.push(window_depth):
                     if emitted < feeder.n_read:
                         emitted += 1
-                        yield frame_depth
+                        yield resize_depth(frame_depth[None], out_hw)[0] if resize else frame_depth
                 bar.update(1)
             del depth
         for frame_depth in aligner.flush():
             if emitted < feeder.n_read:
                 emitted += 1
-                yield frame_depth
+                yield resize_depth(frame_depth[None], out_hw)[0] if resize else frame_depth
     finally:
         bar.close()
 
@@ -177,7 +173,7 @@ def stream_video_depth(
 def _stream_shots(
     model: VideoDepthAnything, frames: Iterable[np.ndarray], cuts: list[int], input_size: int,
     device: str | torch.device, autocast_dtype: str | torch.dtype | None, windows_per_batch: int, progress: bool,
-    total_frames: int | None, metric: bool | None,
+    total_frames: int | None, metric: bool | None, resize: bool = True,
 ) -> Iterator[np.ndarray]:
     """:func:`stream_video_depth` shot by shot (the frames between consecutive cuts)."""
     iterator = iter(frames)
@@ -189,7 +185,8 @@ def _stream_shots(
         if stop is None and total_frames:
             length = max(1, total_frames - start)
         yield from stream_video_depth(
-            model, shot, input_size, device, autocast_dtype, windows_per_batch, progress, length, metric
+            model, shot, input_size, device, autocast_dtype, windows_per_batch, progress, length, metric,
+            resize=resize,
         )
 
 

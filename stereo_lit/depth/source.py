@@ -99,6 +99,9 @@ def whole_video_depth(
 ) -> np.ndarray:
     """Depth ``[T, H, W]`` of a whole video file at ``size`` and ``fps`` (the datamodule's timeline).
 
+    An array-like indexed by frames (``VDAEstimator``: a :class:`~stereo_lit.depth.resize.ResizedDepth`
+    that resizes only the frames it is asked for).
+
     Uses ``estimator.video_depth`` (streamed; cached on disk when the estimator has a
     cache) keyed by the file's content, the frame rate and the size. ``cuts``: shot cuts
     where the depth windows restart (passed on when the estimator's ``video_depth`` takes them).
@@ -108,7 +111,10 @@ def whole_video_depth(
     key = f"{video_file_key(video_path)}-{fps:.6f}-{size[0]}x{size[1]}"
     if source_range is not None:  # a start_time/end_time cut: its own timeline
         key += f"-src{source_range[0]}-{source_range[1]}"
-    extra = {"cuts": cuts} if cuts and "cuts" in inspect.signature(estimator.video_depth).parameters else {}
+    accepted = inspect.signature(estimator.video_depth).parameters
+    extra: dict[str, Any] = {"cuts": cuts} if cuts and "cuts" in accepted else {}
+    if "size" in accepted:  # the frames' size is known: no frame is decoded to learn it
+        extra["size"] = size
     return estimator.video_depth(
         lambda: iter_frames(video_path, fps=fps, size=size, source_range=source_range), key=key,
         total_frames=num_frames, **extra
@@ -155,8 +161,11 @@ class VideoDepth:
     """What the disparity policy needs of one batch element's video.
 
     Attributes:
-        sample: ``[T', H, W]`` evenly spaced frames (at most ~64) of the whole video's depth.
-        depth: ``[T, H, W]`` the whole video's depth (numpy array or memmap).
+        sample: ``[T', h, w]`` evenly spaced frames (at most ~64) of the whole video's depth, at the
+            size it is stored at (VDA: the network's size; the disparity range is a percentile
+            statistic, which needs no upsampling).
+        depth: ``[T, h, w]`` the whole video's depth as stored (numpy array or memmap; VDA: the
+            network's size, float16), for per-frame (per-shot) ranges.
         start: the window's first frame in the video.
         cuts: first frame of each shot after the first (empty: not detected, or one shot).
     """
@@ -185,6 +194,7 @@ class WindowDepth:
         self.keep = int(keep)
         self.shot_aware = bool(shot_aware)
         self._depths: dict[tuple[str, float, tuple[int, int]], np.ndarray] = {}
+        self._samples: dict[tuple[str, float, tuple[int, int]], torch.Tensor] = {}
         self._cuts: dict[tuple[str, float, tuple[int, int]], list[int]] = {}
 
     @property
@@ -249,12 +259,17 @@ class WindowDepth:
             window = torch.from_numpy(np.array(depth[start:stop], dtype=np.float32))[None, None]
             grid = Padding(padding.bottom, padding.right, left.shape[2] - (stop - start))
             windows.append(pad_video(window, grid, "replicate"))
-            sample = torch.from_numpy(np.array(depth[:: max(1, depth.shape[0] // 64)], dtype=np.float32))
-            wholes.append(VideoDepth(sample, depth, start, list(self._cuts.get(video, []))))
+            stored = getattr(depth, "stored", depth)  # ResizedDepth: the network-size array underneath
+            if video not in self._samples:  # once per video, not once per window
+                self._samples[video] = torch.from_numpy(
+                    np.array(stored[:: max(1, stored.shape[0] // 64)], dtype=np.float32)
+                )
+            wholes.append(VideoDepth(self._samples[video], stored, start, list(self._cuts.get(video, []))))
         others = [v for v in self._depths if v not in current]  # oldest first; the batch's own stay
         for video in others[: max(0, len(others) - self.keep)]:
             del self._depths[video]
             self._cuts.pop(video, None)
+            self._samples.pop(video, None)
         return torch.cat(windows).to(left), self.kind, wholes
 
 
