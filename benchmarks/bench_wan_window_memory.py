@@ -1,9 +1,13 @@
 #!/usr/bin/env python
 """CPU peak RSS of one tiny-Wan window at 1080p, without and with VAE tiling (issue 21, item 3).
 
-    python benchmarks/bench_wan_window_memory.py                      # 1080x1920 (padded to 1088x1920),
-                                                                      # 5 and 9 frames, 3 repeats: ~15 min on 2 busy cores
+    python benchmarks/bench_wan_window_memory.py                      # 1080x1920 (padded to 1088x1920), 1 and 5
+                                                                      # frames, 3 repeats: ~40 min on 2 cores at load 10
+    python benchmarks/bench_wan_window_memory.py --frames 5 9 --repeats 1   # the straight-line fit needs two counts >= 5
     python benchmarks/bench_wan_window_memory.py --frames 5 --repeats 1 --height 272 --width 480   # a quick check
+
+81 frames would take hours on 2 shared cores (the tiny VAE's CPU convolutions alone run at
+~6 s per 1080p frame, tiled 3-6x slower on a busy machine), hence the small counts and the extrapolation.
 
 Each run is a fresh subprocess (this script with ``--child``) that loads the tiny random Wan2.1
 folder (:func:`stereo_lit.diffusion.tiny.write_tiny_wan`, float32 on CPU), makes a random left
@@ -25,7 +29,15 @@ Printed per case, median [min-max] over the repeats, MiB (2**20 B):
 - wall seconds of ``generate``.
 
 Then ``tiled / untiled`` of the window's added memory, and a straight-line fit of it over the
-frame counts run, extrapolated to 81 frames (labelled as an extrapolation, not a measurement).
+frame counts >= 5 run, extrapolated to 81 frames (labelled as an extrapolation, not a
+measurement). One frame is left out of the fit: the Wan VAE takes the first frame alone and
+then chunks of 4 frames, so 1 frame has a smaller working set than every longer window.
+
+Where the CPU peak comes from (so what tiling bounds): PyTorch's CPU ``conv3d`` unfolds its
+input (im2col, ``C_in x 27`` values per output voxel), so a 3->3 channel 3x3x3 convolution over
+one 4-frame 1088x1920 chunk alone adds 2.7 GiB (measured; 3 x 27 x 4 x 1088 x 1920 float32); the VAE's largest convolutions run over a
+4-frame chunk of the whole frame untiled and over a 256x256 tile tiled. cuDNN on a GPU does not
+unfold like that, so these bytes do not translate to GPU memory.
 
 **What this measures and what it does not**: the tiny VAE has 3 channels where Wan2.1's has
 96-384 and the tiny transformer is 24 wide, so the absolute numbers are far below a real model's;
@@ -134,7 +146,7 @@ def load() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, nargs="+", default=[5, 9], help="frames per window, each 4k+1")
+    parser.add_argument("--frames", type=int, nargs="+", default=[1, 5], help="frames per window, each 4k+1")
     parser.add_argument("--height", type=int, default=1080)
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--repeats", type=int, default=3)
@@ -175,10 +187,10 @@ def main(argv: list[str] | None = None) -> None:
     for f in opts.frames:
         ratios = [t / u for t, u in zip(added[(f, True)], added[(f, False)])]
         print(f"  {f} frames: {stats(ratios, '{:.2f}')}")
-    if len(opts.frames) >= 2:
-        print(f"\nstraight line through the medians of 'window adds', EXTRAPOLATED to {opts.extrapolate} frames:")
+    xs = sorted(f for f in set(opts.frames) if f >= 5)
+    if len(xs) >= 2:
+        print(f"\nstraight line through the medians of 'window adds' at {xs} frames, EXTRAPOLATED to {opts.extrapolate} frames:")
         for tiling in (False, True):
-            xs = opts.frames
             ys = [statistics.median(added[(f, tiling)]) for f in xs]
             slope, intercept = statistics.linear_regression(xs, ys)
             print(f"  tiling {tiling!s:5}: {intercept:.0f} MiB + {slope:.0f} MiB/frame -> "
