@@ -183,6 +183,12 @@ class WanModels:
         self._components = components
         self._prompt_cache.clear()
         prepare_lora(components.pipe, self.lora)  # no-op when the transformer already holds an adapter
+        # this generator's VAE savers reach the shared VAE (switched on, never off: the other users
+        # may have asked for them; tiling changes outputs only near tile seams, slicing not at all)
+        if self.vae_tiling and not components.vae.use_tiling:
+            components.vae.enable_tiling()
+        if self.memory.vae_slicing and not components.vae.use_slicing:
+            components.vae.enable_slicing()
         return self
 
     def to(self, device: torch.device | str) -> "WanModels":
