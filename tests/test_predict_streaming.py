@@ -165,3 +165,22 @@ def test_limit_heap_growth_sets_glibc_options_here() -> None:
     import sys
 
     assert streaming.limit_heap_growth() is sys.platform.startswith("linux")
+
+
+def test_one_sample_batches_keep_the_decoded_memory_and_layout() -> None:
+    """A streamed chunk ``[3, T, H, W]`` over decoded ``[T, H, W, 3]`` frames reaches the module as a
+    view (no transposing copy); the writers then take ``[T, H, W, 3]`` back without one either."""
+    import numpy as np
+
+    from stereo_lit.data.collate import collate_samples
+    from stereo_lit.io.frames import to_uint8_frames
+
+    decoded = np.random.default_rng(0).integers(0, 255, (2, 4, 6, 3), dtype=np.uint8)
+    left = torch.from_numpy(decoded).permute(3, 0, 1, 2)
+    batch = collate_samples([{"left": left, "fps": 24.0, "video_path": "a.mp4"}])
+    assert batch["left"].shape == (1, 3, 2, 4, 6) and batch["left"].data_ptr() == left.data_ptr()
+    assert batch["fps"].tolist() == [24.0] and batch["video_path"] == ["a.mp4"]
+    frames = to_uint8_frames(batch["left"][0])
+    assert np.shares_memory(frames, decoded) and np.array_equal(frames, decoded)
+    two = collate_samples([{"left": left}, {"left": left}])["left"]
+    assert two.shape == (2, 3, 2, 4, 6) and torch.equal(two[1], left)

@@ -51,7 +51,12 @@ def collate_samples(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any] 
     if dropped:
         log.warning("batch mixes samples with and without %s; those keys are dropped (use batch_size 1)", sorted(dropped))
     _check_same_sizes(kept, keys)
-    batch = default_collate([{k: s[k] for k in keys} for s in kept])
+    if len(kept) == 1:  # one sample: its tensors gain a batch axis as views (a streamed chunk keeps its layout)
+        tensors = {k for k in keys if isinstance(kept[0][k], torch.Tensor)}
+        batch = default_collate([{k: kept[0][k] for k in keys - tensors}])
+        batch.update({k: kept[0][k].unsqueeze(0) for k in tensors})
+    else:
+        batch = default_collate([{k: s[k] for k in keys} for s in kept])
     if skipped:
         batch[SKIPPED_KEY] = skipped
     return batch

@@ -258,7 +258,9 @@ class WildVideoWindows(Dataset):
         frames = self._frames(video, window)
         height, width = frames.shape[1:3]
         padding = padding_for(height, width, window.num_frames if self.pad_frames else None)
-        if self.uint8:
+        if self.uint8 and not self.pad_frames:  # streamed chunks: [3, T, H, W] over the decoded memory, no copy
+            left = torch.from_numpy(pad_uint8(frames, padding, self.pad_mode)).permute(3, 0, 1, 2)
+        elif self.uint8:
             left = torch.from_numpy(np.ascontiguousarray(pad_uint8(frames, padding, self.pad_mode).transpose(3, 0, 1, 2)))
         else:
             left = pad_video(torch.from_numpy(frames).permute(3, 0, 1, 2).float().div_(255.0)[None], padding, self.pad_mode)[0]
