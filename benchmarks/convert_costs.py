@@ -55,11 +55,11 @@ def fill_cost(frames: np.ndarray) -> float:
     from stereo_lit.io.video_writer import write_video
 
     t, h, w, _ = frames.shape
-    left = torch.from_numpy(frames).permute(3, 0, 1, 2)[None].float() / 255
+    left = torch.from_numpy(frames).permute(3, 0, 1, 2)[None]  # uint8, as predict streams it
     disparity = torch.linspace(0, 0.02 * w, w).expand(1, 1, t, h, w).contiguous()
     start = time.perf_counter()
     right = WarpFill().generate(left, disparity).right
-    right_np = (right[0].permute(1, 2, 3, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    right_np = np.ascontiguousarray(right[0].permute(1, 2, 3, 0).numpy())
     with tempfile.TemporaryDirectory() as folder:
         for layout in ("right", "sbs", "anaglyph"):
             write_video(Path(folder) / f"{layout}.mp4", compose(layout, frames, right_np), fps=24)
@@ -70,7 +70,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--encoders", default="vits", help="VDA encoders to time (vits,vitb,vitl)")
+    p.add_argument("--encoders", default="vits", help="VDA encoders to time (vits,vitb,vitl; '' for none)")
     p.add_argument("--skip-fill", action="store_true", help="time only the depth models")
     p.add_argument("--no-warmup", dest="warmup", action="store_false", help="skip the warm-up run of each cost")
     p.add_argument("--write", action="store_true", help="store the medians in stereo_lit/commands/convert_costs.json")
@@ -79,7 +79,7 @@ def main() -> None:
     frames = clip(args.frames)
     names = {"vits": "vda-s", "vitb": "vda-b", "vitl": "vda-l"}
     jobs = {} if args.skip_fill else {"fill:fast": lambda: fill_cost(frames)}
-    for enc in args.encoders.split(","):
+    for enc in filter(None, args.encoders.split(",")):
         jobs[f"depth:{names[enc]}"] = lambda enc=enc: depth_cost(enc, frames, device)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs" + (
         f", {torch.cuda.get_device_name()}" if device == "cuda" else "")
