@@ -61,25 +61,18 @@ def measure_work(sources: list[str], start: float | None = None, end: float | No
 def estimate(work: Work, method: str, depth: str, device: str, costs: dict[str, Any]) -> tuple[float | None, list[str]]:
     """``(seconds or None, parts)``: the total from the measured table, and one phrase per part."""
     table = costs.get("devices", {}).get(device, {})
-    total, parts, missing = 0.0, [], False
     depth = depth_name(depth)
-    depth_key = f"depth:{depth}" if not depth.endswith((".npy", ".npz")) else None
-    if depth_key is not None:
-        if depth_key in table:
-            seconds = table[depth_key] * work.frames
+    wanted = [] if depth.endswith((".npy", ".npz")) else [(f"depth:{depth}", work.frames, f"depth {depth}")]
+    wanted.append((f"fill:{method}", work.megapixel_frames, f"fill {method}"))
+    total, parts, missing = 0.0, [], False
+    for key, amount, label in wanted:  # each part: its cost per unit times the units of work
+        if key in table:
+            seconds = table[key] * amount
             total += seconds
-            parts.append(f"depth {depth} {format_seconds(seconds)}")
+            parts.append(f"{label} {format_seconds(seconds)}")
         else:
             missing = True
-            parts.append(f"depth {depth}: not measured on {device}")
-    fill_key = f"fill:{method}"
-    if fill_key in table:
-        seconds = table[fill_key] * work.megapixel_frames
-        total += seconds
-        parts.append(f"fill {method} {format_seconds(seconds)}")
-    else:
-        missing = True
-        parts.append(f"fill {method}: not measured on {device}")
+            parts.append(f"{label}: not measured on {device}")
     return (None if missing else total), parts
 
 
