@@ -91,3 +91,16 @@ def test_the_compiled_shift_is_linear_interpolation_with_edge_columns_repeated()
         opencv = np.stack([cv2.warpAffine(f, matrix, (40, 5), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
                            for f in frames])
         assert np.abs(got.astype(int) - opencv.astype(int)).max() <= 1, shift
+
+
+def test_the_byte_row_shift_equals_the_strided_kernel() -> None:
+    """Contiguous frames take the vectorised byte-row kernel, other layouts the general one:
+    the same bytes for shifts inside, at and beyond the frame width, both signs."""
+    from stereo_lit.io.fast_layouts import shift_rows
+
+    rng = np.random.default_rng(1)
+    wide = rng.integers(0, 256, (2, 6, 74, 3), dtype=np.uint8)
+    strided = wide[:, :, ::2]  # 37 columns, not contiguous
+    contiguous = np.ascontiguousarray(strided)
+    for shift in (-60.0, -37.0, -36.5, -9.6, -1.0, -0.25, 0.7, 1.0, 9.6, 36.0, 36.9, 60.0):
+        np.testing.assert_array_equal(shift_rows(contiguous, shift), shift_rows(strided, shift), err_msg=str(shift))

@@ -199,3 +199,23 @@ def test_cli_outputs_use_the_encoder_option_and_keep_the_source_colour(tmp_path:
     assert _stream_info(out / "clip" / "depth.mp4")[2]["colorspace"] == 2  # a colour map, not the source's pixels
     manifest = json.loads((out / "clip" / MANIFEST_NAME).read_text())
     assert manifest["settings"]["encoder"] == {"codec": "h265", "crf": 20, "bit_depth": 8, "preset": "medium", "hardware": False, "lookahead": 20}
+
+
+def test_rgb_frame_reads_the_array_in_place_and_equals_the_copy() -> None:
+    """Frames with contiguous rows are wrapped, not copied (two copies per frame before); any
+    other layout is copied first; both give the same picture and the same yuv420p planes."""
+    from stereo_lit.io.video_writer import rgb_frame
+
+    rng = np.random.default_rng(0)
+    video = rng.integers(0, 256, (3, 32, 48, 3), dtype=np.uint8)
+    wrapped = rgb_frame(video[0])
+    assert wrapped.planes[0].buffer_ptr == video[0].ctypes.data  # the array's own memory
+    cropped = video[1, :, :20]  # rows padded: still contiguous within a row
+    assert rgb_frame(cropped).planes[0].buffer_ptr == cropped.ctypes.data
+    for array in (video[0], cropped, video[2, :, ::2], video[2].transpose(1, 0, 2)):
+        frame = rgb_frame(array)
+        np.testing.assert_array_equal(frame.to_ndarray(format="rgb24"), array)
+        copied = av.VideoFrame.from_ndarray(np.ascontiguousarray(array), format="rgb24")
+        np.testing.assert_array_equal(
+            frame.reformat(format="yuv420p").to_ndarray(), copied.reformat(format="yuv420p").to_ndarray()
+        )

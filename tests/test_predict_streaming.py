@@ -142,14 +142,17 @@ def _run_hashing_encoder_inputs(args: list[str]) -> tuple[dict[str, str], object
 @pytest.mark.parametrize("chunk_frames", [3, 1])
 def test_chunked_predict_hands_the_encoders_the_same_frames_as_windows(tmp_path: Path, monkeypatch, capsys, chunk_frames) -> None:
     """WarpFill streamed in short chunks = WarpFill in 9-frame windows (overlap 5), also the
-    disparity range (fixed from the first data window in both), for a video longer than a window."""
-    video = _textured_clip(tmp_path / "clip.mp4", num_frames=23, height=30, width=44)
+    disparity range (fixed from the first data window in both), for a video longer than a window.
+    The windows are padded to 32 rows and the chunks not at all: rows are warped on their own.
+    (At a width that is not a multiple of 16 the windows' replicated right columns would warp
+    into the right view's edge, which the chunks fill by the background rule instead.)"""
+    video = _textured_clip(tmp_path / "clip.mp4", num_frames=23, height=30, width=48)
     extra = ("--data.init_args.window", "9", "--data.init_args.overlap", "5", "--model.disparity.max_disparity_pct", "10")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(wild.WildVideoDataModule, "predict_chunked", lambda self: False)
         windows, cli = _run_hashing_encoder_inputs(_args(video, tmp_path / "windows", *extra))
     assert f"in {len(plan_windows(23, 9, 5))} windows" in cli.model.predict_cost.summary_lines(1)[0]
-    monkeypatch.setattr(wild, "CHUNK_PIXELS", chunk_frames * 30 * 44)
+    monkeypatch.setattr(wild, "CHUNK_PIXELS", chunk_frames * 30 * 48)
     chunks, cli = _run_hashing_encoder_inputs(_args(video, tmp_path / "chunks", *extra))
     assert f"in {-(-23 // chunk_frames)} windows" in cli.model.predict_cost.summary_lines(1)[0]
     assert chunks == windows and set(chunks) >= {"right.mp4", "sbs.mp4", "anaglyph.mp4"}
@@ -184,3 +187,21 @@ def test_one_sample_batches_keep_the_decoded_memory_and_layout() -> None:
     assert np.shares_memory(frames, decoded) and np.array_equal(frames, decoded)
     two = collate_samples([{"left": left}, {"left": left}])["left"]
     assert two.shape == (2, 3, 2, 4, 6) and torch.equal(two[1], left)
+
+
+def test_streamed_chunks_are_not_padded_and_stay_views(tmp_path: Path, monkeypatch) -> None:
+    """Chunks (model-free methods) keep the source size, 30x44 here (Wan windows: 32x48), so the
+    left view is a view over the decoded frames and the depth is not padded either."""
+    video = _textured_clip(tmp_path / "clip.mp4", num_frames=7, height=30, width=44)
+    monkeypatch.setattr(wild.WildVideoDataModule, "predict_chunked", lambda self: True)
+    data = wild.WildVideoDataModule(str(video), window=5, overlap=1)
+    batches = list(data.predict_dataloader())
+    assert sum(b["left"].shape[2] for b in batches) == 7
+    for batch in batches:
+        assert batch["left"].dtype == torch.uint8 and batch["left"].shape[-2:] == (30, 44)
+        assert batch["depth"].shape[-2:] == (30, 44)
+        assert all(int(torch.as_tensor(batch["padding"][k]).flatten()[0]) == 0 for k in ("bottom", "right", "frames"))
+        assert not batch["left"][0].is_contiguous()  # [3, T, H, W] over [T, H, W, 3] memory
+    monkeypatch.setattr(wild.WildVideoDataModule, "predict_chunked", lambda self: False)
+    window = next(iter(wild.WildVideoDataModule(str(video), window=5, overlap=1).predict_dataloader()))
+    assert window["left"].shape[-2:] == (32, 48) and window["depth"].shape[-2:] == (32, 48)

@@ -4,7 +4,8 @@ Every sample (one window of one video) holds:
 
 - ``left`` float ``[3, T, H, W]`` in [0, 1], padded at the bottom/right to multiples of 16
   (``pad_mode`` replicate/reflect) and at the end to ``4k+1`` frames (last frame
-  repeated); ``padding`` = ``{"bottom", "right", "frames"}`` so outputs are restored;
+  repeated); ``padding`` = ``{"bottom", "right", "frames"}`` so outputs are restored.
+  Predict's streamed chunks (model-free methods) are uint8 and not padded;
 - ``video_path``, ``sample_id``, ``caption`` ("" when none), ``fps``, ``num_frames`` (of
   the whole video on the output timeline), ``window_start``, ``window_stop``,
   ``keep_start`` (absolute frame indices, :func:`stereo_lit.stereo.windows.plan_windows`),
@@ -197,7 +198,8 @@ class WildVideoWindows(Dataset):
 
     Args (predict streaming; the defaults give float windows as before):
         uint8: ``left`` stays uint8 ``[3, T, H, W]`` (the module makes it float).
-        pad_frames: pad each window to ``4k+1`` frames (Wan); False for chunks.
+        pad_frames: pad each window to ``4k+1`` frames and multiples of 16 px (Wan); False for
+            chunks, which are not padded at all.
         range_windows: ``(window, overlap)`` of the data windows: the first chunk of a video
             with a depth file carries ``depth_range_sample``, the values the disparity range
             is taken from in the first data window, so chunked output equals windowed output.
@@ -257,7 +259,9 @@ class WildVideoWindows(Dataset):
         started = time.perf_counter()
         frames = self._frames(video, window)
         height, width = frames.shape[1:3]
-        padding = padding_for(height, width, window.num_frames if self.pad_frames else None)
+        # Wan windows: multiples of 16 and 4k+1 frames; streamed chunks (model-free methods) need
+        # neither, so their left view stays a view over the decoded frames and their depth unpadded
+        padding = padding_for(height, width, window.num_frames) if self.pad_frames else Padding()
         if self.uint8 and not self.pad_frames:  # streamed chunks: [3, T, H, W] over the decoded memory, no copy
             left = torch.from_numpy(pad_uint8(frames, padding, self.pad_mode)).permute(3, 0, 1, 2)
         elif self.uint8:
@@ -320,7 +324,8 @@ class WildVideoDataModule(WindowedDataModule):
         start_time, end_time: convert only ``[start_time, end_time)`` seconds of each video
             (None: from the start / to the end); the audio is cut to the same range.
         size: resize every frame to ``(H, W)``; max_side: downscale so the longer side is
-            at most this (aspect kept). Either way the result is padded to multiples of 16.
+            at most this (aspect kept). Either way windows are padded to multiples of 16 (streamed
+            chunks of the model-free methods are not padded).
         pad_mode: ``"replicate"`` or ``"reflect"`` for the spatial padding.
         use_depth: read ``<stem>.npy``/``<stem>.npz``/``<stem>_depths.npz`` next to videos.
         depth_kind: kind of depth files that do not say (``inverse_relative`` or ``metric_m``).

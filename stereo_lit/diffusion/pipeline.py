@@ -239,10 +239,10 @@ class WanStereoPipeline(DiffusionPipeline, WanLoraLoaderMixin):
     def right_estimate(video: torch.Tensor, disparity_px: torch.Tensor, fill_holes: bool | str = True) -> tuple[torch.Tensor, torch.Tensor]:
         """Pixel-space warp of the left view (holes filled when asked: True = ``"background"``, or a
         ``WarpFill`` fill name such as ``"temporal"``) and its coverage."""
-        from stereo_lit.generators.geometric import WarpFill
+        from stereo_lit.generators.geometric import WarpFill, warp_only
 
         warp = WarpFill(fill=fill_holes if isinstance(fill_holes, str) else "background").generate(video, disparity_px)
-        return (warp.right if fill_holes else warp.extras["warped"]), warp.known_mask
+        return (warp.right if fill_holes else warp_only(warp)), warp.known_mask
 
     @torch.no_grad()
     def __call__(

@@ -31,7 +31,7 @@ from stereo_lit.diffusion.codec import _latent_stats, _vae_device, encode_video
 from stereo_lit.diffusion.lora import ADAPTER_NAME, add_lora, adapter_names, load_adapters, mark_lora_trainable
 from stereo_lit.diffusion.options import LoRAOptions, as_options
 from stereo_lit.diffusion.sampler import predict_velocity
-from stereo_lit.generators.geometric import WarpFill
+from stereo_lit.generators.geometric import WarpFill, warp_only
 from stereo_lit.stereo.geometry import (
     disparity_to_latent_grid,
     mask_to_latent_grid,
@@ -195,7 +195,7 @@ class LoRATrainingObjective:
                 fm_mask = None
             else:
                 warp = WarpFill().generate(left, _nan_where_invalid(geo.disparity_left_px, geo.valid_left))
-                estimate = warp.right if self.fill_holes else warp.extras["warped"]
+                estimate = warp.right if self.fill_holes else warp_only(warp)
                 x0 = encode_video(vae, estimate)
                 fm_mask = mask_to_latent_grid(warp.known_mask)
 
