@@ -13,10 +13,14 @@ Two commands run, interleaved, ``--repeats`` times each, every one in its own pr
 
 Printed per size: wall seconds (median and min-max), CPU seconds (user + system, which a
 busy shared machine inflates less than wall time), peak RSS (``os.wait4``'s ``ru_maxrss``),
-``speed = floor wall / predict wall`` (goal >= 0.8; 1.0 = at the floor) and
+``speed = floor wall / predict wall`` (goal >= 0.8; 1.0 = at the floor; whole processes) and
 ``cpu = floor CPU / predict CPU`` (the share of predict's work that any converter pays; on a
-loaded machine the more stable of the two). The load average is printed before and after:
-on a shared machine compare runs of equal load.
+loaded machine the more stable of the two). Start-up is a fixed cost per run, not per frame,
+so the video's own time is printed apart: ``video s`` is the floor's decode-to-close loop and
+predict's ``N frames in X s`` (first chunk to the last file closed, from its summary),
+``start s = wall - video s`` (Python, imports: Lightning alone takes several seconds here), and
+``v.speed = floor video s / predict video s``: the ratio a long video tends to. The load
+average is printed before and after: on a shared machine compare runs of equal load.
 
     python benchmarks/bench_convert.py                                # 540p,1080p,4k x 3 repeats
     python benchmarks/bench_convert.py --sizes 540p --repeats 1 --frames 24   # quick
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -78,6 +83,7 @@ def floor(clip: Path, out: Path, chunk: int = 8) -> None:
     out.mkdir(parents=True, exist_ok=True)
     writers = {name: StreamingVideoWriter(out / f"{name}.mp4", 24) for name in ("right", "sbs", "anaglyph")}
     buffer: list[np.ndarray] = []
+    started = time.perf_counter()
 
     def flush() -> None:
         left = np.stack(buffer)
@@ -95,19 +101,35 @@ def floor(clip: Path, out: Path, chunk: int = 8) -> None:
         flush()
     for writer in writers.values():
         writer.close()
+    print(f"{FLOOR_LOOP} {time.perf_counter() - started:.3f} s")
 
 
-def run(args: list[str]) -> tuple[float, float, float]:
-    """Run ``args``: (wall s, user+sys CPU s, peak RSS GiB); raises on failure with its stderr."""
+FLOOR_LOOP = "floor loop:"
+VIDEO_SECONDS = re.compile(r"(?:^|\n)\s*(\d+) frames in ([0-9.]+) s")  # predict's summary line
+
+def run(args: list[str]) -> tuple[float, float, float, float]:
+    """Run ``args``: (wall s, user+sys CPU s, peak RSS GiB, video s); raises on failure with its stderr.
+
+    ``video s``: the floor's printed loop time, or predict's ``N frames in X s``."""
     start = time.perf_counter()
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
+    with tempfile.TemporaryFile() as out:  # a file, not a pipe: nothing blocks on an unread stream
+        proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.PIPE,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        stderr = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        stdout = out.read().decode(errors="replace")
     if status != 0:
         raise RuntimeError(f"{' '.join(args)} failed ({status}):\n{stderr.decode(errors='replace')[-3000:]}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20
+    if FLOOR_LOOP in stdout:
+        video = float(stdout.split(FLOOR_LOOP)[1].split()[0])
+    else:
+        found = VIDEO_SECONDS.findall(stdout)
+        if not found:
+            raise RuntimeError(f"{' '.join(args)}: no 'N frames in X s' summary in its output:\n{stdout[-2000:]}")
+        video = float(found[-1][1])
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 2**20, video
 
 
 def stats(values: list[float]) -> str:
@@ -145,7 +167,7 @@ def main() -> None:
                 "--trainer.enable_progress_bar", "false",
             ]
             run(floor_cmd)  # warm-up: page cache, encoder start-up
-            results: dict[str, list[tuple[float, float, float]]] = {"floor": [], "predict": []}
+            results: dict[str, list[tuple[float, float, float, float]]] = {"floor": [], "predict": []}
             for _ in range(args.repeats):  # interleaved
                 results["floor"].append(run(floor_cmd))
                 results["predict"].append(run(predict_cmd))
@@ -156,18 +178,24 @@ def main() -> None:
 
 
 def print_rows(rows: list, header: bool = True) -> None:
-    """The table: per size, floor and predict: wall (median [range]), CPU s, peak RSS, speed vs the floor."""
+    """The table: per size, floor and predict: wall (median [range]), CPU s, peak RSS, speed vs the
+    floor (whole process), the video's own seconds, start-up seconds and the video's speed."""
     if header:
-        print(f"{'size':6} {'what':8} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} {'speed':>6} {'cpu':>5}")
+        print(f"{'size':6} {'what':8} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} "
+              f"{'speed':>6} {'cpu':>5} {'video s':>8} {'start s':>8} {'v.speed':>8}")
     for size, results in rows:
         floor_wall = statistics.median(r[0] for r in results["floor"])
         floor_cpu = statistics.median(r[1] for r in results["floor"])
+        floor_video = statistics.median(r[3] for r in results["floor"])
         for what, values in results.items():
             wall = [r[0] for r in values]
             cpu = statistics.median(r[1] for r in values)
+            video = statistics.median(r[3] for r in values)
+            start = statistics.median(r[0] - r[3] for r in values)
             print(
                 f"{size:6} {what:8} {stats(wall):>24} {cpu:13.1f} "
-                f"{max(r[2] for r in values):13.2f} {floor_wall / statistics.median(wall):6.2f} {floor_cpu / cpu:5.2f}",
+                f"{max(r[2] for r in values):13.2f} {floor_wall / statistics.median(wall):6.2f} {floor_cpu / cpu:5.2f} "
+                f"{video:8.1f} {start:8.1f} {floor_video / video:8.2f}",
                 flush=True,
             )
 
