@@ -31,6 +31,12 @@ float32 VAE:
   4 frames and a 2-frame causal cache, float32); with tiling the area is one
   256 x 256 tile. The videos themselves scale with frames x H x W: ~4 float32 copies
   (left, warp estimate, decoded right, output) of ``frames x 3 x H x W``.
+* tiled decoding (diffusers' ``AutoencoderKLWan.tiled_decode``) decodes every tile over all
+  the window's frames and keeps them all before blending, so it holds, besides the decoded
+  right counted above, ``TILED_DECODE_COPIES`` = 3.8 float32 copies of the decoded window:
+  the tiles (256 px at a 192 px stride: (256/192)^2 = 1.78x the frame area), the rows
+  concatenated (1), the rows concatenated into frames (1) and the clamp's input (1).
+  At 81 x 1080p that is 7.7 GB, which is why tiling can lose to offload at 1080p.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ SMALLER_WINDOWS = (49, 33, 17)
 VAE_BYTES_PER_PIXEL = 14e3
 VAE_TILE_PIXELS = 256 * 256
 VIDEO_COPIES = 4
+TILED_DECODE_COPIES = (256 / 192) ** 2 + 3  # tiles, row concatenation, frame concatenation, clamp input
 TEXT_ENCODE_ACTIVATIONS = 0.2 * GB
 SEQUENTIAL_IN_FLIGHT = 0.5 * GB
 
@@ -111,8 +118,11 @@ def estimate_peak_bytes(
     scale = dtype_bytes / 2
     tokens = (1 + (frames - 1) // 4) * (h // 16) * (w // 16)
     transformer_act = tokens * model.activation_bytes_per_token * scale
-    vae_act = VAE_BYTES_PER_PIXEL * (min(h * w, VAE_TILE_PIXELS) if vae_tiling else h * w)
-    video = VIDEO_COPIES * frames * 3 * h * w * 4
+    frame_bytes = frames * 3 * h * w * 4  # one float32 copy of the window's video
+    vae_act = VAE_BYTES_PER_PIXEL * h * w
+    if vae_tiling:
+        vae_act = VAE_BYTES_PER_PIXEL * min(h * w, VAE_TILE_PIXELS) + TILED_DECODE_COPIES * frame_bytes
+    video = VIDEO_COPIES * frame_bytes
     t, e, v = model.transformer_gb * GB * scale, model.text_encoder_gb * GB * scale, model.vae_gb * GB
     if offload == "none":
         return t + e + v + max(transformer_act, vae_act) + video
