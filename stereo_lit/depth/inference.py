@@ -27,6 +27,7 @@ from .model import VideoDepthAnything
 from .preprocess import network_size, preprocess_frame
 from .resize import resize_depth
 
+
 class FrameFeeder:
     """Reads frames lazily and preprocesses them; pads with the last frame once the video ends."""
 

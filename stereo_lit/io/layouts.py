@@ -119,7 +119,7 @@ def vr180(left: np.ndarray, right: np.ndarray, options: VR180Options | None = No
             out[i, :, eye * size:(eye + 1) * size] = np.where(keep, warped, 0)
     return out
 
-# Dubois red-cyan matrices (E. Dubois, 2001; the widely used revision), rows = output R, G, B
+
 def _check(frames: np.ndarray, name: str) -> None:
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"{name} must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
