@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stereo_lit.diffusion.options import FLAT_OPTIONS, as_options
-from stereo_lit.evaluation.real_footage import PROTOCOLS
 from stereo_lit.io.layouts import LAYOUTS, NAMINGS, VR180Options
 from stereo_lit.io.video_writer import EncoderOptions, as_encoder_options
 from stereo_lit.stereo.edges import EdgeOptions
 
 MIGRATE_COMMAND = "python scripts/migrate_config.py FILE"
+#: the real-footage evaluation protocols (:mod:`stereo_lit.evaluation.real_footage`)
+PROTOCOLS = ("aligned", "blind", "both")
 
 #: the module's former flat keys -> their place in the groups (``model.layouts`` -> ``model.output.layouts``)
 MOVED_MODULE_KEYS: dict[str, str] = {

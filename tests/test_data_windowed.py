@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from stereo_lit.data.stereo_images import StereoImagesDataModule
 from stereo_lit.data.stereo_video import StereoVideoDataModule
 from stereo_lit.data.wild import WildVideoDataModule
-from stereo_lit.data.windowed import EvalDataloaders, WindowedDataModule, check_pad_mode, check_window
+from stereo_lit.data.windowed import EvalDataloaders, WindowedData, check_pad_mode, check_window
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class Probed:
     num_frames: int
 
 
-class Toy(EvalDataloaders, WindowedDataModule):
+class Toy(EvalDataloaders, WindowedData, LightningDataModule):
     """Entries ``a.mp4`` (5 frames), ``broken.mp4`` (probe fails), ``c.mp4`` (9 frames); two
     windows per video, the first window of ``a.mp4`` fails to load with ``fail_a0``."""
 

@@ -19,7 +19,8 @@ import yaml
 
 from stereo_lit.diffusion.generator import WanStereoGenerator
 from stereo_lit.diffusion.pipeline import WanStereoPipeline
-from stereo_lit.metrics.cost import GIB, CallCost, GenerationCost, measure_call, timed_generate
+from stereo_lit.metrics.cost import GIB, CallCost, measure_call, timed_generate
+from stereo_lit.metrics.generation_cost import GenerationCost
 from test_cli_wan import _count_text_encoder_work
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,7 +16,7 @@ import torch
 import stereo_lit.io.video_reader as video_reader
 from stereo_lit.cli import build_cli
 from stereo_lit.data import streaming
-from stereo_lit.data import wild
+from stereo_lit.data import wild, wild_videos
 from stereo_lit.data.wild_sources import DepthFile
 from stereo_lit.io.video_reader import SequentialFrames, read_frames
 from stereo_lit.io.video_writer import BackgroundWriter, StreamingVideoWriter
@@ -49,14 +49,14 @@ def test_depth_range_sample_gives_the_whole_windows_range(tmp_path: Path, monkey
     rng = np.random.default_rng(0)
     depth = rng.random((7, 6, 10), dtype=np.float32) + 0.1
     np.save(tmp_path / "d.npy", depth)
-    monkeypatch.setattr(wild, "RANGE_SAMPLE_MAX", 1000)  # force a stride (7+2 frames x 16 x 32 values)
+    monkeypatch.setattr(wild_videos, "RANGE_SAMPLE_MAX", 1000)  # force a stride (7+2 frames x 16 x 32 values)
     padding = Padding(bottom=3, right=7, frames=2)
-    full = pad_video(wild.resize_depth(depth, 13, 25)[None], padding, "replicate")
-    sample = wild.depth_range_sample(DepthFile(tmp_path / "d.npy"), list(range(7)), 13, 25, padding)
+    full = pad_video(wild_videos.resize_depth(depth, 13, 25)[None], padding, "replicate")
+    sample = wild_videos.depth_range_sample(DepthFile(tmp_path / "d.npy"), list(range(7)), 13, 25, padding)
     flat = full.flatten()
     assert torch.equal(sample, flat[:: flat.numel() // 1000 + 1])
-    monkeypatch.setattr(wild, "RANGE_SAMPLE_MAX", 10**9)
-    assert robust_range(wild.depth_range_sample(DepthFile(tmp_path / "d.npy"), list(range(7)), 13, 25, padding), 2, 98) == robust_range(full, 2, 98)
+    monkeypatch.setattr(wild_videos, "RANGE_SAMPLE_MAX", 10**9)
+    assert robust_range(wild_videos.depth_range_sample(DepthFile(tmp_path / "d.npy"), list(range(7)), 13, 25, padding), 2, 98) == robust_range(full, 2, 98)
 
 
 def test_chunk_plan_and_uint8_padding() -> None:
@@ -152,7 +152,7 @@ def test_chunked_predict_hands_the_encoders_the_same_frames_as_windows(tmp_path:
         patch.setattr(wild.WildVideoDataModule, "predict_chunked", lambda self: False)
         windows, cli = _run_hashing_encoder_inputs(_args(video, tmp_path / "windows", *extra))
     assert f"in {len(plan_windows(23, 9, 5))} windows" in cli.model.predict_cost.summary_lines(1)[0]
-    monkeypatch.setattr(wild, "CHUNK_PIXELS", chunk_frames * 30 * 48)
+    monkeypatch.setattr(wild_videos, "CHUNK_PIXELS", chunk_frames * 30 * 48)
     chunks, cli = _run_hashing_encoder_inputs(_args(video, tmp_path / "chunks", *extra))
     assert f"in {-(-23 // chunk_frames)} windows" in cli.model.predict_cost.summary_lines(1)[0]
     assert chunks == windows and set(chunks) >= {"right.mp4", "sbs.mp4", "anaglyph.mp4"}

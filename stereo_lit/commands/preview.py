@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from stereo_lit.io.frames import to_uint8_frames
-from stereo_lit.data.wild import check_depth_values, resize_depth
+from stereo_lit.data.wild_videos import check_depth_values, resize_depth
 from stereo_lit.data.wild_sources import DepthFile, check_depth_size, find_depth_file, resolve_videos
 from stereo_lit.stereo.edges import EdgeOptions
 from stereo_lit.stereo.disparity import DisparityPolicy

@@ -37,13 +37,14 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from stereo_lit.data.collate import check_on_error, guarded_getitem
 from stereo_lit.data.stereo_frames import LAYOUTS, FrameSource, detect_layout, eye_size, open_frames, split_packed
 from stereo_lit.data.stereo_sources import StereoEntry, resolve_stereo
-from stereo_lit.data.wild import output_size
-from stereo_lit.data.windowed import EvalDataloaders, WindowedDataModule, check_pad_mode, check_window
+from stereo_lit.data.wild_videos import output_size
+from stereo_lit.data.windowed import EvalDataloaders, WindowedData, check_pad_mode, check_window
 from stereo_lit.stereo.padding import pad_video, padding_for
 from stereo_lit.stereo.projection import default_pinhole_size, equirect_to_pinhole, pinhole_intrinsics, rotation_yaw_pitch
 from stereo_lit.stereo.windows import Window, is_wan_length, next_wan_length, plan_windows
@@ -234,7 +235,7 @@ class StereoVideoWindows(Dataset):
         return guarded_getitem(self.load, index, len(self), self.on_error, lambda i: self.items[i][0].entry.path)
 
 
-class StereoVideoDataModule(EvalDataloaders, WindowedDataModule):
+class StereoVideoDataModule(EvalDataloaders, WindowedData, LightningDataModule):
     """Stereo videos (packed, separate eyes, VR180) for ``validate`` / ``test`` / ``predict``.
 
     Args:

@@ -1,11 +1,11 @@
 """What the media datamodules share: argument checks, probing sources, resume exclusion, loaders.
 
-:class:`WindowedDataModule` is the base of datamodules whose items are probed media files
+:class:`WindowedData` is the base of datamodules whose items are probed media files
 cut into windows (:class:`~stereo_lit.data.wild.WildVideoDataModule`,
 :class:`~stereo_lit.data.stereo_video.StereoVideoDataModule`): it keeps the DataLoader
 settings and the ``on_error`` policy, probes every resolved entry (skipping unreadable ones
 under ``on_error="skip"``, recorded in ``skipped``), leaves out videos named by
-:meth:`~WindowedDataModule.exclude_videos` (finished on resume) and builds the ordered
+:meth:`~WindowedData.exclude_videos` (finished on resume) and builds the ordered
 predict loader (whole videos per rank/worker, windows in order). :class:`EvalDataloaders`
 serves one loader for ``validate``, ``test`` and ``predict`` (evaluation sets).
 The subclasses keep their own init arguments (configs and the CLI help read them).
@@ -17,7 +17,6 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from stereo_lit.data.collate import OrderedVideoStream, check_on_error, collate_samples
@@ -60,8 +59,10 @@ class EvalDataloaders:
         return self._loader()
 
 
-class WindowedDataModule(LightningDataModule):
-    """Base of the media datamodules (see the module docstring).
+class WindowedData:
+    """Base of the media datamodules (see the module docstring); Lightning-free, so the converter's
+    direct run (:mod:`stereo_lit.predict.direct`) uses it without importing Lightning. The
+    datamodules add ``LightningDataModule`` last among their bases.
 
     Args:
         batch_size, num_workers: DataLoader settings.

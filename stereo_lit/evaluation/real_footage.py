@@ -45,10 +45,10 @@ from torchmetrics import Metric
 
 from stereo_lit.depth.source import align_inverse_depth, batch_padding
 from stereo_lit.generators.base import StereoOutput
+from stereo_lit.options import PROTOCOLS
 
 log = logging.getLogger(__name__)
 
-PROTOCOLS = ("aligned", "blind", "both")
 RIG_KINDS = ("parallel", "converged")
 #: ``rig: unknown`` clips whose zero-parallax shift is below ``-CONVERGED_BELOW_PX`` are converged
 CONVERGED_BELOW_PX = 1.0
