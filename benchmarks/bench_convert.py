@@ -2,24 +2,29 @@
 
 For each size a clip is made (the DAVIS sample upscaled, or a moving texture when it is
 missing; ``--frames`` frames at 24 fps) with a smooth inverse-depth ``NAME.npy`` beside it.
-Two commands run, interleaved, ``--repeats`` times each, every one in its own process:
+Three commands run, interleaved, ``--repeats`` times each, every one in its own process
+(``--commands`` picks convert, predict or both against the floor):
 
 - **floor**: decode the clip and run the same three libx264 encodes as predict (right,
   sbs, anaglyph; CRF 18, preset medium, :class:`~stereo_lit.io.video_writer.StreamingVideoWriter`)
   on trivially made frames (the left view as the right one), one after the other, nothing
   else: what any converter of this clip must pay;
+- **convert**: the whole ``stereo-lit convert CLIP --method fast --depth CLIP.npy`` process, the
+  command people run: the model-free fill from the same ``predict_wild`` config, run without
+  Lightning (:mod:`stereo_lit.predict.direct`; Python start-up, imports, set-up included);
 - **predict**: the whole ``stereo-lit predict -c predict_wild.yaml`` process with the
-  model-free ``WarpFill`` and the depth file (Python start-up, imports, set-up included).
+  model-free ``WarpFill`` and the depth file: the same job through Lightning.
 
 Printed per size: wall seconds (median and min-max), CPU seconds (user + system, which a
 busy shared machine inflates less than wall time), peak RSS (``os.wait4``'s ``ru_maxrss``),
-``speed = floor wall / predict wall`` (goal >= 0.8; 1.0 = at the floor; whole processes) and
-``cpu = floor CPU / predict CPU`` (the share of predict's work that any converter pays; on a
+``speed = floor wall / command wall`` (goal >= 0.8; 1.0 = at the floor; whole processes) and
+``cpu = floor CPU / command CPU`` (the share of the command's work that any converter pays; on a
 loaded machine the more stable of the two). Start-up is a fixed cost per run, not per frame,
 so the video's own time is printed apart: ``video s`` is the floor's decode-to-close loop and
-predict's ``N frames in X s`` (first chunk to the last file closed, from its summary),
-``start s = wall - video s`` (Python, imports: Lightning alone takes several seconds here), and
-``v.speed = floor video s / predict video s``: the ratio a long video tends to. The load
+the command's ``N frames in X s`` (first chunk to the last file closed, from its summary),
+``start s = wall - video s`` (Python, imports: Lightning alone takes 6-8 s here, which the
+direct run of convert does not import), and ``v.speed = floor video s / command video s``:
+the ratio a long video tends to. The load
 average is printed before and after: on a shared machine compare runs of equal load.
 
     python benchmarks/bench_convert.py                                # 540p,1080p,4k x 3 repeats
@@ -141,6 +146,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="540p,1080p,4k", help=f"comma-separated, of {list(SIZES)}")
     parser.add_argument("--frames", type=int, default=70)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--commands", default="convert,predict",
+                        help="what to run against the floor: convert (the direct run), predict (Lightning), or both")
     parser.add_argument("--source", type=Path, default=SAMPLE, help="video to upscale (default: the DAVIS sample)")
     parser.add_argument("--floor", nargs=2, metavar=("CLIP", "OUT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -160,17 +167,24 @@ def main() -> None:
             clip = Path(tmp) / f"clip_{size}.mp4"
             make_clip(clip, args.frames, height, width, args.source)
             floor_cmd = [python, __file__, "--floor", str(clip), f"{tmp}/floor_{size}"]
-            predict_cmd = [
-                cli, "predict", "-c", "stereo_lit/configs/predict_wild.yaml", "--data.init_args.source", str(clip),
-                "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
-                "--model.output.dir", f"{tmp}/predict_{size}", "--model.output.skip_finished", "false",
-                "--trainer.enable_progress_bar", "false",
-            ]
+            commands = {
+                # stereo-lit convert's direct run (stereo_lit.predict.direct): no Lightning in the process
+                "convert": lambda i: [cli, "convert", str(clip), "--method", "fast", "--depth", str(clip.with_suffix(".npy")),
+                                      "-o", f"{tmp}/convert_{size}_{i}"],
+                # the Lightning job of the same config
+                "predict": lambda i: [
+                    cli, "predict", "-c", "stereo_lit/configs/predict_wild.yaml", "--data.init_args.source", str(clip),
+                    "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
+                    "--model.output.dir", f"{tmp}/predict_{size}_{i}", "--trainer.enable_progress_bar", "false",
+                ],
+            }
+            commands = {k: v for k, v in commands.items() if k in args.commands.split(",")}
             run(floor_cmd)  # warm-up: page cache, encoder start-up
-            results: dict[str, list[tuple[float, float, float, float]]] = {"floor": [], "predict": []}
-            for _ in range(args.repeats):  # interleaved
+            results: dict[str, list[tuple[float, float, float, float]]] = {"floor": [], **{k: [] for k in commands}}
+            for i in range(args.repeats):  # interleaved
                 results["floor"].append(run(floor_cmd))
-                results["predict"].append(run(predict_cmd))
+                for what, command in commands.items():
+                    results[what].append(run(command(i)))
             rows.append((size, results))
             print_rows([rows[-1]], header=len(rows) == 1)  # each size as soon as it is measured
     print(f"load after: {os.getloadavg()}")

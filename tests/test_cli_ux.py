@@ -326,7 +326,7 @@ def test_loading_an_adapter_names_it_and_counts_its_layers(tmp_path: Path, caplo
 
 
 def test_prompt_outputs_include_the_generated_left_view(tmp_path: Path) -> None:
-    from stereo_lit.callbacks.prediction_writer import _VideoOutputs
+    from stereo_lit.predict.writer import _VideoOutputs
 
     left = np.full((5, 32, 48, 3), 200, np.uint8)
     right = np.full((5, 32, 48, 3), 50, np.uint8)

@@ -47,7 +47,7 @@ def test_right_output_is_the_right_half_of_sbs() -> None:
 def test_written_right_mp4_is_the_right_half_of_sbs_mp4(tmp_path) -> None:
     import av
 
-    from stereo_lit.callbacks.prediction_writer import _VideoOutputs
+    from stereo_lit.predict.writer import _VideoOutputs
     from stereo_lit.io.video_writer import EncoderOptions
 
     t, h, w = 3, 32, 64

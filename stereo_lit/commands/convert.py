@@ -6,7 +6,9 @@
 
 It builds the LightningCLI arguments of ``stereo-lit predict -c predict_wild`` (``predict_few_step``
 for ``--method wan-fast``) with the flags below as overrides, and runs that job: ``--print_config``
-prints the resulting config, so a user can move to a YAML file later. The config keys it emits are
+prints the resulting config, so a user can move to a YAML file later. The model-free fill
+(``--method fast``) runs the same config without importing Lightning
+(:mod:`stereo_lit.predict.direct`: seconds less start-up, the same files). The config keys it emits are
 in :data:`KEYS` (one place to rename them).
 """
 
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from stereo_lit.commands.configs import shipped_config
 
@@ -113,55 +117,74 @@ def choose_method(method: str, cuda: bool | None = None) -> tuple[str, str]:
     return "fast", "Wan2.1 is not in the cache and HF_HUB_OFFLINE is set (stereo-lit download wan-1.3b), so the model-free fill"
 
 
-def depth_args(depth: str, n_inputs: int) -> list[str]:
+def depth_overrides(depth: str, n_inputs: int) -> list[tuple[str, Any]]:
     """The depth overrides: a VDA checkpoint (short name, hub id, .pth) or a precomputed depth file."""
-    import json
-
     if depth.lower().endswith(DEPTH_FILE_SUFFIXES):
         if not Path(depth).expanduser().is_file():
             raise SystemExit(f"stereo-lit convert: --depth {depth}: no such depth file (tried {Path(depth).expanduser().resolve()})")
         if n_inputs != 1:
             raise SystemExit(f"stereo-lit convert: --depth {depth} is one video's depth, but {n_inputs} inputs were given")
         spec = {"class_path": "stereo_lit.depth.PrecomputedDepth", "init_args": {"path": str(Path(depth).expanduser())}}
-        return [KEYS["depth"], json.dumps(spec)]
+        return [(KEYS["depth"], spec)]
     from stereo_lit.io.hub import MODELS
 
     model = MODELS.get(depth.lower())
-    return [KEYS["depth_checkpoint"], model.repo if model is not None and model.file else depth]
+    return [(KEYS["depth_checkpoint"], model.repo if model is not None and model.file else depth)]
+
+
+def build_overrides(opts: argparse.Namespace, method: str, sources: list[str]) -> list[tuple[str, Any]]:
+    """The ``(predict config key, value)`` pairs this conversion sets on its base config."""
+    overrides: list[tuple[str, Any]] = [
+        (KEYS["output_dir"], opts.output), (KEYS["source"], sources[0] if len(sources) == 1 else list(sources)),
+    ]
+    if method == "fast":
+        overrides.append((KEYS["generator"], WARP_FILL))
+    elif method == "vace":
+        overrides += [(KEYS["backbone"], "vace"), (KEYS["vace_checkpoint"], "wan-vace-1.3b")]
+    overrides += depth_overrides(opts.depth, len(sources))
+    if opts.strength is not None:
+        overrides.append((KEYS["strength"], float(opts.strength)))
+    if opts.convergence is not None:
+        overrides.append((KEYS["convergence"], float(opts.convergence)))
+    if opts.layout:
+        layouts = [x.strip() for x in opts.layout.split(",") if x.strip()]
+        bad = [x for x in layouts if x not in LAYOUTS]
+        if bad:
+            raise SystemExit(f"stereo-lit convert: --layout {opts.layout}: unknown {', '.join(bad)}; expected some of {','.join(LAYOUTS)}")
+        overrides.append((KEYS["layouts"], layouts))
+    for flag, key in (("start", "start"), ("end", "end"), ("max_fps", "max_fps")):
+        value = getattr(opts, flag)
+        if value is not None:
+            overrides.append((KEYS[key], float(value)))
+    return overrides
+
+
+def base_config(method: str) -> Path:
+    """The shipped config a method starts from."""
+    base = shipped_config(BASE_CONFIG.get(method, "predict_wild"))
+    if base is None:
+        raise SystemExit("stereo-lit convert: this install lacks the shipped configs (stereo_lit/configs)")
+    return Path(base)
 
 
 def build_args(opts: argparse.Namespace, method: str, sources: list[str], extra: list[str] = ()) -> list[str]:
     """The ``stereo-lit predict`` arguments of this conversion."""
     import json
 
-    base = shipped_config(BASE_CONFIG.get(method, "predict_wild"))
-    if base is None:
-        raise SystemExit("stereo-lit convert: this install lacks the shipped configs (stereo_lit/configs)")
-    args = ["predict", "-c", str(base), KEYS["output_dir"], opts.output,
-            KEYS["source"], sources[0] if len(sources) == 1 else json.dumps(sources)]
-    if method == "fast":
-        args += [KEYS["generator"], json.dumps(WARP_FILL)]
-    elif method == "vace":
-        args += [KEYS["backbone"], "vace", KEYS["vace_checkpoint"], "wan-vace-1.3b"]
-    args += depth_args(opts.depth, len(sources))
-    if opts.strength is not None:
-        args += [KEYS["strength"], str(opts.strength)]
-    if opts.convergence is not None:
-        args += [KEYS["convergence"], str(opts.convergence)]
-    if opts.layout:
-        layouts = [x.strip() for x in opts.layout.split(",") if x.strip()]
-        bad = [x for x in layouts if x not in LAYOUTS]
-        if bad:
-            raise SystemExit(f"stereo-lit convert: --layout {opts.layout}: unknown {', '.join(bad)}; expected some of {','.join(LAYOUTS)}")
-        args += [KEYS["layouts"], json.dumps(layouts)]
-    for flag, key in (("start", "start"), ("end", "end"), ("max_fps", "max_fps")):
-        value = getattr(opts, flag)
-        if value is not None:
-            args += [KEYS[key], str(value)]
+    args = ["predict", "-c", str(base_config(method))]
+    for key, value in build_overrides(opts, method, sources):
+        args += [key, json.dumps(value) if isinstance(value, (dict, list)) else str(value)]
     args += list(extra)
     if opts.print_config:
         args.append("--print_config")
     return args
+
+
+def runs_direct(method: str, extra: list[str], print_config: bool) -> bool:
+    """Whether this conversion runs without Lightning (:mod:`stereo_lit.predict.direct`): the
+    model-free fill with only this command's flags (``--`` predict options and ``--print_config``
+    go through ``stereo-lit predict``; ``STEREO_LIT_DIRECT=0`` forces that path too)."""
+    return method == "fast" and not extra and not print_config and os.environ.get("STEREO_LIT_DIRECT", "1") != "0"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         from stereo_lit.commands.estimate import print_estimate
 
         print_estimate(sources, method, opts, file=sys.stderr)
+    if runs_direct(method, extra, opts.print_config):  # the same job without importing Lightning
+        from stereo_lit.predict.direct import apply_overrides, load_config, run_config
+
+        config = apply_overrides(load_config(base_config(method)), build_overrides(opts, method, sources))
+        return run_config(config)
     from stereo_lit.commands.jobs import run_job
 
     run_job(args)

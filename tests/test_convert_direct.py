@@ -1,0 +1,165 @@
+"""`stereo-lit convert --method fast` without Lightning (stereo_lit.predict.direct): the same files
+as `stereo-lit predict` with the same config, and a process that never imports Lightning."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from stereo_lit.cli import main
+from stereo_lit.commands import convert
+from stereo_lit.data import wild_videos
+from stereo_lit.predict import direct
+
+REPO = Path(__file__).resolve().parents[1]
+LAYOUTS = "right,sbs,anaglyph,tb_half"
+
+
+def _run(args: list[str], env: dict[str, str] | None = None) -> tuple[int | None, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code: int | None = 0
+    old = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(args)
+            except SystemExit as exc:
+                code = exc.code
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _textured_clip(path: Path, num_frames: int = 12, height: int = 30, width: int = 48) -> Path:
+    """A moving random texture (so a warp shows) with an inverse-depth ``.npy`` beside it: a ramp
+    and a near box (so the warp opens holes the fill must close)."""
+    rng = np.random.default_rng(3)
+    texture = rng.integers(0, 256, (height, width + num_frames, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "10", "preset": "ultrafast"}
+        for t in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(texture[:, t : t + width]), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    depth = np.tile(np.linspace(0.2, 1.0, width, dtype=np.float32), (num_frames, height, 1))
+    depth[:, 8:20, 10 : 22] = 3.0
+    np.save(path.with_suffix(".npy"), depth)
+    return path
+
+
+def _frames(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+@pytest.fixture()
+def clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(wild_videos, "CHUNK_PIXELS", 5 * 30 * 48)  # 3 chunks of a 12-frame video
+    return _textured_clip(tmp_path / "clip.mp4")
+
+
+def test_direct_run_writes_predicts_files(clip: Path, tmp_path: Path) -> None:
+    """Frame for frame, manifest for manifest: the direct run against the Lightning job of the same config."""
+    flags = [str(clip), "--method", "fast", "--depth", str(clip.with_suffix(".npy")), "--layout", LAYOUTS,
+             "--strength", "6", "--convergence", "0.3"]
+    code, out_direct, err = _run(["convert", *flags, "-o", str(tmp_path / "direct")])
+    assert code in (0, None), err
+    code, out_lightning, err = _run(["convert", *flags, "-o", str(tmp_path / "lightning")], env={"STEREO_LIT_DIRECT": "0"})
+    assert code in (0, None), err
+    made = {}
+    for name in LAYOUTS.split(","):
+        direct_frames = _frames(tmp_path / "direct" / "clip" / f"{name}.mp4")
+        assert len(direct_frames) == 12
+        assert all(np.array_equal(a, b) for a, b in zip(direct_frames, _frames(tmp_path / "lightning" / "clip" / f"{name}.mp4")))
+        made[name] = direct_frames
+    assert not np.array_equal(made["right"][5], _frames(clip)[5])  # the right eye is not the left one
+    manifests = [json.loads((tmp_path / run / "clip" / "stereo-lit.json").read_text()) for run in ("direct", "lightning")]
+    for key in ("settings", "frames", "layouts", "source", "depth_file"):
+        assert manifests[0][key] == manifests[1][key], key
+    for out in (out_direct, out_lightning):
+        assert "stereo outputs:" in out and "predict summary: 1 video(s): 1 finished, 0 skipped" in out
+        assert "12 frames in" in out
+
+
+def test_direct_run_resumes_what_the_lightning_job_finished(
+    clip: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    flags = [str(clip), "--method", "fast", "--depth", str(clip.with_suffix(".npy")), "-o", str(tmp_path / "out")]
+    code, _, err = _run(["convert", *flags], env={"STEREO_LIT_DIRECT": "0"})
+    assert code in (0, None), err
+    sbs = tmp_path / "out" / "clip" / "sbs.mp4"
+    written = sbs.stat().st_mtime_ns
+    caplog.clear()
+    code, out, err = _run(["convert", *flags])
+    assert code in (0, None), err
+    assert "finished (" in caplog.text and sbs.stat().st_mtime_ns == written  # same settings: nothing redone
+    code, out, err = _run(["convert", *flags, "--strength", "3"])
+    assert code in (0, None), err
+    assert "redoing" in caplog.text and sbs.stat().st_mtime_ns != written
+
+
+def test_direct_run_skips_an_unreadable_video_and_names_it(clip: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Under the shipped ``on_error: skip`` one broken input is named and the other finishes; with
+    depth from the files next to the videos (no depth model: ``model.depth: null``)."""
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    config = direct.apply_overrides(direct.load_config(convert.base_config("fast")), [
+        ("--model.generator", convert.WARP_FILL), ("--model.depth", None), ("--model.output.dir", str(tmp_path / "out")),
+        ("--data.init_args.source", [str(clip), str(broken)]), ("--model.output.layouts", ["sbs"]),
+    ])
+    assert direct.run_config(config) == 0
+    out = capsys.readouterr().out
+    assert "1 finished, 1 skipped" in out and "broken.mp4" in out
+    assert len(_frames(tmp_path / "out" / "clip" / "sbs.mp4")) == 12
+
+
+def test_a_direct_convert_never_imports_lightning(clip: Path, tmp_path: Path) -> None:
+    """The point of the direct run: Lightning, torchmetrics and transformers stay out of the process."""
+    script = (
+        "import sys\nfrom stereo_lit.cli import main\n"
+        f"main(['convert', {str(clip)!r}, '--method', 'fast', '--depth', {str(clip.with_suffix('.npy'))!r}, "
+        f"'-o', {str(tmp_path / 'out')!r}])\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'pytorch_lightning', 'torchmetrics', 'transformers'})\n"
+        "print('HEAVY', heavy)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STEREO_LIT_PROGRESS": "plain"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "HEAVY []" in result.stdout
+    assert len(_frames(tmp_path / "out" / "clip" / "right.mp4")) == 12
+
+
+def test_which_conversions_run_direct() -> None:
+    assert convert.runs_direct("fast", [], False)
+    assert not convert.runs_direct("wan", [], False)  # Wan jobs keep Lightning's trainer (precision, devices)
+    assert not convert.runs_direct("fast", ["--trainer.devices", "2"], False)  # predict options: Lightning parses them
+    assert not convert.runs_direct("fast", [], True)  # --print_config is LightningCLI's
+
+
+def test_overrides_and_class_specs() -> None:
+    config = {"model": {"depth": {"class_path": "a.B", "init_args": {"checkpoint": "x"}}}, "data": {"init_args": {}}}
+    direct.apply_overrides(config, [("--model.depth.init_args.checkpoint", "y"), ("--model.output.dir", "out"),
+                                    ("--data.init_args.source", ["a.mp4", "b.mp4"])])
+    assert config["model"]["depth"] == {"class_path": "a.B", "init_args": {"checkpoint": "y"}}
+    assert config["model"]["output"] == {"dir": "out"} and config["data"]["init_args"]["source"] == ["a.mp4", "b.mp4"]
+    fill = direct.instantiate({"class_path": "stereo_lit.generators.geometric.WarpFill", "init_args": {"fill": "telea"}})
+    assert type(fill).__name__ == "WarpFill" and fill.fill == "telea"
+    with pytest.raises(ValueError, match="direct run reads"):
+        direct.build({"model": {}, "data": {"class_path": "stereo_lit.data.StereoVideoDataModule"}})
+    with pytest.raises(ValueError, match="evaluation"):
+        direct.build({"model": {"evaluation": {}}, "data": {}})
