@@ -47,3 +47,37 @@ def test_the_byte_thresholds_reproduce_the_formula_around_every_boundary() -> No
     below = np.nextafter(_THRESHOLDS[1:], 0.0)
     np.testing.assert_array_equal(linear_to_srgb_byte_formula(_THRESHOLDS[1:]), np.arange(1, 256))
     np.testing.assert_array_equal(linear_to_srgb_byte_formula(below), np.arange(0, 255))
+
+
+def test_the_bin_tables_give_the_formulas_byte_at_every_boundary_and_bin_edge() -> None:
+    """The kernel's lookup, ``start[i] + (x >= threshold[i])`` with ``i = int(x * bins)``, at each
+    byte threshold, one float below it, and every bin's edges; and too few bins are refused."""
+    import pytest
+
+    from stereo_lit.io.fast_layouts import _BINS, _THRESHOLDS, bin_tables, linear_to_srgb_byte_formula
+
+    start, threshold = bin_tables(_THRESHOLDS, _BINS)
+    edges = np.arange(_BINS + 1) / _BINS
+    x = np.concatenate([_THRESHOLDS[1:], np.nextafter(_THRESHOLDS[1:], 0.0), edges, np.nextafter(edges[1:], 0.0), [0.0, 1.0]])
+    i = np.minimum((x * _BINS).astype(np.int64), _BINS - 1)
+    np.testing.assert_array_equal(start[i] + (x >= threshold[i]), linear_to_srgb_byte_formula(x))
+    with pytest.raises(ValueError, match="two byte thresholds"):
+        bin_tables(_THRESHOLDS, 2048)
+
+
+def test_the_compiled_kernel_rounds_exactly_at_every_threshold() -> None:
+    """The kernel itself on linear values placed at each byte threshold and one float below:
+    an identity mix (left eye only) makes ``mixed`` equal the table value bit for bit."""
+    from stereo_lit.io import fast_layouts as fl
+
+    if fl._compiled is None:  # pragma: no cover - numba missing
+        return
+    probes = np.concatenate([fl._THRESHOLDS[1:], np.nextafter(fl._THRESHOLDS[1:], 0.0)])
+    identity, zeros = np.eye(3), np.zeros((3, 3))
+    left = np.broadcast_to(np.arange(256, dtype=np.uint8)[None, None, :, None], (1, 1, 256, 3))
+    for chunk in np.array_split(probes, 2):
+        to_linear = np.zeros(256)
+        to_linear[: len(chunk)] = chunk
+        out = np.empty((1, 1, 256, 3), np.uint8)
+        fl._compiled(left, left, to_linear, identity, zeros, fl._BIN_START, fl._BIN_THRESHOLD, fl._BINS, out)
+        np.testing.assert_array_equal(out[0, 0, : len(chunk), 0], fl.linear_to_srgb_byte_formula(chunk))
