@@ -163,3 +163,17 @@ def test_overrides_and_class_specs() -> None:
         direct.build({"model": {}, "data": {"class_path": "stereo_lit.data.StereoVideoDataModule"}})
     with pytest.raises(ValueError, match="evaluation"):
         direct.build({"model": {"evaluation": {}}, "data": {}})
+
+
+@pytest.mark.parametrize("given", [None, "0"])
+def test_the_cli_sets_thread_and_allocator_defaults_a_user_can_override(given: str | None) -> None:
+    """OpenMP threads that sleep between regions, torch tensors on huge pages: set by ``stereo_lit.cli``
+    before torch is imported (importing the CLI imports no torch); a value the user set is kept."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "THP_MEM_ALLOC_ENABLE")}
+    if given is not None:
+        env["THP_MEM_ALLOC_ENABLE"] = env["OMP_WAIT_POLICY"] = given
+    script = ("import os, sys, stereo_lit.cli\n"
+              "print('torch' in sys.modules, os.environ['OMP_WAIT_POLICY'], os.environ['THP_MEM_ALLOC_ENABLE'])")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**env, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == (["False", "PASSIVE", "1"] if given is None else ["False", "0", "0"])
