@@ -346,7 +346,29 @@ class PrecomputedDepth:
             raise ValueError(f"{self.path}: expected depth [T,H,W], got shape {depth.shape}")
         return depth
 
+    def video_depth(
+        self, frames_factory: Callable[[], Iterable[np.ndarray]] | None = None, key: str | None = None,
+        total_frames: int | None = None, cuts: list[int] | None = None, size: tuple[int, int] | None = None,
+        frame_indices: list[int] | None = None,
+    ) -> FileDepthFrames:
+        """The file's depth on the video's timeline, ``[T, H, W]`` float32 resized on read to ``size``
+        (no frame is decoded). ``frame_indices``: the source frame of each output frame (a cut or a
+        lower frame rate, :func:`stereo_lit.depth.source.whole_video_depth`); default one file frame
+        per output frame from ``start_frame``. A ValueError names the file when it is too short."""
+        depth = self.load()
+        indices = list(range(total_frames if total_frames is not None else depth.shape[0] - self.start_frame)) \
+            if frame_indices is None else [int(i) for i in frame_indices]
+        needed = self.start_frame + (max(indices) + 1 if indices else 0)
+        if depth.shape[0] < needed:
+            raise ValueError(
+                f"{self.path} has {depth.shape[0]} depth frames; the video needs {needed} "
+                f"(one per source frame{f', from frame {self.start_frame}' if self.start_frame else ''})"
+            )
+        return FileDepthFrames(depth, [self.start_frame + i for i in indices], size or tuple(depth.shape[1:]))
+
     def estimate(self, video: torch.Tensor) -> DepthResult:
+        """The first ``T`` frames from ``start_frame`` (an in-memory clip; video files go through
+        :meth:`video_depth`, which follows the window's place in the video)."""
         _check_video(video)
         b, _, t, h, w = video.shape
         if b != 1:
@@ -361,3 +383,51 @@ class PrecomputedDepth:
         if values.shape[-2:] != (h, w):
             values = F.interpolate(values, size=(h, w), mode="bilinear", align_corners=False)
         return DepthResult(values=values.permute(1, 0, 2, 3)[None].to(video.device), kind=self.kind)
+
+
+class FileDepthFrames:
+    """Read-only ``[T, H, W]`` float32 view of chosen frames of a depth file, resized when read
+    (bilinear, as :meth:`PrecomputedDepth.estimate`); ``stored`` is the same frames at the file's size.
+
+    Indexing takes an int or a slice of the output frames (what window slicing and range sampling use).
+    """
+
+    def __init__(self, depth: np.ndarray, indices: list[int], out_hw: tuple[int, int]) -> None:
+        self.depth, self.indices = depth, list(indices)
+        self.out_hw = (int(out_hw[0]), int(out_hw[1]))
+        self.shape = (len(self.indices), *self.out_hw)
+        self.ndim, self.dtype = 3, np.dtype(np.float32)
+        self.stored = _FileFrames(depth, self.indices)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int | slice) -> np.ndarray:
+        frames = torch.from_numpy(np.asarray(self.stored[index], dtype=np.float32))
+        single = frames.ndim == 2
+        frames = frames[None] if single else frames
+        if tuple(frames.shape[-2:]) != self.out_hw:
+            frames = F.interpolate(frames[:, None], size=self.out_hw, mode="bilinear", align_corners=False)[:, 0]
+        out = frames.numpy()
+        return out[0] if single else out
+
+
+class _FileFrames:
+    """Frames ``indices`` of ``depth`` at the file's size, indexed by output frame (int or slice)."""
+
+    def __init__(self, depth: np.ndarray, indices: list[int]) -> None:
+        self.depth, self.indices = depth, indices
+        self.shape = (len(indices), *depth.shape[1:])
+        self.ndim, self.dtype = 3, depth.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index: int | slice) -> np.ndarray:
+        if isinstance(index, slice):
+            return np.asarray(self.depth[self.indices[index]])
+        return np.asarray(self.depth[self.indices[int(index)]])
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)

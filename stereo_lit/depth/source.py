@@ -115,10 +115,25 @@ def whole_video_depth(
     extra: dict[str, Any] = {"cuts": cuts} if cuts and "cuts" in accepted else {}
     if "size" in accepted:  # the frames' size is known: no frame is decoded to learn it
         extra["size"] = size
+    if "frame_indices" in accepted and num_frames is not None:  # a depth file: frames by source index
+        extra["frame_indices"] = source_frame_indices(video_path, fps, num_frames, source_range)
     return estimator.video_depth(
         lambda: iter_frames(video_path, fps=fps, size=size, source_range=source_range), key=key,
         total_frames=num_frames, **extra
     )
+
+
+def source_frame_indices(
+    video_path: str, fps: float, num_frames: int, source_range: tuple[int, int] | None = None
+) -> list[int]:
+    """The source frame shown at each of the ``num_frames`` output frames of the datamodule's
+    timeline (``fps``; a ``start_time``/``end_time`` cut is ``source_range``): what a depth file of
+    the source's frames is indexed by."""
+    from stereo_lit.io.video_reader import probe_video, source_index
+
+    info = probe_video(video_path)
+    first, stop = source_range or (0, info.num_frames)
+    return [first + source_index(j, stop - first, info.fps, fps) for j in range(num_frames)]
 
 
 def video_cuts(
@@ -240,7 +255,8 @@ class WindowDepth:
         )
         if not is_file:
             result = self.estimator.estimate(left)
-            return result.values.to(left), result.kind, None
+            dtype = left.dtype if left.is_floating_point() else torch.float32
+            return result.values.to(device=left.device, dtype=dtype), result.kind, None
         windows, wholes, current = [], [], []
         for i in range(count):
             padding = element_padding(batch, i)
@@ -270,7 +286,10 @@ class WindowDepth:
             del self._depths[video]
             self._cuts.pop(video, None)
             self._samples.pop(video, None)
-        return torch.cat(windows).to(left), self.kind, wholes
+        # on the picture's device; float32 when the picture is uint8 (streamed chunks): depth is never
+        # rounded to the picture's integer type
+        dtype = left.dtype if left.is_floating_point() else torch.float32
+        return torch.cat(windows).to(device=left.device, dtype=dtype), self.kind, wholes
 
 
 def align_inverse_depth(
