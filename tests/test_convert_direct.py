@@ -237,3 +237,23 @@ def test_window_depth_keeps_float_depth_for_uint8_chunks(tmp_path: Path) -> None
     depth, kind, wholes = WindowDepth(PrecomputedDepth(str(tmp_path / "d.npy"))).for_batch(batch)
     assert depth.dtype == torch.float32 and kind == "inverse_relative"
     np.testing.assert_allclose(depth[0, 0].numpy(), values[6:10], rtol=0, atol=1e-6)
+
+
+def test_a_depth_file_follows_a_cut_and_a_lower_frame_rate_and_names_itself_when_short(tmp_path: Path) -> None:
+    """``PrecomputedDepth.video_depth`` on the datamodule's timeline: a ``start_time`` cut and half the
+    frame rate pick source frames 2, 4, 6, ...; a file with fewer frames than the video is refused by name."""
+    from stereo_lit.depth.estimator import PrecomputedDepth
+    from stereo_lit.depth.source import source_frame_indices
+
+    video = _textured_clip(tmp_path / "v.mp4")  # 12 frames at 12 fps
+    values = np.arange(12, dtype=np.float32)[:, None, None] * np.ones((12, 30, 48), np.float32)
+    np.save(tmp_path / "d.npy", values)
+    indices = source_frame_indices(str(video), fps=6.0, num_frames=5, source_range=(2, 12))
+    assert indices == [2, 4, 6, 8, 10]
+    depth = PrecomputedDepth(str(tmp_path / "d.npy")).video_depth(total_frames=5, size=(15, 24), frame_indices=indices)
+    assert depth.shape == (5, 15, 24) and depth[1:3].shape == (2, 15, 24)
+    np.testing.assert_allclose(depth[:][:, 7, 12], [2, 4, 6, 8, 10])
+    assert float(depth[4][0, 0]) == 10.0
+    np.save(tmp_path / "short.npy", values[:8])
+    with pytest.raises(ValueError, match=r"short\.npy has 8 depth frames; the video needs 11"):
+        PrecomputedDepth(str(tmp_path / "short.npy")).video_depth(total_frames=5, frame_indices=indices)
