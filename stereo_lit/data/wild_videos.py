@@ -434,6 +434,13 @@ class WildVideoData(WindowedData):
             ]
         return [(v, w) for v in self._active() for w in plan_windows(v.num_frames, self.window, self.overlap)]
 
+    def reads_depth_files(self) -> bool:
+        """True when predict windows carry the depth files found next to the videos: ``use_depth``
+        and the model has no depth estimator of its own (its depth wins; reading, checking and
+        resizing a file's frames for every window would be work thrown away)."""
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        return self.use_depth and getattr(module, "depth", None) is None
+
     @staticmethod
     def _frame_size(video: WildVideo) -> tuple[int, int]:
         return video.size or (video.info.height, video.info.width)
@@ -444,7 +451,7 @@ class WildVideoData(WindowedData):
         if chunked:
             limit_heap_growth()
         dataset = WildVideoWindows(
-            items, self.pad_mode, self.depth_kind, self.on_error, self.use_depth, uint8=True, pad_frames=not chunked,
+            items, self.pad_mode, self.depth_kind, self.on_error, self.reads_depth_files(), uint8=True, pad_frames=not chunked,
             range_windows=(self.window, self.overlap) if chunked else None, keep=0 if chunked else self.overlap,
         )
         stream: Any = OrderedVideoStream(dataset, [v.info.path for v, _ in items], self.on_error)

@@ -21,6 +21,7 @@ process, a logger or trainer options go through Lightning (:mod:`stereo_lit.comm
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import random
@@ -167,6 +168,9 @@ def run(model: StereoConverter, data: WildVideoData, progress: bool | None = Non
         model._skip_finished_videos()
     loader = data.predict_dataloader()
     bar = _progress_bar(loader, progress)
+    # the objects made so far (modules, models, options) live to the end: the cyclic collector need
+    # not walk them again at every full collection of the per-chunk garbage
+    gc.freeze()
     try:
         for batch_idx, batch in enumerate(loader):
             clock.on_predict_batch_start(state, model, batch, batch_idx)
