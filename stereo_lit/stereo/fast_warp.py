@@ -58,97 +58,121 @@ if numba is not None:
 def _row_kernel(image, disparity, direction, fill, is_u8, to_float, out, covered_out, disparity_out):  # noqa: ANN001 - numba
     """Warp (and fill) every row of ``image [C, T, H, W]`` by ``disparity [T, H, W]`` px.
 
-    Writes ``out [C, T, H, W]`` (the dtype of ``image``: uint8 rounded as the writers round
-    floats, or float32), ``covered_out [T, H, W]`` (uint8 0/1) and ``disparity_out [T, H, W]``
-    (float32 right-view disparity, 0 where uncovered). ``is_u8``: ``image`` holds 0-255;
-    ``to_float``: then the 256 values ``float32(v) / 255`` (what the float path divides to; a
-    lookup instead of a division per tap), else ``image`` is read as it is. Rows run in parallel.
+    Writes ``out [T, H, W, C]`` (C-contiguous, the dtype of ``image``: uint8 rounded as the
+    writers round floats, or float32), ``covered_out [T, H, W]`` (uint8 0/1) and ``disparity_out
+    [T, H, W]`` (float32 right-view disparity, 0 where uncovered). ``is_u8``: ``image`` holds
+    0-255; ``to_float``: then the 256 values ``float32(v) / 255`` (what the float path divides to;
+    a lookup instead of a division per tap), else ``image`` is read as it is. Blocks of rows run
+    in parallel, each with its own scratch rows.
     """
     channels, frames, height, width = image.shape
     step = np.float32(direction)
     min_claim = np.float32(ZBUFFER_MIN_WEIGHT)
     tolerance = np.float32(Z_TOLERANCE_PX)
     min_cover = np.float32(MIN_COVER_WEIGHT)
-    for row in numba.prange(frames * height):
-        t = row // height
-        y = row - t * height
-        zmax = np.full(width + 2, np.float32(-1.0), dtype=np.float32)
-        acc = np.zeros((channels + 1, width + 2), dtype=np.float32)  # last channel: disparity
-        total = np.zeros(width + 2, dtype=np.float32)
+    rows = frames * height
+    blocks = min(rows, 64)
+    for block in numba.prange(blocks):
+        zmax = np.empty(width + 2, dtype=np.float32)  # targets are shifted by 1: column -1 and W are off-frame
+        acc = np.empty((channels + 1, width + 2), dtype=np.float32)  # last channel: disparity
+        total = np.empty(width + 2, dtype=np.float32)
         first = np.empty(width, dtype=np.int64)  # per source pixel: first tap's column (-1: invalid)
         second = np.empty(width, dtype=np.int64)
         frac = np.empty(width, dtype=np.float32)  # the second tap's weight
-        # 1-2. taps and z-buffer claims
-        for x in range(width):
-            d = disparity[t, y, x]
-            if not (np.isfinite(d) and d >= 0):
-                first[x] = -1
-                continue
-            x_t = np.float32(x) + step * d
-            x0 = np.floor(x_t)
-            w1 = x_t - x0
-            w0 = np.float32(1.0) - w1
-            i0 = int(min(max(x0, -1.0), width)) + 1
-            i1 = int(min(max(x0, -2.0), width - 1.0)) + 2
-            first[x], second[x], frac[x] = i0, i1, w1
-            if w0 >= min_claim and d > zmax[i0]:
-                zmax[i0] = d
-            if w1 >= min_claim and d > zmax[i1]:
-                zmax[i1] = d
-        # 3. accumulation: every first tap, then every second tap (the reference's order)
-        for tap in range(2):
+        values = np.empty((channels + 1, width), dtype=np.float32)  # the row normalised (and filled)
+        cover = np.empty(width, dtype=np.bool_)
+        nearest_right = np.empty(width, dtype=np.int64)
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            t = row // height
+            y = row - t * height
+            zmax[:] = np.float32(-1.0)
+            acc[:] = np.float32(0.0)
+            total[:] = np.float32(0.0)
+            # 1-2. taps and z-buffer claims
+            for x in range(width):
+                d = disparity[t, y, x]
+                if not (np.isfinite(d) and d >= 0):
+                    first[x] = -1
+                    continue
+                x_t = np.float32(x) + step * d
+                x0 = np.floor(x_t)
+                w1 = x_t - x0
+                w0 = np.float32(1.0) - w1
+                i0 = int(min(max(x0, -1.0), width)) + 1
+                i1 = int(min(max(x0, -2.0), width - 1.0)) + 2
+                first[x], second[x], frac[x] = i0, i1, w1
+                if w0 >= min_claim and d > zmax[i0]:
+                    zmax[i0] = d
+                if w1 >= min_claim and d > zmax[i1]:
+                    zmax[i1] = d
+            # 3. accumulation: every first tap, then every second tap (the reference's order)
+            for x in range(width):
+                i0 = first[x]
+                if i0 < 0:
+                    continue
+                d = disparity[t, y, x]
+                weight = np.float32(1.0) - frac[x]
+                if d >= zmax[i0] - tolerance:
+                    for c in range(channels):
+                        acc[c, i0] += _value(image, to_float, c, t, y, x) * weight
+                    acc[channels, i0] += d * weight
+                    total[i0] += weight
             for x in range(width):
                 if first[x] < 0:
                     continue
+                i1 = second[x]
                 d = disparity[t, y, x]
-                if tap == 0:
-                    weight = np.float32(1.0) - frac[x]
-                    index = first[x]
-                else:
-                    weight = frac[x]
-                    index = second[x]
-                if d < zmax[index] - tolerance:
-                    continue
-                for c in range(channels):
-                    acc[c, index] += _value(image, to_float, c, t, y, x) * weight
-                acc[channels, index] += d * weight
-                total[index] += weight
-        # normalise into the output row (covered pixels), 0 elsewhere
-        for x in range(width):
-            weight = total[x + 1]
-            covered = weight >= min_cover
-            covered_out[t, y, x] = 1 if covered else 0
-            disparity_out[t, y, x] = acc[channels, x + 1] / max(weight, np.float32(1e-12)) if covered else 0.0
-            for c in range(channels):
-                value = acc[c, x + 1] / max(weight, np.float32(1e-12)) if covered else np.float32(0.0)
-                if is_u8:
-                    value = min(max(value, np.float32(0.0)), np.float32(1.0))
-                    out[c, t, y, x] = np.uint8(value * np.float32(255.0) + np.float32(0.5))
-                else:
-                    out[c, t, y, x] = value
-        # 4. background rule: a hole takes the (already written) colour of the nearest covered
-        #    pixel on the farther side
-        if fill:
-            nearest_right = first  # reused scratch
-            last = width
-            for x in range(width - 1, -1, -1):
-                if covered_out[t, y, x]:
-                    last = x
-                nearest_right[x] = last
-            last = -1
+                weight = frac[x]
+                if d >= zmax[i1] - tolerance:
+                    for c in range(channels):
+                        acc[c, i1] += _value(image, to_float, c, t, y, x) * weight
+                    acc[channels, i1] += d * weight
+                    total[i1] += weight
+            # normalise the covered pixels, 0 elsewhere (contiguous rows and a select: vectorised)
+            for c in range(channels + 1):
+                for x in range(width):
+                    weight = total[x + 1]
+                    values[c, x] = acc[c, x + 1] / max(weight, np.float32(1e-12)) if weight >= min_cover else np.float32(0.0)
             for x in range(width):
-                if covered_out[t, y, x]:
-                    last = x
-                    continue
-                right = nearest_right[x]
-                if last < 0 and right >= width:
-                    continue  # a row with no covered pixel stays empty
-                if last >= 0 and (right >= width or disparity_out[t, y, last] <= disparity_out[t, y, right]):
-                    source = last
-                else:
-                    source = right
+                cover[x] = total[x + 1] >= min_cover
+            # 4. background rule: a hole takes the colour of the nearest covered pixel on its
+            #    row on the farther side
+            if fill:
+                last = width
+                for x in range(width - 1, -1, -1):
+                    if cover[x]:
+                        last = x
+                    nearest_right[x] = last
+                last = -1
+                for x in range(width):
+                    if cover[x]:
+                        last = x
+                        continue
+                    right = nearest_right[x]
+                    if last < 0 and right >= width:
+                        continue  # a row with no covered pixel stays empty
+                    if last >= 0 and (right >= width or values[channels, last] <= values[channels, right]):
+                        source = last
+                    else:
+                        source = right
+                    for c in range(channels):
+                        values[c, x] = values[c, source]
+            # outputs: the mask and disparity (0 where uncovered, filled or not), the picture
+            for x in range(width):
+                covered_out[t, y, x] = 1 if cover[x] else 0
+                disparity_out[t, y, x] = values[channels, x] if cover[x] else np.float32(0.0)
+            if is_u8:  # clamped, rounded half up: floor(v * 255 + 0.5) of the float result
                 for c in range(channels):
-                    out[c, t, y, x] = out[c, t, y, source]
+                    for x in range(width):
+                        value = min(max(values[c, x], np.float32(0.0)), np.float32(1.0))
+                        values[c, x] = np.floor(value * np.float32(255.0) + np.float32(0.5))
+                for x in range(width):
+                    for c in range(channels):
+                        out[t, y, x, c] = np.uint8(np.int32(values[c, x]))
+            else:
+                for x in range(width):
+                    for c in range(channels):
+                        out[t, y, x, c] = values[c, x]
 
 
 _compiled = numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")(_row_kernel) if numba is not None else None
@@ -184,8 +208,8 @@ def warp_fill(
         raise ValueError(f"image must be uint8 or float32, got {image.dtype}")
     disparity = np.asarray(disparity_px, dtype=np.float32)
     c, t, h, w = image.shape
-    out = np.empty((t, h, w, c), dtype=image.dtype).transpose(3, 0, 1, 2)  # channel-last memory: what encoders take
+    out = np.empty((t, h, w, c), dtype=image.dtype)  # channel-last memory: what encoders take
     covered = np.empty(disparity.shape, dtype=np.uint8)
     right_disparity = np.empty(disparity.shape, dtype=np.float32)
     _compiled(image, disparity, int(direction), bool(fill), image.dtype == np.uint8, _UINT8_TO_FLOAT, out, covered, right_disparity)
-    return out, covered, right_disparity
+    return out.transpose(3, 0, 1, 2), covered, right_disparity
