@@ -86,21 +86,36 @@ _BIN_START, _BIN_THRESHOLD = bin_tables(_THRESHOLDS, _BINS)
 
 
 def _anaglyph_kernel(left, right, to_linear, mix_left, mix_right, bin_start, bin_threshold, bins, out):  # noqa: ANN001
-    """``left, right, out``: uint8 ``[T, H, W, 3]``; rows in parallel."""
+    """``left, right, out``: uint8 ``[T, H, W, 3]``; blocks of rows in parallel. Per row: the linear
+    light of both eyes (table gathers), then per channel the Dubois mix over contiguous float64
+    rows (the same sums in the same order as one pixel at a time: vectorised), then the bytes."""
     frames, height, width, _ = left.shape
-    for row in numba.prange(frames * height):
-        t = row // height
-        y = row - t * height
-        left_row, right_row, out_row = left[t, y], right[t, y], out[t, y]
-        for x in range(width):
-            l0, l1, l2 = to_linear[left_row[x, 0]], to_linear[left_row[x, 1]], to_linear[left_row[x, 2]]
-            r0, r1, r2 = to_linear[right_row[x, 0]], to_linear[right_row[x, 1]], to_linear[right_row[x, 2]]
+    rows = frames * height
+    blocks = min(rows, 64)
+    for block in numba.prange(blocks):
+        lin = np.empty((6, width), dtype=np.float64)
+        mixed = np.empty(width, dtype=np.float64)
+        index = np.empty(width, dtype=np.int64)
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            t = row // height
+            y = row - t * height
+            left_row, right_row, out_row = left[t, y], right[t, y], out[t, y]
+            for x in range(width):
+                for c in range(3):
+                    lin[c, x] = to_linear[left_row[x, c]]
+                    lin[3 + c, x] = to_linear[right_row[x, c]]
             for c in range(3):
-                mixed = (mix_left[c, 0] * l0 + mix_left[c, 1] * l1 + mix_left[c, 2] * l2
-                         + mix_right[c, 0] * r0 + mix_right[c, 1] * r1 + mix_right[c, 2] * r2)
-                mixed = min(max(mixed, 0.0), 1.0)
-                i = min(int(mixed * bins), bins - 1)
-                out_row[x, c] = bin_start[i] + (mixed >= bin_threshold[i])
+                a0, a1, a2 = mix_left[c, 0], mix_left[c, 1], mix_left[c, 2]
+                b0, b1, b2 = mix_right[c, 0], mix_right[c, 1], mix_right[c, 2]
+                for x in range(width):
+                    value = (a0 * lin[0, x] + a1 * lin[1, x] + a2 * lin[2, x]
+                             + b0 * lin[3, x] + b1 * lin[4, x] + b2 * lin[5, x])
+                    value = min(max(value, 0.0), 1.0)
+                    mixed[x] = value
+                    index[x] = min(int(value * bins), bins - 1)
+                for x in range(width):
+                    i = index[x]
+                    out_row[x, c] = bin_start[i] + (mixed[x] >= bin_threshold[i])
 
 
 _compiled = numba.njit(cache=True, parallel=True, nogil=True, error_model="numpy")(_anaglyph_kernel) if numba is not None else None
