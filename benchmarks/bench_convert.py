@@ -27,6 +27,12 @@ direct run of convert does not import), and ``v.speed = floor video s / command 
 the ratio a long video tends to. The load
 average is printed before and after: on a shared machine compare runs of equal load.
 
+After each size (unless ``--no-encode-cost``): the x264 CPU of the three encodes on the floor's
+frames against the same encodes on the converter's own output frames (decoded from its files, the
+first 35 frames, in memory, in-process). Real stereo views cost x264 more than copies of the left
+view (1080p DAVIS: about x1.15), so part of the gap to the floor is the content the converter
+must encode, not work it does.
+
     python benchmarks/bench_convert.py                                # 540p,1080p,4k x 3 repeats
     python benchmarks/bench_convert.py --sizes 540p --repeats 1 --frames 24   # quick
 """
@@ -109,6 +115,44 @@ def floor(clip: Path, out: Path, chunk: int = 8) -> None:
     print(f"{FLOOR_LOOP} {time.perf_counter() - started:.3f} s")
 
 
+def encode_cost(clip: Path, outputs: Path, max_frames: int = 35, repeats: int = 2) -> tuple[float, float]:
+    """CPU seconds of the three encodes (right, sbs, anaglyph; the floor's encoder) on the floor's
+    trivial frames (left, left|left, left) and on the converter's own frames (decoded from its files
+    in ``outputs``), the first ``max_frames`` frames, all in memory, ``repeats`` interleaved rounds
+    (medians). The floor's frames are easier for x264 than real stereo views: this separates that
+    content cost from the converter's own work."""
+    import resource
+
+    sys.path.insert(0, str(REPO))
+    from stereo_lit.io.video_writer import StreamingVideoWriter
+
+    def frames(path: Path) -> np.ndarray:
+        with av.open(str(path)) as container:
+            return np.stack([f.to_ndarray(format="rgb24") for _, f in zip(range(max_frames), container.decode(video=0))])
+
+    def cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+
+    left = frames(clip)
+    sets = {
+        "trivial": [left, np.concatenate([left, left], axis=2), left],
+        "converter": [frames(outputs / f"{name}.mp4") for name in ("right", "sbs", "anaglyph")],
+    }
+    spent: dict[str, list[float]] = {k: [] for k in sets}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            for what, streams in sets.items():
+                started = cpu()
+                for i, stream in enumerate(streams):
+                    writer = StreamingVideoWriter(Path(tmp) / f"{what}_{i}.mp4", 24)
+                    for k in range(0, len(stream), 8):
+                        writer.write(stream[k : k + 8])
+                    writer.close()
+                spent[what].append(cpu() - started)
+    return statistics.median(spent["trivial"]), statistics.median(spent["converter"])
+
+
 FLOOR_LOOP = "floor loop:"
 VIDEO_SECONDS = re.compile(r"(?:^|\n)\s*(\d+) frames in ([0-9.]+) s")  # predict's summary line
 
@@ -149,10 +193,17 @@ def main() -> None:
     parser.add_argument("--commands", default="convert,predict",
                         help="what to run against the floor: convert (the direct run), predict (Lightning), or both")
     parser.add_argument("--source", type=Path, default=SAMPLE, help="video to upscale (default: the DAVIS sample)")
+    parser.add_argument("--no-encode-cost", action="store_true",
+                        help="skip the x264 CPU of the floor's frames against the converter's own (after each size)")
     parser.add_argument("--floor", nargs=2, metavar=("CLIP", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--encode-cost", nargs=2, metavar=("CLIP", "OUTPUTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
         floor(Path(args.floor[0]), Path(args.floor[1]))
+        return
+    if args.encode_cost:
+        trivial, converter = encode_cost(Path(args.encode_cost[0]), Path(args.encode_cost[1]))
+        print(f"{ENCODE_COST} {trivial:.3f} {converter:.3f}")
         return
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
@@ -160,7 +211,7 @@ def main() -> None:
         raise SystemExit(f"--sizes: unknown {unknown}; choose from {list(SIZES)}")
     python, cli = sys.executable, str(Path(sys.executable).with_name("stereo-lit"))
     print(f"load before: {os.getloadavg()}, {os.cpu_count()} CPUs; {args.frames} frames, {args.repeats} repeats")
-    rows = []
+    rows, costs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             height, width = SIZES[size]
@@ -187,8 +238,26 @@ def main() -> None:
                     results[what].append(run(command(i)))
             rows.append((size, results))
             print_rows([rows[-1]], header=len(rows) == 1)  # each size as soon as it is measured
+            if not args.no_encode_cost and "convert" in commands:
+                outputs = Path(tmp) / f"convert_{size}_0" / clip.stem
+                done = subprocess.run([python, __file__, "--encode-cost", str(clip), str(outputs)], cwd=REPO,
+                                      capture_output=True, text=True, check=True)
+                trivial, converter = (float(v) for v in done.stdout.split(ENCODE_COST)[1].split()[:2])
+                costs.append((size, trivial, converter))
+                print_costs(costs[-1:])
     print(f"load after: {os.getloadavg()}")
     print_rows(rows)
+    print_costs(costs)
+
+
+ENCODE_COST = "encode cost:"
+
+
+def print_costs(costs: list[tuple[str, float, float]]) -> None:
+    """x264 CPU seconds of the floor's frames and of the converter's own (see :func:`encode_cost`)."""
+    for size, trivial, converter in costs:
+        print(f"{size:6} x264 CPU s of the three encodes, first 35 frames: floor's frames {trivial:.1f}, "
+              f"the converter's own {converter:.1f} (x{converter / trivial:.2f}: content, not converter work)", flush=True)
 
 
 def print_rows(rows: list, header: bool = True) -> None:
