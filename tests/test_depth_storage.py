@@ -204,6 +204,40 @@ def test_window_depth_resizes_only_the_window_and_samples_the_range_once(tmp_pat
     assert store.big_reads == 1  # the range sample, once for the video, not once per window
 
 
+@pytest.mark.parametrize("stored_as", ["array", "made on request"])
+def test_a_window_never_aliases_the_whole_videos_depth_and_made_frames_are_not_copied(tmp_path, stored_as):
+    """A window of a whole-video ndarray is a copy (changing it leaves the video's depth alone); the
+    frames of an array-like that makes them on request (ResizedDepth) are taken as they are."""
+    from stereo_lit.depth.source import WindowDepth
+
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"not decoded")
+    whole = _smooth(12, 36, 64, seed=2).astype(np.float32)
+    before = whole.copy()
+    made = []
+
+    class Made(ResizedDepth):
+        def __getitem__(self, index):
+            made.append(super().__getitem__(index))
+            return made[-1]
+
+    class Estimator:
+        kind = "inverse_relative"
+
+        def video_depth(self, frames_factory, key=None, total_frames=None, size=None):
+            return whole if stored_as == "array" else Made(whole, size)
+
+    batch = {"left": torch.zeros(1, 3, 4, 36, 64), "video_path": [str(video)], "fps": torch.tensor([24.0]),
+             "window_start": torch.tensor([4]), "window_stop": torch.tensor([8]), "num_frames": torch.tensor([12])}
+    depth, _, _ = WindowDepth(Estimator()).for_batch(batch)
+    np.testing.assert_array_equal(depth[0, 0].numpy(), whole[4:8])
+    depth.fill_(-1.0)
+    if stored_as == "array":
+        np.testing.assert_array_equal(whole, before)  # the video's depth is untouched
+    else:
+        assert made and np.shares_memory(made[-1], depth.numpy())  # no copy of frames made for this window
+
+
 def test_a_full_disk_while_widening_keeps_every_frame_once(tmp_path, monkeypatch):
     import builtins
 

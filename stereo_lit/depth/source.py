@@ -272,7 +272,12 @@ class WindowDepth:
                 raise ValueError(
                     f"{video[0]}: depth has {depth.shape[0]} frames but window [{start}, {stop}) was requested"
                 )
-            window = torch.from_numpy(np.array(depth[start:stop], dtype=np.float32))[None, None]
+            # an array's slice is a view of the whole video's depth: copied; an array-like that makes the
+            # frames when asked (ResizedDepth, FileDepthFrames) returns new ones: taken as they are
+            values = depth[start:stop]
+            made = not isinstance(depth, np.ndarray) and isinstance(values, np.ndarray)
+            window = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32) if made
+                                      else np.array(values, dtype=np.float32))[None, None]
             grid = Padding(padding.bottom, padding.right, left.shape[2] - (stop - start))
             windows.append(pad_video(window, grid, "replicate"))
             stored = getattr(depth, "stored", depth)  # ResizedDepth: the network-size array underneath
@@ -289,7 +294,8 @@ class WindowDepth:
         # on the picture's device; float32 when the picture is uint8 (streamed chunks): depth is never
         # rounded to the picture's integer type
         dtype = left.dtype if left.is_floating_point() else torch.float32
-        return torch.cat(windows).to(device=left.device, dtype=dtype), self.kind, wholes
+        depth = windows[0] if len(windows) == 1 else torch.cat(windows)  # one video (the streamed chunks): no copy
+        return depth.to(device=left.device, dtype=dtype), self.kind, wholes
 
 
 def align_inverse_depth(
