@@ -187,6 +187,28 @@ def runs_direct(method: str, extra: list[str], print_config: bool) -> bool:
     return method == "fast" and not extra and not print_config and os.environ.get("STEREO_LIT_DIRECT", "1") != "0"
 
 
+def start_cut_detection(sources: list[str], opts: argparse.Namespace) -> None:
+    """Start the shot-cut pass of the first video in a background thread
+    (:func:`stereo_lit.io.cut_scan.prefetch`), on the timeline and at the size the converter's
+    datamodule will ask for: the source's own (no ``--start``/``--end``/``--max-fps``; with those
+    the depth source runs its own pass). Its decoder runs on the second core while Python imports
+    torch on the first; anything unusual (a photo, an unreadable file) is left to the normal path."""
+    if opts.start is not None or opts.end is not None or opts.max_fps is not None or not sources:
+        return
+    from stereo_lit.io.image_reader import is_image_file
+    from stereo_lit.io.video_reader import probe_video
+    from stereo_lit.io.cut_scan import prefetch
+
+    path = sources[0]
+    if is_image_file(path) or not Path(path).is_file():
+        return
+    try:
+        info = probe_video(path)
+    except Exception:  # noqa: BLE001 - the datamodule reports it, by name
+        return
+    prefetch(path, info.fps, (info.height, info.width))
+
+
 def main(argv: list[str] | None = None) -> int:
     """``stereo-lit convert``; anything after ``--`` is passed to predict as it is (e.g.
     ``-- --model.depth.init_args.input_size 364``)."""
@@ -202,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     sources = expand_inputs(opts.inputs)
     method, why = choose_method(opts.method)
     args = build_args(opts, method, sources, extra)
+    if runs_direct(method, extra, opts.print_config):
+        start_cut_detection(sources, opts)  # before torch is imported: decoding overlaps the imports
     if not opts.print_config:
         print(f"stereo-lit convert: method {method} ({why})", file=sys.stderr)
         from stereo_lit.commands.estimate import print_estimate

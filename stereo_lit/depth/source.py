@@ -6,7 +6,7 @@ for a video *file* the estimator runs once over the whole video, streamed and ca
 on disk (:meth:`stereo_lit.depth.VDAEstimator.video_depth`), and each window takes its
 slice. In-memory clips (TartanAir, text-to-stereo) go through ``estimate`` directly.
 With ``shot_aware``, the shot cuts of a video file are found first (a decoding pass at
-low resolution, :func:`stereo_lit.stereo.shots.detect_cuts`), the depth windows restart at every
+low resolution, :func:`stereo_lit.io.cut_scan.scan_cuts`), the depth windows restart at every
 cut, and the cuts go with the depth to the disparity policy (one range per shot).
 
 Also here: least-squares alignment of relative inverse depth to a reference
@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from stereo_lit.stereo.cuts import CUT_DETECTION_WIDTH  # noqa: F401 - re-exported (it was defined here)
 from stereo_lit.stereo.padding import Padding, pad_video
 
 log = logging.getLogger(__name__)
-CUT_DETECTION_WIDTH = 320  # frames are decoded this wide (even height, same aspect) for cut detection
 
 
 def _first(value: Any) -> Any:
@@ -142,25 +142,27 @@ def video_cuts(
 ) -> list[int]:
     """Shot cuts of a video file on the datamodule's timeline (``fps``), memoised in ``cache_dir``.
 
-    Frames are decoded :data:`CUT_DETECTION_WIDTH` px wide; the cuts are those of
-    :func:`stereo_lit.stereo.shots.detect_cuts` (PySceneDetect ``ContentDetector``, defaults).
+    The cuts of :func:`stereo_lit.io.cut_scan.scan_cuts` (frames decoded
+    :data:`~stereo_lit.stereo.cuts.CUT_DETECTION_WIDTH` px wide, PySceneDetect ``ContentDetector``,
+    defaults), or the same pass's result when ``stereo-lit convert`` started it early
+    (:func:`stereo_lit.io.cut_scan.prefetch`).
     """
-    from stereo_lit.io.video_reader import iter_frames
-    from stereo_lit.stereo.shots import detect_cuts
+    from stereo_lit.io.cut_scan import cancel_prefetched, scan_cuts, take_prefetched
 
-    height, width = size
-    small_w = min(width, CUT_DETECTION_WIDTH) // 2 * 2
-    small = (max(2, round(height * small_w / width / 2) * 2), max(2, small_w))
     note = None
     if cache_dir is not None:
         cut = "" if source_range is None else f"-src{source_range[0]}-{source_range[1]}"
         note = Path(cache_dir) / f"cuts-{video_file_key(video_path)}-{fps:.6f}{cut}.json"
         if note.is_file():
             try:
-                return [int(c) for c in json.loads(note.read_text())["cuts"]]
+                cuts = [int(c) for c in json.loads(note.read_text())["cuts"]]
+                cancel_prefetched(video_path, fps, size, source_range)
+                return cuts
             except (ValueError, KeyError, TypeError):
                 pass
-    cuts = detect_cuts(iter_frames(video_path, fps=fps, size=small, source_range=source_range), fps=fps)
+    cuts = take_prefetched(video_path, fps, size, source_range)
+    if cuts is None:
+        cuts = scan_cuts(video_path, fps, size, source_range)
     log.info("%s: %d shot cut(s) at frames %s", video_path, len(cuts), cuts[:20])
     if note is not None:
         try:
