@@ -115,7 +115,10 @@ def limit_heap_growth(mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        try:  # glibc's own name first: find_library runs `ldconfig -p` in a subprocess (0.1-0.2 s)
+            libc = ctypes.CDLL("libc.so.6")
+        except OSError:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_mmap_threshold, m_arena_max = -3, -8
         return bool(libc.mallopt(m_mmap_threshold, int(mmap_threshold))) and bool(libc.mallopt(m_arena_max, int(arenas)))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
