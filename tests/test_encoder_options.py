@@ -219,3 +219,49 @@ def test_rgb_frame_reads_the_array_in_place_and_equals_the_copy() -> None:
         np.testing.assert_array_equal(
             frame.reformat(format="yuv420p").to_ndarray(), copied.reformat(format="yuv420p").to_ndarray()
         )
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "nv12", "yuv420p10le"])
+def test_row_padding_is_zeroed_and_the_picture_kept(pix_fmt: str) -> None:
+    """FFmpeg leaves the bytes past each row's end uninitialised and x264 reads some of them:
+    the writer zeroes them, picture bytes untouched (a 40-px frame's rows are
+    20, 40 or 80 bytes of 32, 64 or 96)."""
+    from stereo_lit.io.video_writer import zero_row_padding
+
+    frame = av.VideoFrame(40, 30, pix_fmt)
+    rows, used = [], {}
+    for component in frame.format.components:
+        used[component.plane] = used.get(component.plane, 0) + component.width * ((component.bits + 7) // 8)
+    for plane in frame.planes:  # a picture of 7s and padding of 0xFF, as garbage may be
+        array = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+        array[:] = 0xFF
+        array[:, : used[len(rows)]] = 7
+        rows.append(array)
+    assert any(used[i] < frame.planes[i].line_size for i in used)  # there is padding to clear
+    zero_row_padding(frame)
+    for index, array in enumerate(rows):
+        assert (array[:, : used[index]] == 7).all() and (array[:, used[index]:] == 0).all(), index
+
+
+def test_the_writer_hands_the_encoder_frames_with_zeroed_padding(tmp_path: Path, monkeypatch) -> None:
+    """Every frame the encoder receives (``_frame``'s, passed straight to ``encode``) is in its pixel
+    format with zeroed row padding, with and without the source's colour tags."""
+    from stereo_lit.io import video_writer
+
+    seen = []
+    make = video_writer.StreamingVideoWriter._frame
+
+    def spy(self, rgb):  # noqa: ANN001, ANN202
+        frame = make(self, rgb)
+        seen.append((frame.format.name, [np.frombuffer(p, np.uint8).reshape(-1, p.line_size)[:, p.width:].copy()
+                                         for p in frame.planes]))
+        return frame
+
+    monkeypatch.setattr(video_writer.StreamingVideoWriter, "_frame", spy)
+    for color in (None, {"colorspace": 1, "color_range": 1}):
+        writer = StreamingVideoWriter(tmp_path / f"{bool(color)}.mp4", 12, color=color)
+        writer.write(np.random.default_rng(0).integers(0, 256, (3, 30, 40, 3), dtype=np.uint8))
+        writer.close()
+    assert len(seen) == 6 and all(name == "yuv420p" for name, _ in seen)
+    assert any(pad.size for _, pads in seen for pad in pads)  # 20-byte chroma rows of 32: there is padding
+    assert all(not pad.any() for _, pads in seen for pad in pads)
