@@ -96,6 +96,33 @@ def test_convert_prefetches_the_first_videos_cuts_on_the_datamodules_timeline(
     assert not cut_scan._PENDING
 
 
+def test_a_video_the_run_skips_has_its_prefetched_pass_called_off(tmp_path: Path, scans: list[str], monkeypatch) -> None:
+    """A second ``convert`` of a finished video skips it; the pass started for it stops at its next
+    frame instead of decoding the whole video beside the rest of the run."""
+    video = write_two_shot_video(tmp_path / "two_shots.mp4")
+    np.save(tmp_path / "depth.npy", np.tile(np.linspace(0.2, 1.0, 48, dtype=np.float32), (40, 36, 1)))
+    args = [str(video), "--method", "fast", "--depth", str(tmp_path / "depth.npy"), "--layout", "right", "-o", str(tmp_path / "out")]
+    assert convert.main(args) in (0, None)
+    started, release, decoded = threading.Event(), threading.Event(), []
+    frames = cut_scan.iter_frames
+
+    def slow(*a, **k):  # noqa: ANN002, ANN003, ANN202 - a pass that waits at its first frame
+        for frame in frames(*a, **k):
+            decoded.append(frame)
+            started.set()
+            release.wait(10)
+            yield frame
+
+    monkeypatch.setattr(cut_scan, "iter_frames", slow)
+    assert convert.main(args) in (0, None)  # finished: skipped
+    assert not cut_scan._PENDING
+    release.set()
+    threads = [t for t in threading.enumerate() if t.name == "stereo-lit-cuts"]
+    for thread in threads:
+        thread.join(10)
+    assert started.is_set() and len(decoded) <= 2  # called off, not run over the 40 frames
+
+
 def test_the_prefetch_runs_before_torch_is_imported(tmp_path: Path) -> None:
     """In a fresh interpreter: ``start_cut_detection`` leaves torch unimported (the pass overlaps its import)."""
     import subprocess

@@ -92,6 +92,14 @@ def cancel_prefetched(
         pending[1].set()
 
 
+def keep_only(video_paths: Iterable[str]) -> None:
+    """Call off the prefetched passes of every video not in ``video_paths`` (a video the run
+    skips, e.g. one finished by an earlier run, would otherwise be decoded for nothing)."""
+    wanted = {str(Path(p).resolve()) for p in video_paths}
+    for key in [k for k in _PENDING if k[0] not in wanted]:
+        _PENDING.pop(key)[1].set()
+
+
 def take_prefetched(
     video_path: str, fps: float, size: tuple[int, int], source_range: tuple[int, int] | None = None
 ) -> list[int] | None:

@@ -37,6 +37,7 @@ from stereo_lit.data.wild_videos import WildVideoData
 from stereo_lit.depth.estimator import DepthEstimator
 from stereo_lit.generators.base import StereoGenerator
 from stereo_lit.io.console import is_terminal
+from stereo_lit.io.cut_scan import keep_only
 from stereo_lit.predict.writer import PredictionFiles, write_or_skip
 from stereo_lit.options import DisparityOptions, OutputOptions, option_group
 from stereo_lit.predict.steps import PredictSteps
@@ -166,6 +167,7 @@ def run(model: StereoConverter, data: WildVideoData, progress: bool | None = Non
         method.to(model.device)
     if model.skip_finished:
         model._skip_finished_videos()
+    keep_only(video.info.path for video, _ in data.predict_items())  # a skipped video's early cut pass stops
     loader = data.predict_dataloader()
     bar = _progress_bar(loader, progress)
     # the objects made so far (modules, models, options) live to the end: the cyclic collector need
