@@ -31,6 +31,23 @@ def scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
+class GatedDecode:
+    """``cut_scan.iter_frames`` made to wait at each frame until :attr:`release` is set; :attr:`decoded`
+    holds the frames it decoded, :attr:`started` is set at the first."""
+
+    def __init__(self) -> None:
+        self.started, self.release, self.decoded = threading.Event(), threading.Event(), []
+
+    def wrap(self, frames):  # noqa: ANN001, ANN201
+        def gated(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            for frame in frames(*args, **kwargs):
+                self.decoded.append(frame)
+                self.started.set()
+                self.release.wait(10)
+                yield frame
+        return gated
+
+
 def test_the_depth_source_takes_the_prefetched_pass_of_the_same_video_timeline_and_size(
     tmp_path: Path, scans: list[str]
 ) -> None:
@@ -49,25 +66,16 @@ def test_the_depth_source_takes_the_prefetched_pass_of_the_same_video_timeline_a
 def test_cuts_cached_on_disk_call_the_prefetched_pass_off(tmp_path: Path, scans: list[str], monkeypatch) -> None:
     video = str(write_two_shot_video(tmp_path / "two_shots.mp4"))
     assert video_cuts(video, 10.0, (36, 48), cache_dir=tmp_path / "cache") == [CUT]  # the note is written
-    started, release = threading.Event(), threading.Event()
-    frames, decoded = cut_scan.iter_frames, []
-
-    def slow(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - a pass that waits at its first frame
-        for frame in frames(*args, **kwargs):
-            decoded.append(frame)
-            started.set()
-            release.wait(10)
-            yield frame
-
-    monkeypatch.setattr(cut_scan, "iter_frames", slow)
+    gate = GatedDecode()
+    monkeypatch.setattr(cut_scan, "iter_frames", gate.wrap(cut_scan.iter_frames))
     cut_scan.prefetch(video, 10.0, (36, 48))
     thread = next(iter(cut_scan._PENDING.values()))[0]
-    assert started.wait(10)
+    assert gate.started.wait(10)
     assert video_cuts(video, 10.0, (36, 48), cache_dir=tmp_path / "cache") == [CUT]  # from the note
     assert not cut_scan._PENDING
-    release.set()
+    gate.release.set()
     thread.join(10)
-    assert not thread.is_alive() and len(decoded) <= 2  # stopped at its next frame, not after the 40 of the video
+    assert not thread.is_alive() and len(gate.decoded) <= 2  # stopped at its next frame, not after the 40 of the video
 
 
 def test_a_failed_prefetch_leaves_the_error_to_the_normal_pass(tmp_path: Path, scans: list[str]) -> None:
@@ -103,24 +111,14 @@ def test_a_video_the_run_skips_has_its_prefetched_pass_called_off(tmp_path: Path
     np.save(tmp_path / "depth.npy", np.tile(np.linspace(0.2, 1.0, 48, dtype=np.float32), (40, 36, 1)))
     args = [str(video), "--method", "fast", "--depth", str(tmp_path / "depth.npy"), "--layout", "right", "-o", str(tmp_path / "out")]
     assert convert.main(args) in (0, None)
-    started, release, decoded = threading.Event(), threading.Event(), []
-    frames = cut_scan.iter_frames
-
-    def slow(*a, **k):  # noqa: ANN002, ANN003, ANN202 - a pass that waits at its first frame
-        for frame in frames(*a, **k):
-            decoded.append(frame)
-            started.set()
-            release.wait(10)
-            yield frame
-
-    monkeypatch.setattr(cut_scan, "iter_frames", slow)
+    gate = GatedDecode()
+    monkeypatch.setattr(cut_scan, "iter_frames", gate.wrap(cut_scan.iter_frames))
     assert convert.main(args) in (0, None)  # finished: skipped
     assert not cut_scan._PENDING
-    release.set()
-    threads = [t for t in threading.enumerate() if t.name == "stereo-lit-cuts"]
-    for thread in threads:
+    gate.release.set()
+    for thread in [t for t in threading.enumerate() if t.name == "stereo-lit-cuts"]:
         thread.join(10)
-    assert started.is_set() and len(decoded) <= 2  # called off, not run over the 40 frames
+    assert gate.started.is_set() and len(gate.decoded) <= 2  # called off, not run over the 40 frames
 
 
 def test_the_prefetch_runs_before_torch_is_imported(tmp_path: Path) -> None:
