@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stereo_lit.stereo import fast_disparity
 from stereo_lit.stereo.geometry import metric_depth_to_disparity
 from stereo_lit.stereo.shots import frame_ranges, robust_range
 
@@ -140,10 +141,13 @@ class DisparityPolicy:
             low, high = (v.to(inv_depth.device) for v in window)
         else:
             low, high = self.relative_range(key, inv_depth)
+        scale = self.max_disparity_px(width_px or inv_depth.shape[-1])
+        if _uses_kernel(inv_depth):  # the same float32 steps in one compiled pass
+            return _normalise_on_cpu(inv_depth, low, high, scale)
         # one new tensor, then in place: a 1080p chunk is 8 MB a frame, and each temporary costs page faults
         values = torch.where(torch.isnan(inv_depth), torch.as_tensor(low, dtype=torch.float32), inv_depth.float())
         values.sub_(low).div_(high - low).clamp_(0.0, 1.0)
-        return values.mul_(self.max_disparity_px(width_px or inv_depth.shape[-1]))
+        return values.mul_(scale)
 
     def from_depth(
         self, depth: torch.Tensor, kind: str, key: str, width_px: int | None = None, start: int | None = None
@@ -156,6 +160,31 @@ class DisparityPolicy:
         if self.focal_px is not None and self.baseline_m is not None:
             return metric_depth_to_disparity(depth, self.focal_px, self.baseline_m)
         return self.from_inverse_depth(_metric_to_inverse(depth), key, width_px, start)
+
+
+def _uses_kernel(tensor: torch.Tensor) -> bool:
+    """The compiled CPU kernel applies: numba present, a CPU tensor, no autograd."""
+    return fast_disparity.available() and tensor.device.type == "cpu" and not tensor.requires_grad
+
+
+def _normalise_on_cpu(
+    inv_depth: torch.Tensor, low: float | torch.Tensor, high: float | torch.Tensor, scale: float
+) -> torch.Tensor:
+    """:meth:`DisparityPolicy.from_inverse_depth`'s mapping by :func:`fast_disparity.normalise`, with
+    the range's ends as the torch code takes them: a float range as float32 ``low`` and float32
+    ``high - low`` (the difference in double, as a Python scalar is), a per-frame ``[1, 1, T, 1, 1]``
+    range as float32 tensors (the difference in float32)."""
+    b, c, t = inv_depth.shape[:3]
+    if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
+        low_t = torch.as_tensor(low, dtype=torch.float32).cpu()
+        divisor_t = torch.as_tensor(high, dtype=torch.float32).cpu() - low_t
+        low_frames = low_t.expand(b, c, t, 1, 1).reshape(-1).numpy()
+        divisor_frames = divisor_t.expand(b, c, t, 1, 1).reshape(-1).numpy()
+    else:
+        low_frames = np.array([low], dtype=np.float32)
+        divisor_frames = np.array([float(high) - float(low)], dtype=np.float32)
+    values = inv_depth.detach().reshape(b * c * t, *inv_depth.shape[3:]).float().numpy()
+    return torch.from_numpy(fast_disparity.normalise(values, low_frames, divisor_frames, scale)).reshape(inv_depth.shape)
 
 
 class _LazyInverse:
