@@ -125,3 +125,20 @@ def test_bad_files_raise_errors_that_name_them(tmp_path: Path, clip: Path) -> No
     assert str(truncated) in str(err.value)
     with pytest.raises(VideoReadError, match="folder"):
         probe_video(tmp_path)
+
+
+def test_a_file_is_probed_once_until_it_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stereo_lit.io import video_reader
+
+    path = tmp_path / "clip.mp4"
+    write_test_clip(path, num_frames=6)
+    opened: list[str] = []
+    real_open = video_reader._open
+    monkeypatch.setattr(video_reader, "_open", lambda p: opened.append(str(p)) or real_open(p))
+    first = probe_video(path)
+    assert len(opened) == 2  # the headers, then the first frame for the display rotation
+    again = probe_video(str(path))
+    assert again == first and len(opened) == 2  # the same answer, the file not opened again
+    assert probe_video(path, count_frames=True).num_frames == 6 and len(opened) == 4  # another question
+    write_test_clip(path, num_frames=9)  # rewritten: a new size and modification time
+    assert probe_video(path).num_frames == 9 and len(opened) == 6

@@ -21,6 +21,7 @@ sees upright frames and depth files are read in the displayed orientation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -94,8 +95,17 @@ def display_rotation(path: str | Path) -> int:
     return 0
 
 
+#: probes already made in this process, by (resolved path, size, mtime, count_frames): a run asks
+#: for the same file's headers several times (the estimate, the cut pass, the datamodule, the
+#: depth source), and each probe opens it twice and decodes a frame (the display rotation)
+_PROBES: dict[tuple[str, int, int, bool], VideoInfo] = {}
+
+
 def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
     """Read the headers of ``path`` (and count packets when the header has no frame count).
+
+    A file probed before in this process, unchanged since (same size and modification time),
+    gives the same :class:`VideoInfo` without being opened again.
 
     Args:
         count_frames: count the video packets even when the header gives a count.
@@ -104,6 +114,20 @@ def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
         VideoReadError: missing/empty/corrupt file, no video stream, or no frames.
     """
     path = Path(path)
+    try:
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, bool(count_frames))
+    except OSError:
+        key = None  # missing: _open names the problem
+    if key is not None and key in _PROBES:
+        return dataclasses.replace(_PROBES[key], path=str(path))  # frozen: the caller's spelling of the path
+    info = _probe(path, count_frames)
+    if key is not None:
+        _PROBES[key] = info
+    return info
+
+
+def _probe(path: Path, count_frames: bool) -> VideoInfo:
     if is_animated_image(path):  # an animated WebP: FFmpeg cannot decode it, Pillow can
         return probe_animated(path)
     container = _open(path)
