@@ -104,6 +104,37 @@ def test_background_writer_writes_a_decodable_file_and_raises_errors(tmp_path: P
     assert not list(tmp_path.glob("b*"))
 
 
+def test_the_layouts_encoders_flush_at_the_same_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At the end of a video every layout's encoder flushes (x264 holds ~20 frames) in its own
+    thread, all at once: a barrier that every flush must reach breaks if they run one by one."""
+    import threading
+
+    from stereo_lit.predict.writer import _VideoOutputs
+
+    source = tmp_path / "clip.mp4"
+    write_test_clip(source, num_frames=4)
+    layouts = ["right", "sbs", "anaglyph"]
+    barrier = threading.Barrier(len(layouts), timeout=10)
+    flushed: list[str] = []
+    real_flush = StreamingVideoWriter.flush
+
+    def flush(self: StreamingVideoWriter) -> None:
+        if not self._flushed:
+            flushed.append(threading.current_thread().name)
+            barrier.wait()  # BrokenBarrierError (raised by close) unless all three are flushing now
+        real_flush(self)
+
+    monkeypatch.setattr(StreamingVideoWriter, "flush", flush)
+    outputs = _VideoOutputs(str(source), tmp_path / "out", layouts, 24.0, 4)
+    frames = np.random.default_rng(1).integers(0, 255, (4, 48, 64, 3), dtype=np.uint8)
+    outputs.write(0, frames, frames[:, :, ::-1], None, 0.0)
+    files = outputs.close()
+    assert sorted(flushed) == sorted(f"stereo-lit-encode-{name}.mp4" for name in layouts)  # each in its thread
+    assert {layout: entry["frames"] for layout, entry in files.items()} == {layout: 4 for layout in layouts}
+    for layout in layouts:
+        assert len(_frames(tmp_path / "out" / f"{layout}.mp4")) == 4
+
+
 def test_stage_shares_sum_to_100() -> None:
     times = StageTimes()
     times.start()

@@ -169,6 +169,7 @@ class StreamingVideoWriter:
         self._size: tuple[int, int] | None = None
         self.frames_written = 0
         self.encode_seconds = 0.0  # wall seconds spent in the encoder (colour conversion, encode, mux)
+        self._flushed = False
 
     def __enter__(self) -> "StreamingVideoWriter":
         return self
@@ -239,17 +240,25 @@ class StreamingVideoWriter:
             self.frames_written += 1
         self.encode_seconds += time.perf_counter() - started
 
+    def flush(self) -> None:
+        """Encode the frames the encoder still holds (x264 keeps its lookahead, about 20 frames),
+        ending the stream; :meth:`close` then finishes the file. Once; :meth:`close` calls it."""
+        if self._container is None:
+            raise ValueError(f"no frame was written to {self.path}")
+        if self._flushed:
+            return
+        started = time.perf_counter()
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._flushed = True
+        self.encode_seconds += time.perf_counter() - started
+
     def close(self, path: Path | None = None) -> Path:
         """Flush, add the audio, and rename to the final name (or to ``path``, e.g. a hidden name
         that a whole output set is renamed from at once)."""
         if path is not None:
             self.path = Path(path)
-        if self._container is None:
-            raise ValueError(f"no frame was written to {self.path}")
-        started = time.perf_counter()
-        for packet in self._stream.encode():
-            self._container.mux(packet)
-        self.encode_seconds += time.perf_counter() - started
+        self.flush()
         self._container.close()
         self._container = None
         if self.audio_from is not None:
@@ -330,6 +339,10 @@ class StreamingVideoWriter:
             os.replace(with_audio, self.tmp)
 
 
+#: the item that tells a :class:`BackgroundWriter`'s thread to flush its encoder and stop
+_FLUSH = object()
+
+
 class BackgroundWriter:
     """A :class:`StreamingVideoWriter` fed from a thread of its own through a bounded queue.
 
@@ -348,6 +361,7 @@ class BackgroundWriter:
         self.wait_seconds = 0.0
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._error: BaseException | None = None
+        self._finishing = False
         self._thread = threading.Thread(target=self._run, name=f"stereo-lit-encode-{writer.path.name}", daemon=True)
         self._thread.start()
 
@@ -355,6 +369,13 @@ class BackgroundWriter:
         while True:
             item = self._queue.get()
             if item is None:
+                return
+            if item is _FLUSH:  # the end of the stream: flush here, beside the other layouts' threads
+                if self._error is None:
+                    try:
+                        self.writer.flush()
+                    except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                        self._error = exc
                 return
             if self._error is not None:
                 continue  # drain after a failure
@@ -375,9 +396,18 @@ class BackgroundWriter:
         self._queue.put(frames)
         self.wait_seconds += time.perf_counter() - started
 
+    def finish(self) -> None:
+        """End the stream without waiting: the thread encodes what is queued, flushes the encoder
+        and stops. Call it on every layout's writer before closing any, so that their encoders
+        flush at the same time instead of one after another; :meth:`close` waits for it."""
+        if self._thread.is_alive() and not self._finishing:
+            self._finishing = True
+            self._queue.put(_FLUSH)
+
     def _join(self) -> None:
         if self._thread.is_alive():
-            self._queue.put(None)
+            if not self._finishing:
+                self._queue.put(None)
             self._thread.join()
 
     @property
@@ -396,6 +426,7 @@ class BackgroundWriter:
     def close(self, path: Path | None = None) -> Path:
         """Encode what is queued, then :meth:`StreamingVideoWriter.close` (flush, audio, rename to ``path``)."""
         started = time.perf_counter()
+        self.finish()
         self._join()
         self._raise()
         joined, encoded = time.perf_counter() - started, self.writer.encode_seconds

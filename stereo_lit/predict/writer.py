@@ -199,6 +199,8 @@ class _VideoOutputs:
         files and leaves the earlier complete set and its manifest as they were.
         """
         staged: dict[str, tuple[Path, Path]] = {}
+        for writer in self.writers.values():  # every layout's encoder flushes in its own thread, at once
+            writer.finish()
         try:
             for layout, writer in self.writers.items():
                 final = writer.path
