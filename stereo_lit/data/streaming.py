@@ -99,15 +99,23 @@ class ReaderThread(IterableDataset):
             thread.join(timeout=5)
 
 
-def limit_heap_growth(mmap_threshold: int = 1 << 20, arenas: int = 2) -> bool:
-    """Keep the process heap from holding freed chunk buffers (glibc only; False elsewhere).
+#: glibc's mmap threshold while streaming: buffers up to this size are reused from the heap
+HEAP_BUFFER_BYTES = 16 << 20
+
+
+def limit_heap_growth(mmap_threshold: int = HEAP_BUFFER_BYTES, arenas: int = 2) -> bool:
+    """Fix glibc's mmap threshold and arena count for streaming (glibc only; False elsewhere).
 
     Streaming allocates and frees the same large buffers every chunk, in several threads.
-    glibc then raises its mmap threshold (up to 32 MiB) and keeps per-thread arenas, so
-    freed chunks stay resident: 2.26 GiB peak RSS at 540p against 1.65 GiB with a fixed
-    1 MiB threshold and 2 arenas (one measured pair on a loaded 2-core machine; the price is
-    system time: mmap page faults on every chunk, 1080p CPU 132 -> 175 s in single runs).
-    Equivalent to ``MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_ARENA_MAX=2``."""
+    Left alone, glibc raises its mmap threshold as buffers are freed (up to 32 MiB) and keeps
+    per-thread arenas, so freed chunks stay resident: 2.26 GiB peak RSS at 540p against 1.65
+    GiB with a fixed 1 MiB threshold and 2 arenas (one pair of runs, loaded 2-core machine).
+    A 1 MiB threshold maps and unmaps every buffer, and each chunk then page-faults its
+    buffers in again; a fixed :data:`HEAP_BUFFER_BYTES` (16 MiB: a 1080p frame's float32
+    disparity, two of them in a chunk) reuses them from the heap: at 1080p minor faults 0.68
+    -> 0.21 million, system time 1.57 -> 0.82 s, peak RSS 1.56 -> 1.76 GiB (medians of three
+    interleaved runs; docs/memory.md). Equivalent to
+    ``MALLOC_MMAP_THRESHOLD_=16777216 MALLOC_ARENA_MAX=2``."""
     import ctypes
     import ctypes.util
     import sys
