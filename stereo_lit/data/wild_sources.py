@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stereo_lit.io import mapped
 from stereo_lit.io.image_reader import IMAGE_EXTENSIONS
 from stereo_lit.io.output_manifest import LOCK_NAME, MANIFEST_NAME, ROOT_MARKER
 from stereo_lit.io.video_reader import VIDEO_EXTENSIONS
@@ -387,7 +388,7 @@ class DepthFile:
 
     def frames(self, indices: list[int]) -> np.ndarray:
         """float32 ``[len(indices), H, W]``; NaN/inf is an error naming the file."""
-        out = np.asarray(self.array[indices], dtype=np.float32)
+        out = mapped.read(self.array, indices, np.float32)  # a .npy's pages then leave the process (io.mapped)
         if not np.isfinite(out).all():
             raise ValueError(f"{self.path}: depth holds NaN/inf values (frames {indices[0]}..{indices[-1]})")
         return out

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stereo_lit.io import mapped
 from stereo_lit.io.hub import expected_name, resolve
 
 from .cache import (
@@ -379,7 +380,7 @@ class PrecomputedDepth:
             raise ValueError(
                 f"{self.path} has {depth.shape[0]} depth frames; frames {self.start_frame}..{stop - 1} are needed"
             )
-        values = torch.from_numpy(np.array(depth[self.start_frame : stop], dtype=np.float32))[:, None]
+        values = torch.from_numpy(mapped.read(depth, slice(self.start_frame, stop), np.float32))[:, None]
         if values.shape[-2:] != (h, w):
             values = F.interpolate(values, size=(h, w), mode="bilinear", align_corners=False)
         return DepthResult(values=values.permute(1, 0, 2, 3)[None].to(video.device), kind=self.kind)
@@ -424,9 +425,10 @@ class _FileFrames:
         return self.shape[0]
 
     def __getitem__(self, index: int | slice) -> np.ndarray:
+        # copied out of a memory-mapped file, whose pages then leave the process (io.mapped)
         if isinstance(index, slice):
-            return np.asarray(self.depth[self.indices[index]])
-        return np.asarray(self.depth[self.indices[int(index)]])
+            return mapped.read(self.depth, self.indices[index])
+        return mapped.read(self.depth, self.indices[int(index)])
 
     def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
         out = self[:]

@@ -39,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stereo_lit.io import mapped
+
 STORAGE_DTYPE = np.float16
 #: largest magnitude stored as float16 (its max is 65504); larger values widen the entry to float32
 FLOAT16_LIMIT = 60000.0
@@ -130,10 +132,13 @@ class ResizedDepth:
         if isinstance(index, tuple):
             index, rest = index[0], index[1:]
         if isinstance(index, (int, np.integer)):
-            return resize_depth(self.stored[int(index)][None], self.out_hw)[0][rest]
-        if not isinstance(index, slice):
+            out = resize_depth(self.stored[int(index)][None], self.out_hw)[0][rest]
+        elif isinstance(index, slice):
+            out = resize_depth(self.stored[index], self.out_hw)[(slice(None), *rest)]
+        else:
             raise TypeError(f"ResizedDepth takes an int or a slice of frames, got {type(index).__name__}")
-        return resize_depth(self.stored[index], self.out_hw)[(slice(None), *rest)]
+        mapped.release(self.stored)  # a memory-mapped cache entry's pages leave the process (io.mapped)
+        return out
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = self[:]
