@@ -138,3 +138,28 @@ def test_the_prefetch_runs_before_torch_is_imported(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"[{CUT}]"
+
+
+@pytest.mark.parametrize("user_value", [None, "3"])
+def test_the_direct_run_keeps_openblas_to_one_thread_unless_told(tmp_path: Path, user_value: str | None) -> None:
+    """In a fresh interpreter: the model-free convert sets ``OPENBLAS_NUM_THREADS=1`` before NumPy is
+    imported (else it does nothing), and keeps a value the user set."""
+    import os
+    import subprocess
+
+    video = write_two_shot_video(tmp_path / "two_shots.mp4")
+    code = (
+        "import os, sys\n"
+        "import stereo_lit.commands.convert as convert\n"
+        "def stop(sources, opts):\n"
+        "    print(os.environ.get('OPENBLAS_NUM_THREADS'), 'numpy' in sys.modules)\n"
+        "    raise SystemExit(0)\n"
+        "convert.start_cut_detection = stop\n"
+        f"convert.main([{str(video)!r}, '--method', 'fast', '-o', {str(tmp_path / 'out')!r}])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if user_value is not None:
+        env["OPENBLAS_NUM_THREADS"] = user_value
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [user_value or "1", "False"]
