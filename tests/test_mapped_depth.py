@@ -69,3 +69,17 @@ def test_a_mapped_cache_entry_resized_on_read_stays_out_of_memory(depth_file: tu
     for i in range(0, FRAMES, 4):
         np.testing.assert_array_equal(resized[i : i + 4], depth[i : i + 4])
         assert resident_mib(path) < 2
+
+
+def test_writable_and_copy_on_write_mappings_are_left_alone(depth_file: tuple[Path, np.ndarray]) -> None:
+    """Dropping the pages of a copy-on-write mapping would throw its changes away: only read-only
+    mappings are released."""
+    path, depth = depth_file
+    private = np.load(path, mmap_mode="c")
+    private[0, 0, 0] = -5.0  # a change that lives only in this process's pages
+    np.testing.assert_array_equal(mapped.read(private, 1), depth[1])
+    assert private[0, 0, 0] == -5.0
+    assert resident_mib(path) > 0.0  # its pages stay
+    writable = np.load(path, mmap_mode="r+")
+    np.testing.assert_array_equal(mapped.read(writable, slice(0, FRAMES)), depth)
+    assert resident_mib(path) > 20

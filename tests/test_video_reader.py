@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from fractions import Fraction
 from pathlib import Path
 
@@ -142,3 +144,12 @@ def test_a_file_is_probed_once_until_it_changes(tmp_path: Path, monkeypatch: pyt
     assert probe_video(path, count_frames=True).num_frames == 6 and len(opened) == 4  # another question
     write_test_clip(path, num_frames=9)  # rewritten: a new size and modification time
     assert probe_video(path).num_frames == 9 and len(opened) == 6
+    stat = path.stat()
+    replacement = tmp_path / "other.mp4"
+    shutil.copyfile(path, replacement)
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, path)  # another file under the same name: same size and mtime, new inode
+    assert probe_video(path).num_frames == 9 and len(opened) == 8
+    monkeypatch.setattr(video_reader, "PROBES_KEPT", 1)
+    probe_video(replacement.with_name("clip.mp4"), count_frames=True)  # the cache keeps the newest only
+    assert len(video_reader._PROBES) == 1

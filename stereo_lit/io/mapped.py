@@ -17,10 +17,12 @@ import numpy as np
 
 
 def release(array: Any) -> None:
-    """Unmap the pages of a memory-mapped array (an ``np.memmap`` or a view of one) from this
-    process; anything else is left alone. Reading it again maps the pages again."""
+    """Unmap the pages of a read-only memory-mapped array (an ``np.memmap`` of mode ``"r"``, as
+    ``np.load(..., mmap_mode="r")`` gives, or a view of one) from this process; anything else is
+    left alone (a copy-on-write ``"c"`` mapping would lose its changes). Reading it again maps the
+    pages again."""
     mapping = getattr(array, "_mmap", None)
-    if mapping is None or not hasattr(mmap, "MADV_DONTNEED"):
+    if mapping is None or getattr(array, "mode", None) != "r" or not hasattr(mmap, "MADV_DONTNEED"):
         return
     try:
         mapping.madvise(mmap.MADV_DONTNEED)

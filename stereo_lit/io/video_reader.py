@@ -95,17 +95,19 @@ def display_rotation(path: str | Path) -> int:
     return 0
 
 
-#: probes already made in this process, by (resolved path, size, mtime, count_frames): a run asks
-#: for the same file's headers several times (the estimate, the cut pass, the datamodule, the
-#: depth source), and each probe opens it twice and decodes a frame (the display rotation)
-_PROBES: dict[tuple[str, int, int, bool], VideoInfo] = {}
+#: probes already made in this process, by (resolved path, inode, size, mtime, count_frames), the
+#: newest :data:`PROBES_KEPT`: a run asks for the same file's headers several times (the estimate,
+#: the cut pass, the datamodule, the depth source), and each probe opens it twice and decodes a
+#: frame (the display rotation)
+_PROBES: OrderedDict[tuple[str, int, int, int, bool], VideoInfo] = OrderedDict()
+PROBES_KEPT = 256
 
 
 def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
     """Read the headers of ``path`` (and count packets when the header has no frame count).
 
-    A file probed before in this process, unchanged since (same size and modification time),
-    gives the same :class:`VideoInfo` without being opened again.
+    A file probed before in this process, unchanged since (same inode, size and modification
+    time), gives the same :class:`VideoInfo` without being opened again.
 
     Args:
         count_frames: count the video packets even when the header gives a count.
@@ -116,14 +118,17 @@ def probe_video(path: str | Path, count_frames: bool = False) -> VideoInfo:
     path = Path(path)
     try:
         stat = path.stat()
-        key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, bool(count_frames))
+        key = (str(path.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, bool(count_frames))
     except OSError:
         key = None  # missing: _open names the problem
     if key is not None and key in _PROBES:
+        _PROBES.move_to_end(key)
         return dataclasses.replace(_PROBES[key], path=str(path))  # frozen: the caller's spelling of the path
     info = _probe(path, count_frames)
     if key is not None:
         _PROBES[key] = info
+        while len(_PROBES) > PROBES_KEPT:
+            _PROBES.popitem(last=False)
     return info
 
 
