@@ -81,14 +81,15 @@ def test_direct_run_writes_predicts_files(clip: Path, tmp_path: Path, monkeypatc
     a loop still differed, so the files themselves are not compared bit for bit.)"""
     from stereo_lit.io import video_writer
 
-    handed: dict[str, list[np.ndarray]] = {}
-    write = video_writer.StreamingVideoWriter.write
+    handed: dict[str, list[np.ndarray]] = {}  # the frames each encoder is handed, in its pixel format
+    encode_frames = video_writer.StreamingVideoWriter.encode_frames
 
-    def record(self, frames: np.ndarray) -> None:  # noqa: ANN001
-        handed.setdefault(str(self.path), []).extend(np.array(frames, copy=True).reshape(-1, *frames.shape[-3:]))
-        write(self, frames)
+    def record(self, frames) -> None:  # noqa: ANN001
+        frames = list(frames)
+        handed.setdefault(str(self.path), []).extend(frame.to_ndarray() for frame in frames)
+        encode_frames(self, frames)
 
-    monkeypatch.setattr(video_writer.StreamingVideoWriter, "write", record)
+    monkeypatch.setattr(video_writer.StreamingVideoWriter, "encode_frames", record)
     flags = [str(clip), "--method", "fast", "--depth", str(clip.with_suffix(".npy")), "--layout", LAYOUTS,
              "--strength", "6", "--convergence", "0.3"]
     code, out_direct, err = _run(["convert", *flags, "-o", str(tmp_path / "direct")])
@@ -101,8 +102,7 @@ def test_direct_run_writes_predicts_files(clip: Path, tmp_path: Path, monkeypatc
         assert len(direct_frames) == len(lightning_frames) == 12, name
         assert all(np.array_equal(a, b) for a, b in zip(direct_frames, lightning_frames)), name
         assert len(_frames(tmp_path / "direct" / "clip" / f"{name}.mp4")) == 12
-    right = handed[str(tmp_path / "direct" / "clip" / "right.mp4")]
-    assert not np.array_equal(right[5], _frames(clip)[5])  # the right eye is not the left one
+    assert not np.array_equal(_frames(tmp_path / "direct" / "clip" / "right.mp4")[5], _frames(clip)[5])  # not the left eye
     manifests = [json.loads((tmp_path / run / "clip" / "stereo-lit.json").read_text()) for run in ("direct", "lightning")]
     for key in ("settings", "frames", "source", "depth_file"):
         assert manifests[0][key] == manifests[1][key], key

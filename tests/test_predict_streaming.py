@@ -157,15 +157,18 @@ def _textured_clip(path: Path, num_frames: int, height: int, width: int) -> Path
 
 
 def _run_hashing_encoder_inputs(args: list[str]) -> tuple[dict[str, str], object]:
+    """The frames each encoder is handed (in its pixel format: right and sbs are converted per eye)."""
     hashes: dict[str, hashlib._Hash] = {}
-    original = StreamingVideoWriter.write
+    original = StreamingVideoWriter.encode_frames
 
-    def write(self, frames):
-        hashes.setdefault(self.path.name, hashlib.md5()).update(np.ascontiguousarray(frames).tobytes())
+    def encode_frames(self, frames):
+        frames = list(frames)
+        for frame in frames:
+            hashes.setdefault(self.path.name, hashlib.md5()).update(frame.to_ndarray().tobytes())
         return original(self, frames)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(StreamingVideoWriter, "write", write)
+        patch.setattr(StreamingVideoWriter, "encode_frames", encode_frames)
         cli = build_cli(args)
     return {k: v.hexdigest() for k, v in hashes.items()}, cli
 

@@ -30,10 +30,11 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import av
 import numpy as np
@@ -228,14 +229,33 @@ class StreamingVideoWriter:
             frames = frames[None]
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames for {self.path} must be uint8 [T, H, W, 3], got {frames.dtype} {frames.shape}")
+        self.prepare(frames.shape[1], frames.shape[2])
+        self.encode_frames(self.convert(frame) for frame in frames)
+
+    def prepare(self, height: int, width: int) -> None:
+        """Open the file for ``height x width`` RGB frames (on the first call; the encoder's
+        pixel format is then known), or check that size against the first chunk's."""
         if self._container is None:
-            self._open(frames.shape[1], frames.shape[2])
-        if frames.shape[1:3] != self._size:
-            raise ValueError(f"frame size {frames.shape[1:3]} differs from the first chunk's {self._size} in {self.path}")
+            self._open(height, width)
+        if (height, width) != self._size:
+            raise ValueError(f"frame size {(height, width)} differs from the first chunk's {self._size} in {self.path}")
+
+    def convert(self, rgb: np.ndarray) -> av.VideoFrame:
+        """One RGB uint8 frame ``[H, W, 3]`` as the encoder takes it: even-sized (:func:`pad_to_even`),
+        in its pixel format, with the colour tags (after :meth:`prepare`)."""
+        return self._frame(pad_to_even(rgb))
+
+    @property
+    def conversion(self) -> tuple:
+        """What :meth:`convert` depends on besides the picture (pixel format and colour tags):
+        writers with equal values make the same frames of the same picture."""
+        return (self.pix_fmt, tuple(sorted(self.color.items())))
+
+    def encode_frames(self, frames: Iterable[av.VideoFrame]) -> None:
+        """Append frames made by :meth:`convert` (or of the same pixel format, size and tags)."""
         started = time.perf_counter()
         for frame in frames:
-            frame = pad_to_even(frame)
-            for packet in self._stream.encode(self._frame(frame)):
+            for packet in self._stream.encode(frame):
                 self._container.mux(packet)
             self.frames_written += 1
         self.encode_seconds += time.perf_counter() - started
@@ -380,7 +400,10 @@ class BackgroundWriter:
             if self._error is not None:
                 continue  # drain after a failure
             try:
-                self.writer.write(item() if callable(item) else item)
+                if hasattr(item, "encode_into"):  # a job that makes the encoder's frames itself (io.eye_frames)
+                    item.encode_into(self.writer)
+                else:
+                    self.writer.write(item() if callable(item) else item)
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 self._error = exc
 
@@ -389,8 +412,9 @@ class BackgroundWriter:
             error, self._error = self._error, None
             raise error
 
-    def write(self, frames: "np.ndarray | Callable[[], np.ndarray]") -> None:
-        """Queue uint8 frames ``[T, H, W, 3]`` (or a function returning them) for encoding."""
+    def write(self, frames: "np.ndarray | Callable[[], np.ndarray] | Any") -> None:
+        """Queue uint8 frames ``[T, H, W, 3]`` (or a function returning them, or a job with an
+        ``encode_into(writer)`` method: :mod:`stereo_lit.io.eye_frames`) for encoding."""
         self._raise()
         started = time.perf_counter()
         self._queue.put(frames)

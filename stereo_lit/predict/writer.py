@@ -44,6 +44,7 @@ from stereo_lit.io.output_manifest import (
     MANIFEST_NAME, ROOT_MARKER, OutputLock, manifest_mismatch, remove_stale_partials, replace_output_set,
     source_fingerprint, write_manifest,
 )
+from stereo_lit.io.eye_frames import EyeFrames, EyeJob, SideBySideJob
 from stereo_lit.io.image_reader import is_image_file
 from stereo_lit.io.frames import to_uint8_frames
 from stereo_lit.io.image_writer import ImageOutputs, image_filenames
@@ -167,6 +168,7 @@ class _VideoOutputs:
                 f"{self.video_path}: windows must arrive in order; expected frame {self.next_frame}, got {start}"
             )
         shifted = apply_convergence(left, right, shift)
+        eyes = EyeFrames(*shifted)  # right and sbs share each eye's conversion to the encoders' format
         for layout, writer in self.writers.items():
             if layout == "depth":
                 if disparity is None:
@@ -175,7 +177,9 @@ class _VideoOutputs:
                     self.depth_range = tuple(np.percentile(disparity, [2, 98]).tolist())
                 writer.write(lambda d=disparity, r=self.depth_range: disparity_to_colormap(d, *r))
             elif layout in ("left", "right"):  # the eyes sbs/tb/anaglyph show (convergence applied)
-                writer.write(shifted[0] if layout == "left" else shifted[1])
+                writer.write(EyeJob(eyes, layout))
+            elif layout == "sbs":
+                writer.write(SideBySideJob(eyes))
             else:  # composed in the layout's encoding thread
                 writer.write(lambda layout=layout: compose(layout, *shifted, vr=self.vr))
         self.next_frame = start + left.shape[0]
