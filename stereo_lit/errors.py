@@ -113,26 +113,43 @@ def short_message(exc: BaseException, limit: int = MAX_LINES - 1) -> list[str]:
     return lines + hints
 
 
+#: how many :func:`run_with_short_errors` calls are running (the parser patch acts only then)
+_SHORT_PARSER_ERRORS = [0]
+
+
 @contextmanager
 def _parser_raises() -> Any:
-    """jsonargparse parsers raise :class:`ShortArgumentError` instead of printing usage and exiting."""
-    try:
-        from jsonargparse import ArgumentParser
-    except ImportError:  # pragma: no cover - a hard dependency
-        yield
-        return
-    original = ArgumentParser.error
+    """jsonargparse parsers raise :class:`ShortArgumentError` instead of printing usage and exiting.
 
-    def error(self: Any, message: str, ex: Exception | None = None) -> None:
-        if getattr(self, "exit_on_error", True) is False:  # a caller that catches parse errors itself
-            return original(self, message, ex)
-        raise ShortArgumentError(message) from ex
-
-    ArgumentParser.error = error  # type: ignore[method-assign]
+    jsonargparse is not imported here (about 55 ms of every command's start-up, which
+    ``stereo-lit convert``'s direct run never needs): the module that imports it
+    (:mod:`stereo_lit.commands.jobs`) calls :func:`patch_parser_errors`; a parser imported before
+    this runs is patched now."""
+    _SHORT_PARSER_ERRORS[0] += 1
+    if "jsonargparse" in sys.modules:
+        patch_parser_errors()
     try:
         yield
     finally:
-        ArgumentParser.error = original  # type: ignore[method-assign]
+        _SHORT_PARSER_ERRORS[0] -= 1
+
+
+def patch_parser_errors() -> None:
+    """Make jsonargparse's ``ArgumentParser.error`` raise :class:`ShortArgumentError` while a
+    :func:`run_with_short_errors` call runs (its usage + exit otherwise). Once per process."""
+    from jsonargparse import ArgumentParser
+
+    original = ArgumentParser.error
+    if getattr(original, "short_errors", False):
+        return
+
+    def error(self: Any, message: str, ex: Exception | None = None) -> None:
+        if not _SHORT_PARSER_ERRORS[0] or getattr(self, "exit_on_error", True) is False:  # a caller that catches parse errors itself
+            return original(self, message, ex)
+        raise ShortArgumentError(message) from ex
+
+    error.short_errors = True  # type: ignore[attr-defined]
+    ArgumentParser.error = error  # type: ignore[method-assign]
 
 
 def run_with_short_errors(fn: Callable[[], Any], verbose: bool = False, stream: TextIO | None = None) -> Any:

@@ -145,12 +145,13 @@ def test_direct_run_skips_an_unreadable_video_and_names_it(clip: Path, tmp_path:
 
 
 def test_a_direct_convert_never_imports_lightning(clip: Path, tmp_path: Path) -> None:
-    """The point of the direct run: Lightning, torchmetrics and transformers stay out of the process."""
+    """The point of the direct run: Lightning, torchmetrics and transformers stay out of the process,
+    and so does jsonargparse (the short-error patch waits for the job code to import it)."""
     script = (
-        "import sys\nfrom stereo_lit.cli import main\n"
-        f"main(['convert', {str(clip)!r}, '--method', 'fast', '--depth', {str(clip.with_suffix('.npy'))!r}, "
-        f"'-o', {str(tmp_path / 'out')!r}])\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'pytorch_lightning', 'torchmetrics', 'transformers'})\n"
+        "import sys\nfrom stereo_lit.cli import main\n"  # as the console script runs it (short errors included)
+        f"sys.argv = ['stereo-lit', 'convert', {str(clip)!r}, '--method', 'fast', '--depth', {str(clip.with_suffix('.npy'))!r}, "
+        f"'-o', {str(tmp_path / 'out')!r}]\nmain()\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'pytorch_lightning', 'torchmetrics', 'transformers', 'jsonargparse'})\n"
         "print('HEAVY', heavy)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO), "STEREO_LIT_PROGRESS": "plain"}

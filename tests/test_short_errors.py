@@ -121,6 +121,15 @@ def test_the_console_script_answers_in_a_few_lines(clip: Path) -> None:
     assert verbose.returncode != 0 and "Traceback" in verbose.stderr
 
 
+def test_a_value_the_config_parser_refuses_gets_a_short_answer_from_the_console_script(clip: Path) -> None:
+    """The parser's own refusal (not this package's check), in a fresh process: jsonargparse is
+    imported only by the job code, which patches its parser then (:func:`stereo_lit.errors.patch_parser_errors`)."""
+    done = _console(*_warp(clip, "--data.init_args.window", "abc"), cwd=clip.parent)
+    text = done.stdout + done.stderr
+    assert done.returncode == 2 and len(text.splitlines()) <= MAX_LINES, text
+    assert text.startswith("stereo-lit: error:") and "window" in text and "abc" in text and "usage:" not in text
+
+
 @pytest.mark.parametrize("command,flag", [("preview", "--out"), ("ui", "--output-dir")])
 def test_preview_and_ui_need_a_folder(command: str, flag: str, clip: Path, tmp_path: Path) -> None:
     a_file = tmp_path / "a_file"

@@ -17,10 +17,13 @@ from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from stereo_lit.commands.configs import resolve_config_args
+from stereo_lit.errors import patch_parser_errors
 from stereo_lit.io.console import is_terminal
 from stereo_lit.module import StereoLitModule
 from stereo_lit.options import moved_keys_in_args
 from stereo_lit.progress import StepProgressBar, VideoTiming
+
+patch_parser_errors()  # config mistakes: a few lines (stereo_lit.errors), not jsonargparse's usage
 
 log = logging.getLogger(__name__)
 
