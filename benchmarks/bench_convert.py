@@ -2,8 +2,8 @@
 
 For each size a clip is made (the DAVIS sample upscaled, or a moving texture when it is
 missing; ``--frames`` frames at 24 fps) with a smooth inverse-depth ``NAME.npy`` beside it.
-Three commands run, interleaved, ``--repeats`` times each, every one in its own process
-(``--commands`` picks convert, predict or both against the floor):
+The commands run interleaved, ``--repeats`` times each, every one in its own process
+(``--commands`` picks convert, predict and floor-threaded against the floor):
 
 - **floor**: decode the clip and run the same three libx264 encodes as predict (right,
   sbs, anaglyph; CRF 18, preset medium, :class:`~stereo_lit.io.video_writer.StreamingVideoWriter`)
@@ -13,7 +13,11 @@ Three commands run, interleaved, ``--repeats`` times each, every one in its own 
   command people run: the model-free fill from the same ``predict_wild`` config, run without
   Lightning (:mod:`stereo_lit.predict.direct`; Python start-up, imports, set-up included);
 - **predict**: the whole ``stereo-lit predict -c predict_wild.yaml`` process with the
-  model-free ``WarpFill`` and the depth file: the same job through Lightning.
+  model-free ``WarpFill`` and the depth file: the same job through Lightning;
+- **floor-threaded** (not run by default): the floor with each file's encoder fed from a thread
+  of its own, as the converter feeds them (the issue's floor encodes one file after another;
+  threads let the three encoders overlap, so this floor is faster). Its ``speed`` above 1 is how
+  much: ``convert``'s speed divided by it is the converter against this stronger floor.
 
 Printed per size: wall seconds (median and min-max), CPU seconds (user + system, which a
 busy shared machine inflates less than wall time), peak RSS (``os.wait4``'s ``ru_maxrss``),
@@ -86,13 +90,16 @@ def make_clip(path: Path, num_frames: int, height: int, width: int, source: Path
     np.save(path.with_suffix(".npy"), depth.astype(np.float32))
 
 
-def floor(clip: Path, out: Path, chunk: int = 8) -> None:
-    """Decode ``clip`` and encode right / sbs / anaglyph of trivially made frames (in-process)."""
+def floor(clip: Path, out: Path, chunk: int = 8, threaded: bool = False) -> None:
+    """Decode ``clip`` and encode right / sbs / anaglyph of trivially made frames (in-process);
+    ``threaded``: each file's encoder fed from a thread of its own, as the converter feeds them."""
     sys.path.insert(0, str(REPO))
-    from stereo_lit.io.video_writer import StreamingVideoWriter
+    from stereo_lit.io.video_writer import BackgroundWriter, StreamingVideoWriter
 
     out.mkdir(parents=True, exist_ok=True)
     writers = {name: StreamingVideoWriter(out / f"{name}.mp4", 24) for name in ("right", "sbs", "anaglyph")}
+    if threaded:
+        writers = {name: BackgroundWriter(writer) for name, writer in writers.items()}
     buffer: list[np.ndarray] = []
     started = time.perf_counter()
 
@@ -110,6 +117,9 @@ def floor(clip: Path, out: Path, chunk: int = 8) -> None:
                 flush()
     if buffer:
         flush()
+    for writer in writers.values():
+        if threaded:
+            writer.finish()  # all three flush at once, as the converter's do
     for writer in writers.values():
         writer.close()
     print(f"{FLOOR_LOOP} {time.perf_counter() - started:.3f} s")
@@ -191,15 +201,17 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=70)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--commands", default="convert,predict",
-                        help="what to run against the floor: convert (the direct run), predict (Lightning), or both")
+                        help="what to run against the floor: convert (the direct run), predict (Lightning), "
+                        "floor-threaded (the floor with each encoder fed from its own thread, as the converter feeds them)")
     parser.add_argument("--source", type=Path, default=SAMPLE, help="video to upscale (default: the DAVIS sample)")
     parser.add_argument("--no-encode-cost", action="store_true",
                         help="skip the x264 CPU of the floor's frames against the converter's own (after each size)")
     parser.add_argument("--floor", nargs=2, metavar=("CLIP", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--floor-threaded", nargs=2, metavar=("CLIP", "OUT"), help=argparse.SUPPRESS)
     parser.add_argument("--encode-cost", nargs=2, metavar=("CLIP", "OUTPUTS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.floor:
-        floor(Path(args.floor[0]), Path(args.floor[1]))
+    if args.floor or args.floor_threaded:
+        floor(*(Path(a) for a in (args.floor or args.floor_threaded)), threaded=bool(args.floor_threaded))
         return
     if args.encode_cost:
         trivial, converter = encode_cost(Path(args.encode_cost[0]), Path(args.encode_cost[1]))
@@ -228,6 +240,7 @@ def main() -> None:
                     "--model.generator", "stereo_lit.generators.geometric.WarpFill", "--model.depth", "null",
                     "--model.output.dir", f"{tmp}/predict_{size}_{i}", "--trainer.enable_progress_bar", "false",
                 ],
+                "floor-threaded": lambda i: [python, __file__, "--floor-threaded", str(clip), f"{tmp}/floor_t_{size}_{i}"],
             }
             commands = {k: v for k, v in commands.items() if k in args.commands.split(",")}
             run(floor_cmd)  # warm-up: page cache, encoder start-up
@@ -264,7 +277,7 @@ def print_rows(rows: list, header: bool = True) -> None:
     """The table: per size, floor and predict: wall (median [range]), CPU s, peak RSS, speed vs the
     floor (whole process), the video's own seconds, start-up seconds and the video's speed."""
     if header:
-        print(f"{'size':6} {'what':8} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} "
+        print(f"{'size':6} {'what':14} {'wall s median [range]':>24} {'CPU s median':>13} {'peak RSS GiB':>13} "
               f"{'speed':>6} {'cpu':>5} {'video s':>8} {'start s':>8} {'v.speed':>8}")
     for size, results in rows:
         floor_wall = statistics.median(r[0] for r in results["floor"])
@@ -276,7 +289,7 @@ def print_rows(rows: list, header: bool = True) -> None:
             video = statistics.median(r[3] for r in values)
             start = statistics.median(r[0] - r[3] for r in values)
             print(
-                f"{size:6} {what:8} {stats(wall):>24} {cpu:13.1f} "
+                f"{size:6} {what:14} {stats(wall):>24} {cpu:13.1f} "
                 f"{max(r[2] for r in values):13.2f} {floor_wall / statistics.median(wall):6.2f} {floor_cpu / cpu:5.2f} "
                 f"{video:8.1f} {start:8.1f} {floor_video / video:8.2f}",
                 flush=True,
