@@ -76,8 +76,8 @@ def _row_kernel(image, disparity, direction, fill, is_u8, to_float, out, covered
         zmax = np.empty(width + 2, dtype=np.float32)  # targets are shifted by 1: column -1 and W are off-frame
         acc = np.empty((channels + 1, width + 2), dtype=np.float32)  # last channel: disparity
         total = np.empty(width + 2, dtype=np.float32)
-        first = np.empty(width, dtype=np.int64)  # per source pixel: first tap's column (-1: invalid)
-        second = np.empty(width, dtype=np.int64)
+        first = np.empty(width, dtype=np.int32)  # per source pixel: first tap's column (-1: invalid)
+        second = np.empty(width, dtype=np.int32)
         frac = np.empty(width, dtype=np.float32)  # the second tap's weight
         values = np.empty((channels + 1, width), dtype=np.float32)  # the row normalised (and filled)
         cover = np.empty(width, dtype=np.bool_)
@@ -88,21 +88,27 @@ def _row_kernel(image, disparity, direction, fill, is_u8, to_float, out, covered
             zmax[:] = np.float32(-1.0)
             acc[:] = np.float32(0.0)
             total[:] = np.float32(0.0)
-            # 1-2. taps and z-buffer claims
+            drow = disparity[t, y]
+            # 1. taps: a loop without branches or scatter, which the compiler vectorises (an
+            #    invalid source gets first = -1; its other values are never read)
             for x in range(width):
-                d = disparity[t, y, x]
-                if not (np.isfinite(d) and d >= 0):
-                    first[x] = -1
-                    continue
-                x_t = np.float32(x) + step * d
+                d = drow[x]
+                valid = np.isfinite(d) and d >= 0
+                x_t = np.float32(x) + step * (d if valid else np.float32(0.0))
                 x0 = np.floor(x_t)
-                w1 = x_t - x0
-                w0 = np.float32(1.0) - w1
-                i0 = int(min(max(x0, -1.0), width)) + 1
-                i1 = int(min(max(x0, -2.0), width - 1.0)) + 2
-                first[x], second[x], frac[x] = i0, i1, w1
-                if w0 >= min_claim and d > zmax[i0]:
+                frac[x] = x_t - x0
+                first[x] = int(min(max(x0, -1.0), width)) + 1 if valid else -1
+                second[x] = int(min(max(x0, -2.0), width - 1.0)) + 2
+            # 2. z-buffer: the nearest surface claiming each target
+            for x in range(width):
+                i0 = first[x]
+                if i0 < 0:
+                    continue
+                d = drow[x]
+                w1 = frac[x]
+                if np.float32(1.0) - w1 >= min_claim and d > zmax[i0]:
                     zmax[i0] = d
+                i1 = second[x]
                 if w1 >= min_claim and d > zmax[i1]:
                     zmax[i1] = d
             # 3. accumulation: every first tap, then every second tap (the reference's order)
@@ -110,7 +116,7 @@ def _row_kernel(image, disparity, direction, fill, is_u8, to_float, out, covered
                 i0 = first[x]
                 if i0 < 0:
                     continue
-                d = disparity[t, y, x]
+                d = drow[x]
                 weight = np.float32(1.0) - frac[x]
                 if d >= zmax[i0] - tolerance:
                     for c in range(channels):
@@ -121,7 +127,7 @@ def _row_kernel(image, disparity, direction, fill, is_u8, to_float, out, covered
                 if first[x] < 0:
                     continue
                 i1 = second[x]
-                d = disparity[t, y, x]
+                d = drow[x]
                 weight = frac[x]
                 if d >= zmax[i1] - tolerance:
                     for c in range(channels):
