@@ -5,10 +5,9 @@ as RGB and converted per layout, the right eye went through the RGB -> YUV conve
 (once alone, once as the right half of the SBS frame), and the SBS frame was first copied
 together in RGB: at 1080p 11 ms a frame for the SBS conversion and 2-3 ms for the copy, against
 5 ms per eye. For the 4:2:0 formats in :data:`COLUMN_LOCAL_FORMATS` the conversion of a pixel
-column pair depends on those columns only (the chroma is averaged over 2 x 2 blocks with no
-horizontal filter reaching past them), so for an even eye width the SBS frame's planes *are* the
-eyes' planes side by side, byte for byte (``tests/test_eye_frames.py`` checks it on noise, for
-every colour matrix and range the writers use). Top-bottom is not: the chroma's vertical filter
+column pair depends on those columns only (no horizontal chroma filter reaches past them), so
+for an even eye width the SBS frame's planes *are* the eyes' planes side by side, byte for byte
+(``tests/test_eye_frames.py`` checks it on noise, for every colour matrix and range the writers use). Top-bottom is not: the chroma's vertical filter
 reaches across the seam, so it keeps the RGB path.
 
 - :class:`EyeFrames`: one chunk's (convergence-shifted) eyes; :meth:`EyeFrames.converted`
