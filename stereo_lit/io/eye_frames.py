@@ -7,8 +7,9 @@ together in RGB: at 1080p 11 ms a frame for the SBS conversion and 2-3 ms for th
 5 ms per eye. For the 4:2:0 formats in :data:`COLUMN_LOCAL_FORMATS` the conversion of a pixel
 column pair depends on those columns only (no horizontal chroma filter reaches past them), so
 for an even eye width the SBS frame's planes *are* the eyes' planes side by side, byte for byte
-(``tests/test_eye_frames.py`` checks it on noise, for every colour matrix and range the writers use). Top-bottom is not: the chroma's vertical filter
-reaches across the seam, so it keeps the RGB path.
+(``tests/test_eye_frames.py`` checks it on noise, for every colour matrix and range the writers
+use). Top-bottom is not: the chroma's vertical filter reaches across the seam, so it keeps the
+RGB path.
 
 - :class:`EyeFrames`: one chunk's (convergence-shifted) eyes; :meth:`EyeFrames.converted`
   converts a frame of an eye once per writer set-up (:attr:`StreamingVideoWriter.conversion`),
