@@ -106,9 +106,13 @@ def test_the_jobs_write_the_files_the_rgb_path_writes(tmp_path, width) -> None:
         assert all(np.array_equal(a, b) for a, b in zip(job, reference)), name
 
 
-def test_eyes_of_two_shapes_are_refused() -> None:
+def test_eyes_of_two_shapes_or_not_uint8_rgb_are_refused() -> None:
     with pytest.raises(ValueError, match="one shape"):
         EyeFrames(np.zeros((1, 4, 6, 3), np.uint8), np.zeros((1, 4, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"right eye must be uint8 \[T, H, W, 3\], got float32"):
+        EyeFrames(np.zeros((1, 4, 6, 3), np.uint8), np.zeros((1, 4, 6, 3), np.float32))
+    with pytest.raises(ValueError, match="left eye must be uint8"):
+        EyeFrames(np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6, 3), np.uint8))
 
 
 def test_predict_writes_right_and_sbs_from_eyes_converted_once(tmp_path, monkeypatch) -> None:

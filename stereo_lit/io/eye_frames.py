@@ -37,6 +37,9 @@ class EyeFrames:
     """The eyes of one chunk, uint8 ``[T, H, W, 3]`` each, and their converted frames."""
 
     def __init__(self, left: np.ndarray, right: np.ndarray) -> None:
+        for name, eye in (("left", left), ("right", right)):
+            if eye.ndim != 4 or eye.shape[-1] != 3 or eye.dtype != np.uint8:
+                raise ValueError(f"the {name} eye must be uint8 [T, H, W, 3], got {eye.dtype} {eye.shape}")
         if left.shape != right.shape:
             raise ValueError(f"both eyes must have one shape, got {left.shape} and {right.shape}")
         self.eyes = {"left": left, "right": right}
