@@ -79,20 +79,17 @@ def test_predict_under_ddp_writes_every_video_once(tartanair_root: Path, tmp_pat
 
 
 def test_a_job_tears_its_process_group_down_before_python_exits(tmp_path: Path, monkeypatch) -> None:
-    """Gloo's worker thread must not outlive the job into the interpreter's exit (it aborted 1 run
-    in 16 of the DDP predict above): run_job destroys the group, after a failure too."""
+    """Gloo's worker thread must not outlive a finished job into the interpreter's exit (it aborted
+    1 run in 16 of the DDP predict above): run_job destroys the group once the job is done."""
+    from types import SimpleNamespace
+
     import torch.distributed as dist
 
     from stereo_lit.commands import jobs
 
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     assert dist.is_initialized()
-
-    def failing(*args, **kwargs):
-        raise RuntimeError("the job failed")
-
-    monkeypatch.setattr(jobs, "build_cli", failing)
-    with pytest.raises(RuntimeError, match="the job failed"):
-        jobs.run_job(["predict"])
+    monkeypatch.setattr(jobs, "build_cli", lambda *args, **kwargs: SimpleNamespace(model=SimpleNamespace(failures=None)))
+    jobs.run_job(["predict"])
     assert not dist.is_initialized()
     jobs.release_process_group()  # nothing to release: no error

@@ -210,7 +210,8 @@ def release_process_group() -> None:
     the process aborted after its work was done ("terminate called without an active
     exception", exit status -6: 1 run in 16 of a two-rank predict here, in ``Py_FinalizeEx`` and
     ``c10d::ProcessGroupGloo::runLoop`` in the core dump). Destroying the group first joins its
-    threads while Python is alive."""
+    threads while Python is alive. :func:`run_job` calls it when the job has finished; after an
+    error it does not, since joining the threads could then wait on a peer still in a collective."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -236,8 +237,7 @@ def run_job(args: list[str], description: str = "") -> None:
         if started and not (isinstance(exc, SystemExit) and exc.code in (0, None)):
             remove_empty_log_dir(started[-1])
         raise
-    finally:
-        release_process_group()
+    release_process_group()  # a finished job only: a failed rank's peer may still wait in a collective
     failures = getattr(cli.model, "failures", None)
     if failures is not None and failures.all_failed:
         print(f"stereo-lit: every video failed, nothing was written\n{failures.summary('video')}", file=sys.stderr)
