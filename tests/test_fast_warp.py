@@ -55,6 +55,26 @@ def test_the_kernel_equals_the_torch_reference_bit_for_bit(direction: int, fill:
     np.testing.assert_array_equal(disp_right, ref_disp)
 
 
+@pytest.mark.parametrize("direction", [-1, 1])
+def test_taps_of_weight_exactly_a_quarter_claim_and_cover_as_in_the_reference(direction: int) -> None:
+    """Quarter-pixel disparities put taps of weight exactly 0.25, the z-buffer's and the cover's
+    threshold (``>=``): random values never land there. Near surfaces (d about 7) whose
+    0.25-weight taps fall among far ones (d about 1), single taps alone on a target."""
+    rng = np.random.default_rng(7)
+    frames, height, width = 2, 9, 61
+    image = rng.random((3, frames, height, width), dtype=np.float32)
+    far = rng.choice(np.float32([0.25, 0.75, 1.25]), size=(frames, height, width))
+    near = rng.choice(np.float32([6.25, 6.75, 7.25, 7.75]), size=(frames, height, width))
+    disparity = np.where(rng.random((frames, height, width)) < 0.35, near, far).astype(np.float32)
+    positions = np.arange(width, dtype=np.float32) + np.float32(direction) * disparity
+    assert np.isin(positions - np.floor(positions), [0.25, 0.75]).all()  # every tap pair is 0.75 / 0.25
+    right, covered, disp_right = fast_warp.warp_fill(image, disparity, direction=direction, fill=True)
+    ref_right, ref_covered, ref_disp = _reference(image, disparity, direction, True)
+    np.testing.assert_array_equal(covered, ref_covered.astype(np.uint8))
+    np.testing.assert_array_equal(right, ref_right)
+    np.testing.assert_array_equal(disp_right, ref_disp)
+
+
 def test_uint8_frames_give_the_float_result_rounded_as_the_writers_round() -> None:
     image, disparity = _scene(2)
     image_u8 = (image * 255.0 + 0.5).astype(np.uint8)
