@@ -71,7 +71,13 @@ def write_tagged_source(path: Path, tags: dict[str, int], frames: int = 5, size:
     return path
 
 
-def test_defaults_are_the_historical_encoder_with_a_20_frame_lookahead() -> None:
+@pytest.fixture
+def cpu_without_avx512(monkeypatch: pytest.MonkeyPatch) -> None:
+    """x264's own CPU detection (no cap), whatever this machine's CPU: the codec options as they were."""
+    monkeypatch.setattr(encoder_module, "cpu_features", lambda: {})
+
+
+def test_defaults_are_the_historical_encoder_with_a_20_frame_lookahead(cpu_without_avx512: None) -> None:
     options = EncoderOptions()
     assert (options.codec, options.crf, options.bit_depth, options.preset, options.hardware) == ("h264", 18, 8, "medium", False)
     assert resolve_encoder(options) == ("libx264", "yuv420p", {"crf": "18", "preset": "medium", "x264-params": "rc-lookahead=20"})
@@ -80,7 +86,7 @@ def test_defaults_are_the_historical_encoder_with_a_20_frame_lookahead() -> None
     assert StreamingVideoWriter("x.mp4", 10, crf=23).encoder == EncoderOptions(crf=23)  # the old crf argument
 
 
-def test_frames_larger_than_1080p_sbs_get_a_shorter_lookahead_but_not_below_ten() -> None:
+def test_frames_larger_than_1080p_sbs_get_a_shorter_lookahead_but_not_below_ten(cpu_without_avx512: None) -> None:
     from stereo_lit.io.encoder import lookahead_frames
 
     default = EncoderOptions()
@@ -90,6 +96,48 @@ def test_frames_larger_than_1080p_sbs_get_a_shorter_lookahead_but_not_below_ten(
     assert lookahead_frames(EncoderOptions(lookahead=5), 2160, 7680) == 5  # never above the setting
     assert lookahead_frames(EncoderOptions(lookahead=None), 2160, 7680) is None
     assert resolve_encoder(default, 2160, 3840)[2]["x264-params"] == "rc-lookahead=10"
+
+
+AVX512_CPU = {name: True for name in (*encoder_module.X264_AVX512_FEATURES, "AVX2", "FMA3", "SSE42")}
+
+
+def test_x264_is_kept_to_avx2_on_a_cpu_where_it_would_run_its_avx512_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert encoder_module.x264_cpu_cap(AVX512_CPU) == "AVX2"
+    assert encoder_module.x264_cpu_cap({**AVX512_CPU, "AVX512BW": False}) is None  # x264 would not run AVX-512 there
+    assert encoder_module.x264_cpu_cap({"AVX2": True, "FMA3": True}) is None
+    assert encoder_module.x264_cpu_cap({}) is None
+    monkeypatch.setattr(encoder_module, "cpu_features", lambda: AVX512_CPU)
+    assert resolve_encoder(EncoderOptions())[2]["x264-params"] == "rc-lookahead=20:asm=AVX2"
+    assert resolve_encoder(EncoderOptions(lookahead=None))[2]["x264-params"] == "asm=AVX2"
+    assert resolve_encoder(EncoderOptions(codec="h265"))[2]["x265-params"] == "log-level=error:rc-lookahead=20"  # x265 only on request
+
+
+def test_this_cpus_features_come_from_numpy() -> None:
+    features = encoder_module.cpu_features()
+    assert isinstance(features, dict) and all(isinstance(v, bool) for v in features.values())
+
+
+def test_the_same_frames_make_the_same_stream_twice_in_one_process(tmp_path: Path) -> None:
+    """x264's AVX-512 code writes bytes that depend on what the process's memory held before (a
+    second encode of these frames differed from the first in every one of five tries on an AVX-512
+    CPU): the cap keeps them equal. The memory is filled with junk before each encode."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:180, 0:320].astype(np.float32)
+    frames = []
+    for t in range(30):  # a moving texture with noise: the lookahead and the macroblock tree have work
+        picture = 128 + 60 * np.sin((xx + 3 * t) / 9.0) * np.cos((yy - 2 * t) / 7.0) + rng.normal(0, 12, yy.shape)
+        frames.append(np.stack([picture, picture[::-1], picture[:, ::-1]], -1).clip(0, 255).astype(np.uint8))
+
+    def packets(name: str, junk: int) -> list[bytes]:
+        dirty = [np.full(size, junk, np.uint8) for size in (1 << 16, 1 << 18, 1 << 20, 3 << 20) for _ in range(4)]
+        del dirty
+        path = write_video(tmp_path / name, np.stack(frames), 24)
+        with av.open(str(path)) as container:
+            return [bytes(packet) for packet in container.demux(video=0) if packet.size]
+
+    first = packets("first.mp4", 77)
+    for i, junk in enumerate((150, 200)):
+        assert packets(f"again{i}.mp4", junk) == first
 
 
 @pytest.mark.parametrize("lookahead,expected", [(None, b"rc_lookahead=40"), (20, b"rc_lookahead=20"), (5, b"rc_lookahead=5")])

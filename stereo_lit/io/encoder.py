@@ -4,13 +4,15 @@ and codec options a :class:`EncoderOptions` gives on this machine.
 H.264 (libx264) or H.265 (libx265), CRF, preset, 8-bit (``yuv420p``) or 10-bit
 (``yuv420p10le``); ``hardware: true`` uses NVENC (``h264_nvenc`` / ``hevc_nvenc``) when it
 opens on this machine and falls back to the software encoder with a warning. The software
-encoders' rate-control lookahead, most of their memory, is bounded (:func:`lookahead_frames`).
+encoders' rate-control lookahead, most of their memory, is bounded (:func:`lookahead_frames`), and
+x264 is kept off its AVX-512 code, whose files are not reproducible (:func:`x264_cpu_cap`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import av
@@ -149,6 +151,39 @@ def resolve_encoder(
     lookahead = [] if frames is None else [f"rc-lookahead={frames}"]
     if name == "libx265":
         codec_options["x265-params"] = ":".join(["log-level=error", *lookahead])
-    elif name == "libx264" and lookahead:
-        codec_options["x264-params"] = lookahead[0]
+    elif name == "libx264":
+        cap = x264_cpu_cap(cpu_features())
+        params = [*lookahead, *([f"asm={cap}"] if cap else [])]
+        if params:
+            codec_options["x264-params"] = ":".join(params)
     return name, pix_fmt, codec_options
+
+
+#: what x264 requires before it runs its AVX-512 code (``X264_CPU_AVX512``), as NumPy names them
+X264_AVX512_FEATURES = ("AVX512F", "AVX512CD", "AVX512BW", "AVX512DQ", "AVX512VL")
+
+
+def x264_cpu_cap(features: Mapping[str, bool]) -> str | None:
+    """``"AVX2"`` for a CPU with ``features`` on which x264 would run its AVX-512 code, else None
+    (x264 keeps its own CPU detection).
+
+    With its AVX-512 code, x264 (core 165, in PyAV 18.1's wheels) does not make the same bytes of
+    the same frames: what it writes depends on what the process's memory held before. A second
+    encode of identical 540p frames in one process differed from the first in 8 of 9 tries (one
+    thread), and 40 runs of ``stereo-lit convert`` on one 540p clip wrote its anaglyph file in three
+    versions (23, 8 and 9 runs).
+    Capped at AVX2 (``x264-params asm=AVX2``: the instruction sets up to AVX2, as x264 names them)
+    it wrote the same bytes every time, for about 3% more CPU in x264 (docs/memory.md)."""
+    if all(features.get(name) for name in (*X264_AVX512_FEATURES, "AVX2", "FMA3")):
+        return "AVX2"
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_features() -> dict[str, bool]:
+    """This CPU's instruction sets as NumPy detected them at run time (empty where unavailable)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # pragma: no cover - another NumPy layout: no cap
+        return {}
+    return dict(__cpu_features__)
