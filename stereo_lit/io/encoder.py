@@ -168,11 +168,10 @@ def x264_cpu_cap(features: Mapping[str, bool]) -> str | None:
     (x264 keeps its own CPU detection).
 
     With its AVX-512 code, x264 (core 165, in PyAV 18.1's wheels) does not make the same bytes of
-    the same frames: what it writes depends on what the process's memory held before. A second
-    encode of identical 540p frames in one process differed from the first in 8 of 9 tries (one
-    thread), and 40 runs of ``stereo-lit convert`` on one 540p clip wrote its anaglyph file in three
-    versions (23, 8 and 9 runs).
-    Capped at AVX2 (``x264-params asm=AVX2``: the instruction sets up to AVX2, as x264 names them)
+    the same frames: what it writes depends on what the process's memory held before. Six encodes
+    of identical 540p frames in one process (one thread) gave five different files, and 40 runs of
+    ``stereo-lit convert`` on one 540p clip wrote its anaglyph file in three versions (23, 8 and 9
+    runs). Capped at AVX2 (``x264-params asm=AVX2``: the instruction sets up to AVX2, as x264 names them)
     it wrote the same bytes every time, for about 3% more CPU in x264 (docs/memory.md)."""
     if all(features.get(name) for name in (*X264_AVX512_FEATURES, "AVX2", "FMA3")):
         return "AVX2"

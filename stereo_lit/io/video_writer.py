@@ -87,7 +87,7 @@ def zero_row_padding(frame: av.VideoFrame) -> av.VideoFrame:
     rest uninitialised, and x264 reads some of it: the same frames encoded twice gave files that
     differed now and then. A 48x30 clip converted in a loop: 1 to 8 files in 20 differed before;
     with the padding zeroed and the conversion on one thread (:meth:`StreamingVideoWriter._frame`),
-    47 of 48 were identical. The one left was x264's AVX-512 code, which
+    47 of 48 were identical. The one left was most likely x264's AVX-512 code, which
     :func:`stereo_lit.io.encoder.x264_cpu_cap` keeps it from running."""
     used: dict[int, int] = {}
     for component in frame.format.components:  # bytes of picture per row, per plane (nv12: U and V share one)
